@@ -1,0 +1,52 @@
+# Two commands do all the setup on a fresh machine: `make run` and `make test`.
+# Each creates .venv from the machine's python3 when missing and installs the locked versions.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+UV_VERSION := 0.13.9
+
+# jsii (under aws-cdk-lib) prints a banner on Node 20; infra/ puts Node 22 from PyPI first on PATH.
+export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
+export XDG_RUNTIME_DIR ?= /tmp
+
+.PHONY: install run test lint format bench synth lock clean
+
+$(STAMP): pyproject.toml requirements-dev.lock
+	@test -x $(PY) || python3 -m venv $(VENV)
+	@$(PY) -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
+	$(BIN)/uv pip install --python $(PY) --quiet -r requirements-dev.lock
+	$(BIN)/uv pip install --python $(PY) --quiet --no-deps -e .
+	@touch $@
+
+install: $(STAMP)
+
+## The main job: the real state machine, run locally against a real PostgreSQL.
+run: $(STAMP)
+	$(BIN)/leaderboard simulate --models 40 --battles 100000 --output .local/battles.parquet
+
+## The whole test suite.
+test: $(STAMP)
+	$(BIN)/pytest -q $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy common stages infra
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+## Speed and memory against the baselines, side by side: a table, then one JSON line each.
+bench: $(STAMP)
+	$(PY) -m bench $(BENCH)
+
+## Regenerate the locks after changing pyproject.toml (dev: this machine; runtime: the Lambda image).
+lock: $(STAMP)
+	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 -o requirements-dev.lock
+	$(BIN)/uv pip compile pyproject.toml --python-version 3.12 --python-platform x86_64-manylinux_2_28 -o requirements.lock
+
+clean:
+	rm -rf cdk.out .pytest_cache .mypy_cache .ruff_cache .local

@@ -1,0 +1,116 @@
+"""The ``leaderboard`` command line: argument parsing and exit codes, nothing else.
+
+Each subcommand is a small function that calls into the module owning its concern. Heavy imports
+(numpy, boto3, the CDK) happen inside the functions so ``--help`` stays instant.
+Exit codes: 0 success, 1 the run or command failed, 2 bad usage or bad input (one line on stderr).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+from common.errors import InvalidInput, PipelineError
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+class UsageError(Exception):
+    """Bad arguments or bad input file: printed as one line, exit code 2."""
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
+    return value
+
+
+# --- db ------------------------------------------------------------------------------------------
+def cmd_db_init(args: argparse.Namespace) -> int:
+    from common import db
+
+    applied = db.apply_migrations(args.database_url)
+    print(f"schema ready ({len(applied)} migration(s) applied: {', '.join(applied) or 'none'})")
+    return 0
+
+
+# --- simulate --------------------------------------------------------------------------------------
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from common import simulate
+
+    if args.output and args.database_url:
+        raise UsageError("give either --output or --database-url, not both")
+    arena = simulate.simulate_arena(models=args.models, battles=args.battles, seed=args.seed)
+    if args.output:
+        simulate.write_parquet(arena, args.output)
+        print(f"wrote {args.battles} battles between {args.models} models to {args.output}")
+        return 0
+    from common import localdb
+
+    with localdb.database(args.database_url) as url:
+        counts = simulate.write_database(arena, url)
+        print(
+            f"wrote {counts['battles']} battles ({counts['evaluations']} evaluations) between "
+            f"{counts['models']} models to {localdb.redact(url)}"
+        )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="leaderboard",
+        description="BixArena leaderboard snapshots: simulate an arena, rank it, run the pipeline.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p_db = sub.add_parser("db", help="manage the BixArena schema in a database (tests, local runs)")
+    db_sub = p_db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
+    p_init = db_sub.add_parser("init", help="create the api schema and reference leaderboards")
+    p_init.add_argument("--database-url", required=True, help="postgresql:// URL of an empty database")
+    p_init.set_defaults(func=cmd_db_init)
+
+    p_sim = sub.add_parser("simulate", help="make a synthetic arena with hidden true strengths")
+    p_sim.add_argument("--models", type=_positive_int, default=40, help="number of models (default 40)")
+    p_sim.add_argument("--battles", type=_positive_int, default=100_000, help="number of battles (default 100000)")
+    p_sim.add_argument("--seed", type=_non_negative_int, default=0, help="random seed (default 0)")
+    target = p_sim.add_mutually_exclusive_group()
+    target.add_argument("--database-url", help="write into this database (schema created if missing)")
+    target.add_argument("--output", help="write battles to this Parquet file instead of a database")
+    p_sim.set_defaults(func=cmd_simulate)
+
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler: Handler = args.func
+    try:
+        return handler(args)
+    except (UsageError, InvalidInput) as exc:
+        print(f"leaderboard: error: {exc}", file=sys.stderr)
+        return 2
+    except PipelineError as exc:
+        print(f"leaderboard: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

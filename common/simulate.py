@@ -1,0 +1,299 @@
+"""A synthetic BixArena: models with hidden strengths, battles, votes, validations, categories.
+
+Used by tests (to check that the ranking recovers the true strengths), by the local run (to seed
+the embedded database) and by the benchmarks. The generation is vectorized and seeded; rows reach
+PostgreSQL through COPY, never row-by-row inserts.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TypedDict
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from common.db import connect
+
+CATEGORIES: tuple[str, ...] = (
+    "biochemistry", "bioengineering", "bioinformatics", "cancer-biology", "cell-biology",
+    "clinical-trials", "developmental-biology", "epidemiology", "evolutionary-biology", "genetics",
+    "genomics", "immunology", "microbiology", "molecular-biology", "neuroscience", "pathology",
+    "pharmacology-and-toxicology", "physiology", "synthetic-biology", "systems-biology",
+)  # fmt: skip
+OUTCOMES: tuple[str, str, str] = ("model1", "model2", "tie")
+CATEGORIZATION_STATUSES: tuple[str, str, str] = ("matched", "abstained", "failed")
+_ORGS = ("Acme AI", "BioLM Labs", "Helix Research", "OpenMed", "Synapse", "Genomix", "Cortex")
+
+TIE_RATE = 0.10
+ELO_SD = 100.0
+BIOMEDICAL_RATE = 0.90
+UNVALIDATED_RATE = 0.03
+UNVOTED_RATE = 0.05
+STATUS_P = (0.80, 0.15, 0.05)
+SECOND_CATEGORY_RATE = 0.30
+INACTIVE_RATE = 0.20
+WINDOW_DAYS = 120
+
+
+@dataclass(frozen=True)
+class SimModel:
+    slug: str
+    name: str
+    organization: str
+    license: str
+    active: bool
+    true_elo: float
+    """Hidden strength on the reported scale (400·r + 1000 has mean 1000)."""
+
+
+@dataclass(frozen=True)
+class Arena:
+    """Battles as parallel arrays (one row per battle); model indices refer to ``models``."""
+
+    models: list[SimModel]
+    model1: np.ndarray
+    model2: np.ndarray
+    outcome: np.ndarray
+    """0 = model1 won, 1 = model2 won, 2 = tie, -1 = no vote."""
+    validated: np.ndarray
+    is_biomedical: np.ndarray
+    status: np.ndarray
+    """Index into CATEGORIZATION_STATUSES."""
+    category1: np.ndarray
+    category2: np.ndarray
+    """Index into CATEGORIES, or -1 when the battle has one category only."""
+    created_at: np.ndarray
+    """Seconds before ``now`` at which the battle started."""
+    seed: int
+
+    @property
+    def n_battles(self) -> int:
+        return len(self.model1)
+
+    def true_strengths(self) -> dict[str, float]:
+        return {m.name: m.true_elo for m in self.models}
+
+
+class WriteCounts(TypedDict):
+    models: int
+    battles: int
+    evaluations: int
+
+
+def make_models(count: int, seed: int) -> list[SimModel]:
+    """Model catalogue: names depend on the index only, strengths on the seed."""
+    rng = np.random.default_rng([seed, 1])
+    elo = rng.normal(0.0, ELO_SD, size=count)
+    elo = elo - elo.mean() + 1000.0
+    active = rng.random(count) >= INACTIVE_RATE
+    return [
+        SimModel(
+            slug=f"sim-model-{i:03d}",
+            name=f"SimModel {i:03d}",
+            organization=_ORGS[i % len(_ORGS)],
+            license="open-source" if i % 3 else "proprietary",
+            active=bool(active[i]),
+            true_elo=float(elo[i]),
+        )
+        for i in range(count)
+    ]
+
+
+def simulate_arena(models: int, battles: int, seed: int = 0, *, battle_seed: int | None = None) -> Arena:
+    """Simulate ``battles`` battles between ``models`` models.
+
+    ``battle_seed`` draws new battles for the same models and strengths (e.g. a later day's votes).
+    """
+    if models < 2:
+        raise ValueError("an arena needs at least 2 models")
+    catalogue = make_models(models, seed)
+    rng = np.random.default_rng([seed, 2, battle_seed if battle_seed is not None else seed])
+    # Popular models meet more often: pick each side with lognormal popularity weights.
+    popularity = rng.lognormal(0.0, 0.8, size=models)
+    popularity /= popularity.sum()
+    m1 = rng.choice(models, size=battles, p=popularity)
+    m2 = rng.choice(models, size=battles, p=popularity)
+    same = m1 == m2
+    while same.any():
+        m2[same] = rng.choice(models, size=int(same.sum()), p=popularity)
+        same = m1 == m2
+    elo = np.array([m.true_elo for m in catalogue])
+    p1 = 1.0 / (1.0 + 10.0 ** ((elo[m2] - elo[m1]) / 400.0))
+    u = rng.random(battles)
+    outcome = np.where(u < TIE_RATE, 2, np.where(rng.random(battles) < p1, 0, 1)).astype(np.int8)
+    outcome[rng.random(battles) < UNVOTED_RATE] = -1
+    category1 = rng.choice(len(CATEGORIES), size=battles, p=_zipf(len(CATEGORIES)))
+    category2 = rng.choice(len(CATEGORIES), size=battles)
+    category2 = np.where(
+        (rng.random(battles) < SECOND_CATEGORY_RATE) & (category2 != category1), category2, -1
+    )
+    return Arena(
+        models=catalogue,
+        model1=m1.astype(np.int32),
+        model2=m2.astype(np.int32),
+        outcome=outcome,
+        validated=rng.random(battles) >= UNVALIDATED_RATE,
+        is_biomedical=rng.random(battles) < BIOMEDICAL_RATE,
+        status=rng.choice(3, size=battles, p=STATUS_P).astype(np.int8),
+        category1=category1.astype(np.int16),
+        category2=category2.astype(np.int16),
+        created_at=np.sort(rng.random(battles))[::-1] * WINDOW_DAYS * 86400.0,
+        seed=seed,
+    )
+
+
+def _zipf(n: int) -> np.ndarray:
+    weights = 1.0 / np.arange(1, n + 1) ** 0.7
+    return weights / weights.sum()
+
+
+def votes_table(arena: Arena) -> pa.Table:
+    """The voted battles as (model_a, model_b, outcome) with model names, no filter applied."""
+    voted = arena.outcome >= 0
+    names = pa.array([m.name for m in arena.models])
+    return pa.table(
+        {
+            "model_a": pa.DictionaryArray.from_arrays(pa.array(arena.model1[voted]), names),
+            "model_b": pa.DictionaryArray.from_arrays(pa.array(arena.model2[voted]), names),
+            "outcome": pa.DictionaryArray.from_arrays(
+                pa.array(arena.outcome[voted].astype(np.int32)), pa.array(list(OUTCOMES))
+            ),
+        }
+    )
+
+
+def write_parquet(arena: Arena, path: str) -> None:
+    pq.write_table(votes_table(arena), path)
+
+
+def uuids(rng: np.random.Generator, n: int) -> pa.Array:
+    """``n`` random version-4 UUID strings in ascending order, generated without a Python loop.
+
+    Sorted because B-tree inserts in key order append to the rightmost leaf: loading a million
+    rows whose keys arrive in random order is several times slower once indexes outgrow memory.
+    """
+    raw = rng.integers(0, 256, size=(n, 16), dtype=np.uint8)
+    raw[:, 6] = (raw[:, 6] & 0x0F) | 0x40
+    raw[:, 8] = (raw[:, 8] & 0x3F) | 0x80
+    digits = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+    nibbles = np.empty((n, 32), dtype=np.uint8)
+    nibbles[:, 0::2] = digits[raw >> 4]
+    nibbles[:, 1::2] = digits[raw & 0x0F]
+    text = np.full((n, 36), ord("-"), dtype=np.uint8)
+    for start, stop, offset in ((0, 8, 0), (8, 12, 1), (12, 16, 2), (16, 20, 3), (20, 32, 4)):
+        text[:, start + offset : stop + offset] = nibbles[:, start:stop]
+    return pa.array(np.sort(text.reshape(-1).view("S36"))).cast(pa.string())
+
+
+def _copy(conn: object, table: str, data: pa.Table) -> None:
+    buffer = io.BytesIO()
+    pacsv.write_csv(data, buffer, pacsv.WriteOptions(include_header=False))
+    columns = ", ".join(data.column_names)
+    with conn.cursor() as cur, cur.copy(f"COPY {table} ({columns}) FROM STDIN (FORMAT csv)") as copy:  # type: ignore[attr-defined]
+        copy.write(buffer.getbuffer())
+
+
+def _timestamps(now: datetime, seconds_ago: np.ndarray) -> pa.Array:
+    micros = (np.int64(now.timestamp() * 1e6) - (seconds_ago * 1e6).astype(np.int64)).astype("datetime64[us]")
+    return pa.array(micros, type=pa.timestamp("us", tz="UTC"))
+
+
+def write_database(arena: Arena, url: str, *, now: datetime | None = None) -> WriteCounts:
+    """Insert the arena into BixArena's schema (models upserted by slug) in one transaction."""
+    now = now or datetime.now(UTC)
+    # Row ids are fresh on every write, so the same arena can be written twice (a later day).
+    rng = np.random.default_rng()
+    n = arena.n_battles
+    with connect(url) as conn:
+        with conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO api.model (slug, name, license, active, external_link, organization,"
+                " api_model_name, api_base) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
+                " ON CONFLICT (slug) DO NOTHING",
+                [
+                    (m.slug, m.name, m.license, m.active, f"https://example.org/models/{m.slug}",
+                     m.organization, m.slug, "https://api.example.org/v1")
+                    for m in arena.models
+                ],
+            )  # fmt: skip
+            cur.execute("SELECT slug, id::text FROM api.model WHERE slug = ANY(%s)", ([m.slug for m in arena.models],))
+            id_by_slug = dict(cur.fetchall())
+        model_ids = pa.array([id_by_slug[m.slug] for m in arena.models])
+        # Battles and their validations point at each other. A superuser loads the generated (and
+        # consistent) rows with FK triggers off in one pass; anyone else pays for an UPDATE.
+        superuser = conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()
+        one_pass = bool(superuser and superuser[0])
+        conn.execute("SET LOCAL synchronous_commit = off")
+        if one_pass:
+            conn.execute("SET LOCAL session_replication_role = replica")
+        battle_ids = uuids(rng, n)
+        validated = np.flatnonzero(arena.validated)
+        val_ids = uuids(rng, len(validated))
+        validation_of_battle = np.full(n, -1)
+        validation_of_battle[validated] = np.arange(len(validated))
+        effective_validation = val_ids.take(pa.array(validation_of_battle, mask=validation_of_battle < 0))
+        cat_ids = uuids(rng, n)
+        users = uuids(rng, max(1, n // 20))
+        created = _timestamps(now, arena.created_at)
+        ended = _timestamps(now, np.maximum(arena.created_at - 180.0, 0.0))
+        _copy(conn, "api.battle", pa.table({
+            "id": battle_ids,
+            "user_id": users.take(pa.array(rng.integers(0, len(users), size=n))),
+            "model1_id": model_ids.take(pa.array(arena.model1)),
+            "model2_id": model_ids.take(pa.array(arena.model2)),
+            "created_at": created,
+            "ended_at": ended,
+            **({"effective_validation_id": effective_validation, "effective_categorization_id": cat_ids}
+               if one_pass else {}),
+        }))  # fmt: skip
+        voted = np.flatnonzero(arena.outcome >= 0)
+        _copy(conn, "api.battle_evaluation", pa.table({
+            "battle_id": battle_ids.take(pa.array(voted)),
+            "outcome": pa.array(np.array(OUTCOMES)[arena.outcome[voted]]),
+            "created_at": ended.take(pa.array(voted)),
+        }))  # fmt: skip
+        _copy(conn, "api.battle_validation", pa.table({
+            "id": val_ids,
+            "battle_id": battle_ids.take(pa.array(validated)),
+            "method": pa.array(["sim-classifier-v1"] * len(validated)),
+            "confidence": pa.array(np.round(rng.uniform(0.5, 1.0, len(validated)), 3)),
+            "is_biomedical": pa.array(arena.is_biomedical[validated]),
+        }))  # fmt: skip
+        _copy(conn, "api.battle_categorization", pa.table({
+            "id": cat_ids,
+            "battle_id": battle_ids,
+            "method": pa.array(["sim-categorizer-v1"] * n),
+            "status": pa.array(np.array(CATEGORIZATION_STATUSES)[arena.status]),
+        }))  # fmt: skip
+        matched = arena.status == 0
+        second = matched & (arena.category2 >= 0)
+        rows = np.concatenate([np.flatnonzero(matched), np.flatnonzero(second)])
+        cats = np.concatenate([arena.category1[matched], arena.category2[second]])
+        _copy(conn, "api.battle_categorization_category", pa.table({
+            "categorization_id": cat_ids.take(pa.array(rows)),
+            "category": pa.array(np.array(CATEGORIES)[cats]),
+        }))  # fmt: skip
+        if not one_pass:
+            _set_effective_pointers(conn, battle_ids, effective_validation, cat_ids)
+        conn.commit()
+    return WriteCounts(models=len(arena.models), battles=n, evaluations=len(voted))
+
+
+def _set_effective_pointers(conn: object, battles: pa.Array, validations: pa.Array, categorizations: pa.Array) -> None:
+    conn.execute(  # type: ignore[attr-defined]
+        "CREATE TEMP TABLE sim_effective (battle_id uuid PRIMARY KEY, validation_id uuid,"
+        " categorization_id uuid) ON COMMIT DROP"
+    )
+    _copy(conn, "sim_effective", pa.table(
+        {"battle_id": battles, "validation_id": validations, "categorization_id": categorizations}
+    ))  # fmt: skip
+    conn.execute(  # type: ignore[attr-defined]
+        "UPDATE api.battle b SET effective_validation_id = e.validation_id,"
+        " effective_categorization_id = e.categorization_id"
+        " FROM sim_effective e WHERE b.id = e.battle_id"
+    )

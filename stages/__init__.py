@@ -1,0 +1,1 @@
+"""Lambda entry points: one thin handler per stage of the state machine."""

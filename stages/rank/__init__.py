@@ -1,0 +1,1 @@
+"""The rank Lambda function."""
