@@ -81,15 +81,23 @@ def build_parser() -> argparse.ArgumentParser:
     p_db = sub.add_parser("db", help="manage the BixArena schema in a database (tests, local runs)")
     db_sub = p_db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
     p_init = db_sub.add_parser("init", help="create the api schema and reference leaderboards")
-    p_init.add_argument("--database-url", required=True, help="postgresql:// URL of an empty database")
+    p_init.add_argument(
+        "--database-url", required=True, help="postgresql:// URL of an empty database"
+    )
     p_init.set_defaults(func=cmd_db_init)
 
     p_sim = sub.add_parser("simulate", help="make a synthetic arena with hidden true strengths")
-    p_sim.add_argument("--models", type=_positive_int, default=40, help="number of models (default 40)")
-    p_sim.add_argument("--battles", type=_positive_int, default=100_000, help="number of battles (default 100000)")
+    p_sim.add_argument(
+        "--models", type=_positive_int, default=40, help="number of models (default 40)"
+    )
+    p_sim.add_argument(
+        "--battles", type=_positive_int, default=100_000, help="number of battles (default 100000)"
+    )
     p_sim.add_argument("--seed", type=_non_negative_int, default=0, help="random seed (default 0)")
     target = p_sim.add_mutually_exclusive_group()
-    target.add_argument("--database-url", help="write into this database (schema created if missing)")
+    target.add_argument(
+        "--database-url", help="write into this database (schema created if missing)"
+    )
     target.add_argument("--output", help="write battles to this Parquet file instead of a database")
     p_sim.set_defaults(func=cmd_simulate)
 

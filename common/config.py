@@ -86,7 +86,9 @@ def _secret(arn: str) -> Any:
             "AccessDeniedException",
             "DecryptionFailure",
         ):
-            raise ConfigurationError(f"secret {arn} cannot be read: {cause.response['Error']['Code']}") from None
+            raise ConfigurationError(
+                f"secret {arn} cannot be read: {cause.response['Error']['Code']}"
+            ) from None
         raise SecretUnavailable(f"Secrets Manager did not answer for {arn}") from None
     except (BotoCoreError, ClientError):
         raise SecretUnavailable(f"Secrets Manager did not answer for {arn}") from None
@@ -131,5 +133,7 @@ def slack_webhook_url(settings: Settings) -> str | None:
     if isinstance(raw, str) and raw.lstrip().startswith("{"):
         raw = json.loads(raw).get("webhook_url", "")
     if not isinstance(raw, str) or not raw.startswith("https://"):
-        raise ConfigurationError("Slack secret must hold an https:// webhook URL (or {'webhook_url': ...})")
+        raise ConfigurationError(
+            "Slack secret must hold an https:// webhook URL (or {'webhook_url': ...})"
+        )
     return raw

@@ -181,7 +181,10 @@ def _optional_str(raw: dict[str, Any], key: str, limit: int = 200) -> str | None
     value = raw.get(key)
     if value is None:
         return None
-    _require(isinstance(value, str) and 0 < len(value) <= limit, f"{key}: expected a string of 1..{limit} characters")
+    _require(
+        isinstance(value, str) and 0 < len(value) <= limit,
+        f"{key}: expected a string of 1..{limit} characters",
+    )
     return str(value)
 
 

@@ -34,7 +34,9 @@ def _describe(exc: BaseException) -> str:
 
 
 @contextmanager
-def connect(url: str, *, read_only: bool = False, autocommit: bool = False) -> Iterator[psycopg.Connection]:
+def connect(
+    url: str, *, read_only: bool = False, autocommit: bool = False
+) -> Iterator[psycopg.Connection]:
     """Open a connection; failures to reach the server raise ``DatabaseUnavailable``."""
     try:
         conn = psycopg.connect(url, connect_timeout=CONNECT_TIMEOUT_S, autocommit=autocommit)

@@ -62,7 +62,9 @@ def _ensure_template(admin_url: str) -> None:
     with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute("SELECT pg_advisory_lock(hashtext('leaderboard_template'))")
         try:
-            exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (TEMPLATE_DB,)).fetchone()
+            exists = conn.execute(
+                "SELECT 1 FROM pg_database WHERE datname = %s", (TEMPLATE_DB,)
+            ).fetchone()
             if not exists:
                 conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(TEMPLATE_DB)))
             apply_migrations(with_database(admin_url, TEMPLATE_DB))
@@ -75,7 +77,9 @@ def create_database(admin_url: str, name: str, *, replace: bool = False) -> str:
     _ensure_template(admin_url)
     with psycopg.connect(admin_url, autocommit=True) as conn:
         if replace:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
         if not exists:
             conn.execute(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import TypedDict
 
 import numpy as np
@@ -104,7 +104,9 @@ def make_models(count: int, seed: int) -> list[SimModel]:
     ]
 
 
-def simulate_arena(models: int, battles: int, seed: int = 0, *, battle_seed: int | None = None) -> Arena:
+def simulate_arena(
+    models: int, battles: int, seed: int = 0, *, battle_seed: int | None = None
+) -> Arena:
     """Simulate ``battles`` battles between ``models`` models.
 
     ``battle_seed`` draws new battles for the same models and strengths (e.g. a later day's votes).
@@ -194,12 +196,17 @@ def _copy(conn: object, table: str, data: pa.Table) -> None:
     buffer = io.BytesIO()
     pacsv.write_csv(data, buffer, pacsv.WriteOptions(include_header=False))
     columns = ", ".join(data.column_names)
-    with conn.cursor() as cur, cur.copy(f"COPY {table} ({columns}) FROM STDIN (FORMAT csv)") as copy:  # type: ignore[attr-defined]
+    with (
+        conn.cursor() as cur,
+        cur.copy(f"COPY {table} ({columns}) FROM STDIN (FORMAT csv)") as copy,
+    ):  # type: ignore[attr-defined]
         copy.write(buffer.getbuffer())
 
 
 def _timestamps(now: datetime, seconds_ago: np.ndarray) -> pa.Array:
-    micros = (np.int64(now.timestamp() * 1e6) - (seconds_ago * 1e6).astype(np.int64)).astype("datetime64[us]")
+    micros = (np.int64(now.timestamp() * 1e6) - (seconds_ago * 1e6).astype(np.int64)).astype(
+        "datetime64[us]"
+    )
     return pa.array(micros, type=pa.timestamp("us", tz="UTC"))
 
 
@@ -221,12 +228,17 @@ def write_database(arena: Arena, url: str, *, now: datetime | None = None) -> Wr
                     for m in arena.models
                 ],
             )  # fmt: skip
-            cur.execute("SELECT slug, id::text FROM api.model WHERE slug = ANY(%s)", ([m.slug for m in arena.models],))
+            cur.execute(
+                "SELECT slug, id::text FROM api.model WHERE slug = ANY(%s)",
+                ([m.slug for m in arena.models],),
+            )
             id_by_slug = dict(cur.fetchall())
         model_ids = pa.array([id_by_slug[m.slug] for m in arena.models])
         # Battles and their validations point at each other. A superuser loads the generated (and
         # consistent) rows with FK triggers off in one pass; anyone else pays for an UPDATE.
-        superuser = conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()
+        superuser = conn.execute(
+            "SELECT rolsuper FROM pg_roles WHERE rolname = current_user"
+        ).fetchone()
         one_pass = bool(superuser and superuser[0])
         conn.execute("SET LOCAL synchronous_commit = off")
         if one_pass:
@@ -236,7 +248,9 @@ def write_database(arena: Arena, url: str, *, now: datetime | None = None) -> Wr
         val_ids = uuids(rng, len(validated))
         validation_of_battle = np.full(n, -1)
         validation_of_battle[validated] = np.arange(len(validated))
-        effective_validation = val_ids.take(pa.array(validation_of_battle, mask=validation_of_battle < 0))
+        effective_validation = val_ids.take(
+            pa.array(validation_of_battle, mask=validation_of_battle < 0)
+        )
         cat_ids = uuids(rng, n)
         users = uuids(rng, max(1, n // 20))
         created = _timestamps(now, arena.created_at)
@@ -284,7 +298,9 @@ def write_database(arena: Arena, url: str, *, now: datetime | None = None) -> Wr
     return WriteCounts(models=len(arena.models), battles=n, evaluations=len(voted))
 
 
-def _set_effective_pointers(conn: object, battles: pa.Array, validations: pa.Array, categorizations: pa.Array) -> None:
+def _set_effective_pointers(
+    conn: object, battles: pa.Array, validations: pa.Array, categorizations: pa.Array
+) -> None:
     conn.execute(  # type: ignore[attr-defined]
         "CREATE TEMP TABLE sim_effective (battle_id uuid PRIMARY KEY, validation_id uuid,"
         " categorization_id uuid) ON COMMIT DROP"

@@ -43,4 +43,6 @@ def database_url(pg_admin_url: str) -> Iterator[str]:
     url = localdb.create_database(pg_admin_url, name, replace=True)
     yield url
     with psycopg.connect(pg_admin_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )

@@ -177,24 +177,39 @@ def _refused(conn: psycopg.Connection, statement: str, params: tuple[object, ...
 
 def test_bad_outcome_is_refused(conn: psycopg.Connection) -> None:
     battle = _battle(conn, _model(conn, "a"), _model(conn, "b"))
-    err = _refused(conn, "INSERT INTO api.battle_evaluation (battle_id, outcome) VALUES (%s, 'draw')", (battle,))
+    err = _refused(
+        conn,
+        "INSERT INTO api.battle_evaluation (battle_id, outcome) VALUES (%s, 'draw')",
+        (battle,),
+    )
     assert err is psycopg.errors.CheckViolation
 
 
 def test_second_evaluation_for_a_battle_is_refused(conn: psycopg.Connection) -> None:
     battle = _battle(conn, _model(conn, "a"), _model(conn, "b"))
-    conn.execute("INSERT INTO api.battle_evaluation (battle_id, outcome) VALUES (%s, 'tie')", (battle,))
-    err = _refused(conn, "INSERT INTO api.battle_evaluation (battle_id, outcome) VALUES (%s, 'model1')", (battle,))
+    conn.execute(
+        "INSERT INTO api.battle_evaluation (battle_id, outcome) VALUES (%s, 'tie')", (battle,)
+    )
+    err = _refused(
+        conn,
+        "INSERT INTO api.battle_evaluation (battle_id, outcome) VALUES (%s, 'model1')",
+        (battle,),
+    )
     assert err is psycopg.errors.UniqueViolation
 
 
 def test_duplicate_snapshot_identifier_per_leaderboard_is_refused(conn: psycopg.Connection) -> None:
-    insert = "INSERT INTO api.leaderboard_snapshot (leaderboard_id, snapshot_identifier) VALUES (%s, %s)"
+    insert = (
+        "INSERT INTO api.leaderboard_snapshot (leaderboard_id, snapshot_identifier) VALUES (%s, %s)"
+    )
     conn.execute(insert, (OVERALL_ID, "snapshot_2026-01-01_02-00-00"))
     other = conn.execute("SELECT id FROM api.leaderboard WHERE slug = 'genetics'").fetchone()
     assert other
     conn.execute(insert, (other[0], "snapshot_2026-01-01_02-00-00"))
-    assert _refused(conn, insert, (OVERALL_ID, "snapshot_2026-01-01_02-00-00")) is psycopg.errors.UniqueViolation
+    assert (
+        _refused(conn, insert, (OVERALL_ID, "snapshot_2026-01-01_02-00-00"))
+        is psycopg.errors.UniqueViolation
+    )
 
 
 def test_snapshot_visibility_defaults_private_and_is_checked(conn: psycopg.Connection) -> None:
@@ -263,24 +278,34 @@ def test_entry_is_unique_per_model_and_snapshot(conn: psycopg.Connection) -> Non
     insert = ("INSERT INTO api.leaderboard_entry (leaderboard_id, model_id, snapshot_id, bt_score, rank,"
               " bootstrap_q025, bootstrap_q975) VALUES (%s, %s, %s, %s, 1, 990, 1010)")  # fmt: skip
     conn.execute(insert, (OVERALL_ID, model, snap[0], 1000.123456))
-    assert _refused(conn, insert, (OVERALL_ID, model, snap[0], 1000)) is psycopg.errors.UniqueViolation
+    assert (
+        _refused(conn, insert, (OVERALL_ID, model, snap[0], 1000)) is psycopg.errors.UniqueViolation
+    )
     with pytest.raises(psycopg.errors.NumericValueOutOfRange):
-        conn.execute(insert.replace("'s'", "'t'"), (OVERALL_ID, _model(conn, "b"), snap[0], 10_000.0))
+        conn.execute(
+            insert.replace("'s'", "'t'"), (OVERALL_ID, _model(conn, "b"), snap[0], 10_000.0)
+        )
 
 
 def test_deletes_cascade_and_set_null(conn: psycopg.Connection) -> None:
     a, b = _model(conn, "a"), _model(conn, "b")
     battle = _battle(conn, a, b)
-    conn.execute("INSERT INTO api.battle_evaluation (battle_id, outcome) VALUES (%s, 'tie')", (battle,))
+    conn.execute(
+        "INSERT INTO api.battle_evaluation (battle_id, outcome) VALUES (%s, 'tie')", (battle,)
+    )
     row = conn.execute(
         "INSERT INTO api.battle_validation (battle_id, method, confidence, is_biomedical)"
         " VALUES (%s, 'auto', 0.9, true) RETURNING id",
         (battle,),
     ).fetchone()
     assert row
-    conn.execute("UPDATE api.battle SET effective_validation_id = %s WHERE id = %s", (row[0], battle))
+    conn.execute(
+        "UPDATE api.battle SET effective_validation_id = %s WHERE id = %s", (row[0], battle)
+    )
     conn.execute("DELETE FROM api.battle_validation WHERE id = %s", (row[0],))
-    assert conn.execute("SELECT effective_validation_id FROM api.battle WHERE id = %s", (battle,)).fetchone() == (None,)
+    assert conn.execute(
+        "SELECT effective_validation_id FROM api.battle WHERE id = %s", (battle,)
+    ).fetchone() == (None,)
     conn.execute("DELETE FROM api.model WHERE id = %s", (a,))
     assert conn.execute("SELECT count(*) FROM api.battle_evaluation").fetchone() == (0,)
 
@@ -305,6 +330,9 @@ def test_db_init_command_creates_the_schema_in_an_empty_database(pg_admin_url: s
 def test_unreachable_database_is_a_named_transient_error() -> None:
     from common.errors import DatabaseUnavailable
 
-    with pytest.raises(DatabaseUnavailable) as info, db.connect("postgresql://u:s3cret@127.0.0.1:1/x"):
+    with (
+        pytest.raises(DatabaseUnavailable) as info,
+        db.connect("postgresql://u:s3cret@127.0.0.1:1/x"),
+    ):
         pass
     assert "s3cret" not in str(info.value)

@@ -53,7 +53,12 @@ def test_uuids_are_valid_sorted_v4() -> None:
 
 def test_parquet_output(tmp_path: Path) -> None:
     out = tmp_path / "battles.parquet"
-    assert main(["simulate", "--models", "5", "--battles", "2000", "--seed", "2", "--output", str(out)]) == 0
+    assert (
+        main(
+            ["simulate", "--models", "5", "--battles", "2000", "--seed", "2", "--output", str(out)]
+        )
+        == 0
+    )
     table = pq.read_table(out)
     assert table.column_names == ["model_a", "model_b", "outcome"]
     assert set(table.column("outcome").to_pylist()) == {"model1", "model2", "tie"}
@@ -72,7 +77,11 @@ def test_database_output_matches_the_arena(database_url: str) -> None:
             (~arena.validated).sum()
         )
         assert one("SELECT count(*) FROM api.battle WHERE effective_categorization_id IS NULL") == 0
-        statuses = dict(conn.execute("SELECT status, count(*) FROM api.battle_categorization GROUP BY 1").fetchall())
+        statuses = dict(
+            conn.execute(
+                "SELECT status, count(*) FROM api.battle_categorization GROUP BY 1"
+            ).fetchall()
+        )
         assert set(statuses) == {"matched", "abstained", "failed"}
         assert one("SELECT count(DISTINCT category) FROM api.battle_categorization_category") == 20
         assert one("SELECT count(*) FROM api.model WHERE NOT active") >= 1
@@ -81,6 +90,8 @@ def test_database_output_matches_the_arena(database_url: str) -> None:
             (arena.outcome == 0).sum()
         )
     # Writing a later day's battles reuses the models.
-    simulate.write_database(simulate.simulate_arena(models=8, battles=100, seed=5, battle_seed=6), database_url)
+    simulate.write_database(
+        simulate.simulate_arena(models=8, battles=100, seed=5, battle_seed=6), database_url
+    )
     with psycopg.connect(database_url) as conn:
         assert conn.execute("SELECT count(*) FROM api.model").fetchone() == (8,)
