@@ -46,3 +46,16 @@ def database_url(pg_admin_url: str) -> Iterator[str]:
         conn.execute(
             sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
         )
+
+
+# --- Step Functions retries without the wait -------------------------------------------------------
+@pytest.fixture
+def retry_sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """Record the backoff intervals moto's retrier would sleep, instead of sleeping them."""
+    import types
+
+    from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
+
+    sleeps: list[float] = []
+    monkeypatch.setattr(retrier_decl, "time", types.SimpleNamespace(sleep=sleeps.append))
+    return sleeps
