@@ -50,7 +50,7 @@ def _details(event: dict[str, Any], suffix: str) -> dict[str, Any]:
     return {}
 
 
-def _iteration_of(events_by_id: dict[int, dict[str, Any]], event: dict[str, Any]) -> int | None:
+def iteration_of(events_by_id: dict[int, dict[str, Any]], event: dict[str, Any]) -> int | None:
     """Index of the Map iteration an event belongs to (None at top level)."""
     seen = 0
     current: dict[str, Any] | None = event
@@ -81,7 +81,7 @@ def plan_redrive(history: list[dict[str, Any]], definition: dict[str, Any]) -> R
     entered_top = [
         e for e in history
         if e["type"].endswith("StateEntered") and _details(e, "EventDetails").get("name") in top_states
-        and _iteration_of(by_id, e) is None
+        and iteration_of(by_id, e) is None
     ]  # fmt: skip
     if not entered_top:
         return RedrivePlan(
@@ -114,7 +114,7 @@ def _iteration_plans(
     exited: dict[int, Any] = {}
     succeeded: set[int] = set()
     for event in after:
-        index = _iteration_of(by_id, event)
+        index = iteration_of(by_id, event)
         if index is None:
             continue
         details = _details(event, "EventDetails")
@@ -184,15 +184,21 @@ def redrive_definition(
     choices: list[dict[str, Any]] = [
         {"Variable": "$.status", "StringEquals": "SUCCEEDED", "Next": _KEEP},
     ]
+    # A RESTART entry carries the original item: rebuild the iteration input as the original
+    # ItemSelector would have (a Map already derived by an earlier redrive has none: its items
+    # are entries that go back through the router).
+    restart: dict[str, Any] = (
+        {"Type": "Pass", "Parameters": _rebase_selector(selector), "Next": processor["StartAt"]}
+        if selector
+        else {"Type": "Pass", "InputPath": "$.item", "Next": processor["StartAt"]}
+    )
     router_states: dict[str, Any] = {
         _KEEP: {"Type": "Pass", "OutputPath": "$.output", "End": True},
-        "RedriveRestart": {
-            "Type": "Pass",
-            "Parameters": _rebase_selector(selector) if selector else {"value.$": "$.item"},
-            "Next": processor["StartAt"],
-        },
+        "RedriveRestart": restart,
     }
     for name in inner_states:
+        if name.startswith("Redrive"):
+            continue
         choices.append({"And": [
             {"Variable": "$.status", "StringEquals": "RESUME"},
             {"Variable": "$.state", "StringEquals": name},
@@ -203,7 +209,7 @@ def redrive_definition(
             "Next": name,
         }
     router_states[_ROUTER] = {"Type": "Choice", "Choices": choices, "Default": "RedriveRestart"}
-    processor["States"] = {**router_states, **inner_states}
+    processor["States"] = {**inner_states, **router_states}
     processor["StartAt"] = _ROUTER
     # With no ItemSelector each iteration's input is its entry, which the router reads.
     map_state["ItemsPath"] = f"$.{ITEMS_KEY}"

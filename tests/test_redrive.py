@@ -226,3 +226,42 @@ def test_a_succeeded_execution_is_not_redrivable(sfn: Any) -> None:
     assert done["status"] == "SUCCEEDED"
     with pytest.raises(NotRedrivable):
         plan_redrive(done["history"], DEFINITION)
+
+
+def test_a_failed_redrive_can_be_redriven_again(sfn: Any, retry_sleeps: list[float]) -> None:
+    role = _role()
+    _functions(role)
+    stages = ToyStages()
+    stages.broken.add(("publish", "genetics"))
+    with moto_lambda.in_process(stages):
+        first = _run(
+            sfn, DEFINITION, "run-4", {"leaderboards": ["overall", "genetics", "immunology"]}, role
+        )
+        derived, redrive_input = redrive_definition(
+            DEFINITION,
+            plan_redrive(first["history"], DEFINITION),
+            execution_id="x",
+            execution_name="run-4",
+        )
+        stages.broken = {("rank", "immunology")}
+        second = _run(sfn, derived, "run-4-redrive-1", redrive_input, role)
+        assert second["status"] == "FAILED"
+        plan = plan_redrive(second["history"], derived)
+        assert [i.status for i in plan.iterations] == ["SUCCEEDED", "SUCCEEDED", "RESUME"]
+        derived2, redrive_input2 = redrive_definition(
+            derived, plan, execution_id="x", execution_name="run-4"
+        )
+        stages.broken.clear()
+        stages.calls.clear()
+        third = _run(sfn, derived2, "run-4-redrive-2", redrive_input2, role)
+    assert third["status"] == "SUCCEEDED", third
+    assert [(n, e.get("leaderboard")) for n, e in stages.calls] == [
+        ("rank", "immunology"),
+        ("publish", "immunology"),
+        ("notify", None),
+    ]
+    assert json.loads(third["output"])["notified"] == [
+        "publish-overall",
+        "publish-genetics",
+        "publish-immunology",
+    ]
