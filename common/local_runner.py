@@ -1,0 +1,517 @@
+"""The local run: the deployed state machine, executed on this machine with no AWS account.
+
+The runner takes the CloudFormation template the CDK app synthesizes, creates moto stand-ins for
+its resources (bucket, secrets, topic, functions, the state machine with its definition exactly
+as deployed), and executes it with moto's Step Functions interpreter. Lambda tasks run in-process
+in the real handlers (``common.moto_lambda``) with the environment the stack gives each function.
+PostgreSQL is real and reached through a switchable proxy (``common.dbproxy``); Slack is a URL
+you give or a local capture. Executions are saved under ``.local/`` with their history and the
+run's S3 objects, so ``leaderboard redrive`` in a later process resumes them.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import boto3
+import psycopg
+from moto import mock_aws
+
+from common import moto_lambda, redrive, stack_template
+from common.dbproxy import DatabaseProxy
+from common.faults import FaultPlan
+from common.slack_capture import SlackCapture
+
+REGION = "us-east-1"
+ACCOUNT = "123456789012"
+POLL_S = 0.05
+FINAL_STATUSES = ("SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED")
+
+EventSink = Callable[[dict[str, Any], list[dict[str, Any]]], None]
+"""Called with each new history event and the history so far (for progress output)."""
+
+
+class LocalRunError(Exception):
+    """The local run could not be set up or resumed; the message says why."""
+
+
+@dataclass
+class ExecutionRecord:
+    """A local execution as saved under ``.local/executions``: enough to list and redrive it."""
+
+    name: str
+    execution_arn: str
+    status: str
+    input: Any
+    output: Any
+    error: str | None
+    cause: str | None
+    started_at: str
+    stopped_at: str | None
+    definition: dict[str, Any]
+    history: list[dict[str, Any]]
+    redrive_of: str | None = None
+    redrives: list[str] = field(default_factory=list)
+
+    @property
+    def seconds(self) -> float:
+        if not self.stopped_at:
+            return 0.0
+        return (
+            datetime.fromisoformat(self.stopped_at) - datetime.fromisoformat(self.started_at)
+        ).total_seconds()
+
+
+class ExecutionStore:
+    """Local executions and the S3 objects they wrote, in a folder that outlives the process."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.executions = root / "executions"
+        self.objects = root / "s3"
+
+    def save(self, record: ExecutionRecord) -> Path:
+        self.executions.mkdir(parents=True, exist_ok=True)
+        path = self.executions / f"{record.name}.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(asdict(record), default=_json_default, indent=1))
+        tmp.replace(path)
+        return path
+
+    def load(self, name: str) -> ExecutionRecord:
+        path = self.executions / f"{name}.json"
+        if not path.exists():
+            raise LocalRunError(f"no local execution named {name!r} (see `leaderboard executions`)")
+        return ExecutionRecord(**json.loads(path.read_text()))
+
+    def all(self) -> list[ExecutionRecord]:
+        if not self.executions.exists():
+            return []
+        records = [
+            ExecutionRecord(**json.loads(p.read_text())) for p in self.executions.glob("*.json")
+        ]
+        return sorted(records, key=lambda r: r.started_at)
+
+    def last_failed(self) -> ExecutionRecord:
+        failed = [
+            r
+            for r in self.all()
+            if r.redrive_of is None and r.status in ("FAILED", "TIMED_OUT", "ABORTED")
+        ]
+        if not failed:
+            raise LocalRunError(
+                "no failed local execution to redrive (see `leaderboard executions`)"
+            )
+        return failed[-1]
+
+    def dump_bucket(self, s3: Any, bucket: str) -> None:
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+            for item in page.get("Contents", []):
+                target = self.objects / bucket / item["Key"]
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read())
+
+    def restore_bucket(self, s3: Any, bucket: str) -> None:
+        folder = self.objects / bucket
+        if not folder.exists():
+            return
+        for path in folder.rglob("*"):
+            if path.is_file():
+                s3.put_object(
+                    Bucket=bucket, Key=str(path.relative_to(folder)), Body=path.read_bytes()
+                )
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"cannot serialize {type(value).__name__}")
+
+
+def _socket_target(database_url: str) -> tuple[str, dict[str, Any]]:
+    """Where the proxy forwards to, and the connection fields the database secret carries."""
+    info = psycopg.conninfo.conninfo_to_dict(database_url)
+    host = str(info.get("host") or "/tmp")
+    port = int(info.get("port") or 5432)
+    target = f"{host}/.s.PGSQL.{port}" if host.startswith("/") else f"{host}:{port}"
+    fields = {
+        "dbname": info.get("dbname") or "postgres",
+        "username": info.get("user") or "postgres",
+        "password": info.get("password") or "",
+        "sslmode": info.get("sslmode") or "prefer",
+    }
+    return target, fields
+
+
+class LocalPipeline:
+    """moto stand-ins for the stack's resources, with the real handlers behind its functions."""
+
+    def __init__(
+        self,
+        template: dict[str, Any],
+        *,
+        database_url: str,
+        store: ExecutionStore,
+        slack_webhook: str | None = None,
+        faults: FaultPlan | None = None,
+        log_path: Path | None = None,
+    ) -> None:
+        self.template = template
+        self.database_url = database_url
+        self.store = store
+        self.slack_webhook = slack_webhook
+        self.faults = faults or FaultPlan()
+        self.log_path = log_path
+        self.slack: SlackCapture | None = None
+        self._stack = ExitStack()
+        self._handlers: dict[str, Callable[..., Any]] = {}
+        self._functions: dict[str, stack_template.FunctionSpec] = {}
+        self._down_lock = threading.Lock()
+        self._down_count = 0
+
+    # --- setting up ---------------------------------------------------------------------------------
+    def __enter__(self) -> LocalPipeline:
+        try:
+            self._setup()
+        except BaseException:
+            self._stack.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stack.close()
+
+    def _setup(self) -> None:
+        saved_env = dict(os.environ)
+        self._stack.callback(_restore_environ, saved_env)
+        os.environ.update(
+            AWS_DEFAULT_REGION=REGION,
+            AWS_REGION=REGION,
+            AWS_ACCESS_KEY_ID="local",
+            AWS_SECRET_ACCESS_KEY="local",
+            AWS_SESSION_TOKEN="local",
+        )
+        for variable in ("AWS_PROFILE", "DATABASE_URL", "SLACK_WEBHOOK_URL"):
+            os.environ.pop(variable, None)
+        self._stack.enter_context(
+            mock_aws(config={"stepfunctions": {"execute_state_machine": True}})
+        )
+        target, db_fields = _socket_target(self.database_url)
+        self.proxy = DatabaseProxy(target)
+        self.proxy.start()
+        self._stack.callback(self.proxy.stop)
+        if self.slack_webhook is None:
+            self.slack = SlackCapture(mode=self.faults.slack_mode() or "ok").start()
+            self._stack.callback(self.slack.stop)
+        self._create_resources(db_fields)
+        self._stack.enter_context(moto_lambda.in_process(self._dispatch))
+        if self.log_path is not None:
+            self._stack.enter_context(_function_logs_to(self.log_path))
+
+    def _create_resources(self, db_fields: dict[str, Any]) -> None:
+        self.s3 = boto3.client("s3", region_name=REGION)
+        self.sfn = boto3.client("stepfunctions", region_name=REGION)
+        secrets = boto3.client("secretsmanager", region_name=REGION)
+        iam = boto3.client("iam", region_name=REGION)
+        self.role_arn = iam.create_role(RoleName="local-pipeline", AssumeRolePolicyDocument="{}")[
+            "Role"
+        ]["Arn"]
+        values: dict[str, dict[str, str]] = {}
+        self.buckets: list[str] = []
+        for logical_id in stack_template.resources_of_type(self.template, "AWS::S3::Bucket"):
+            name = f"local-{logical_id.lower()}"[:63]
+            self.s3.create_bucket(Bucket=name)
+            self.buckets.append(name)
+            self.store.restore_bucket(self.s3, name)
+            values[logical_id] = {"Ref": name, "Arn": f"arn:aws:s3:::{name}"}
+        for logical_id in stack_template.resources_of_type(
+            self.template, "AWS::SecretsManager::Secret"
+        ):
+            arn = secrets.create_secret(Name=f"local/{logical_id}", SecretString="{}")["ARN"]
+            values[logical_id] = {"Ref": arn, "Arn": arn}
+        sns = boto3.client("sns", region_name=REGION)
+        for logical_id in stack_template.resources_of_type(self.template, "AWS::SNS::Topic"):
+            arn = sns.create_topic(Name=f"local-{logical_id}")["TopicArn"]
+            values[logical_id] = {"Ref": arn, "Arn": arn, "TopicName": f"local-{logical_id}"}
+        sm_logical_id, definition = stack_template.state_machine(self.template)
+        self.state_machine_name = f"local-{sm_logical_id}"[:80]
+        self.state_machine_arn = (
+            f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:{self.state_machine_name}"
+        )
+        values[sm_logical_id] = {
+            "Ref": self.state_machine_arn,
+            "Arn": self.state_machine_arn,
+            "Name": self.state_machine_name,
+        }
+        specs = stack_template.functions(self.template)
+        for logical_id in specs:
+            name = logical_id[:64]
+            arn = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{name}"
+            values[logical_id] = {"Ref": name, "Arn": arn}
+        self._values = _with_placeholders(self.template, values)
+        pseudo = {
+            "AWS::Region": REGION,
+            "AWS::AccountId": ACCOUNT,
+            "AWS::Partition": "aws",
+            "AWS::URLSuffix": "amazonaws.com",
+            "AWS::StackName": "local",
+            "AWS::NoValue": "",
+        }
+        self._pseudo = pseudo
+        environment: dict[str, str] = {}
+        lam = boto3.client("lambda", region_name=REGION)
+        for logical_id, spec in specs.items():
+            env = {
+                k: str(v)
+                for k, v in stack_template.resolve(spec.environment, self._values, pseudo).items()
+            }
+            lam.create_function(
+                FunctionName=logical_id[:64],
+                Role=self.role_arn,
+                PackageType="Image",
+                Code={"ImageUri": f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/leaderboard:local"},
+                MemorySize=spec.memory_mb,
+                Timeout=spec.timeout_s,
+                Environment={"Variables": env},
+            )
+            self._functions[logical_id[:64]] = spec
+            for key, value in env.items():
+                if environment.get(key, value) != value:
+                    raise LocalRunError(
+                        f"functions disagree on {key}; the local run shares one environment"
+                    )
+                environment[key] = value
+        # The handlers read their settings from os.environ; all functions agree on shared keys.
+        os.environ.update(environment)
+        self.environment = environment
+        self._fill_secrets(secrets, environment, db_fields)
+        self.definition = json.loads(stack_template.resolve(definition, self._values, pseudo))
+        self.sfn.create_state_machine(
+            name=self.state_machine_name,
+            definition=json.dumps(self.definition),
+            roleArn=self.role_arn,
+        )
+
+    def _fill_secrets(self, secrets: Any, env: dict[str, str], db_fields: dict[str, Any]) -> None:
+        if "DATABASE_SECRET_ARN" in env:
+            value = {"host": "127.0.0.1", "port": self.proxy.port, **db_fields}
+            secrets.put_secret_value(
+                SecretId=env["DATABASE_SECRET_ARN"], SecretString=json.dumps(value)
+            )
+        else:
+            os.environ["DATABASE_URL"] = _through_proxy(self.proxy.port, db_fields)
+        webhook = self.slack_webhook or (self.slack.url if self.slack else None)
+        if webhook and "SLACK_SECRET_ARN" in env:
+            secrets.put_secret_value(
+                SecretId=env["SLACK_SECRET_ARN"], SecretString=json.dumps({"webhook_url": webhook})
+            )
+        elif webhook:
+            os.environ["SLACK_WEBHOOK_URL"] = webhook
+
+    # --- the Lambda side ------------------------------------------------------------------------------
+    def _dispatch(
+        self, function_name: str, event: Any, context: moto_lambda.InvocationContext
+    ) -> Any:
+        spec = self._functions[function_name]
+        stage = stage_of(spec.handler)
+        handler = self._handler(spec.handler)
+        self.faults.before_invoke(stage)
+        if not self.faults.database_down(stage):
+            return handler(event, context)
+        with self._database_down():
+            return handler(event, context)
+
+    def _handler(self, dotted: str) -> Callable[..., Any]:
+        if dotted not in self._handlers:
+            module_name, _, attribute = dotted.rpartition(".")
+            self._handlers[dotted] = getattr(importlib.import_module(module_name), attribute)
+        return self._handlers[dotted]
+
+    @contextmanager
+    def _database_down(self) -> Iterator[None]:
+        with self._down_lock:
+            self._down_count += 1
+            if self._down_count == 1:
+                self.proxy.stop()
+        try:
+            yield
+        finally:
+            with self._down_lock:
+                self._down_count -= 1
+                if self._down_count == 0:
+                    self.proxy.start()
+
+    # --- executions -----------------------------------------------------------------------------------
+    def start(self, request: dict[str, Any], name: str | None = None) -> str:
+        name = name or new_execution_name()
+        return str(
+            self.sfn.start_execution(
+                stateMachineArn=self.state_machine_arn, name=name, input=json.dumps(request)
+            )["executionArn"]
+        )
+
+    def wait(
+        self,
+        execution_arn: str,
+        *,
+        definition: dict[str, Any] | None = None,
+        on_event: EventSink | None = None,
+        redrive_of: str | None = None,
+    ) -> ExecutionRecord:
+        """Follow an execution to its end, then save it (with the bucket's objects)."""
+        seen = 0
+        history: list[dict[str, Any]] = []
+        while True:
+            described = self.sfn.describe_execution(executionArn=execution_arn)
+            history = self._history(execution_arn)
+            for event in history[seen:]:
+                if on_event:
+                    on_event(event, history)
+            seen = len(history)
+            if described["status"] in FINAL_STATUSES:
+                break
+            time.sleep(POLL_S)
+        record = ExecutionRecord(
+            name=described["name"],
+            execution_arn=execution_arn,
+            status=described["status"],
+            input=json.loads(described.get("input") or "null"),
+            output=json.loads(described["output"]) if described.get("output") else None,
+            error=described.get("error"),
+            cause=described.get("cause"),
+            started_at=described["startDate"].astimezone(UTC).isoformat(),
+            stopped_at=described["stopDate"].astimezone(UTC).isoformat()
+            if described.get("stopDate")
+            else None,
+            definition=definition or self.definition,
+            history=json.loads(json.dumps(history, default=_json_default)),
+            redrive_of=redrive_of,
+        )
+        self.store.save(record)
+        for bucket in self.buckets:
+            self.store.dump_bucket(self.s3, bucket)
+        return record
+
+    def _history(self, execution_arn: str) -> list[dict[str, Any]]:
+        events: list[dict[str, Any]] = []
+        kwargs: dict[str, Any] = {"executionArn": execution_arn, "maxResults": 1000}
+        while True:
+            page = self.sfn.get_execution_history(**kwargs)
+            events.extend(page["events"])
+            if not page.get("nextToken"):
+                return events
+            kwargs["nextToken"] = page["nextToken"]
+
+    def redrive(
+        self, original: ExecutionRecord, *, on_event: EventSink | None = None
+    ) -> ExecutionRecord:
+        """Resume ``original`` (or its latest failed redrive) where it stopped."""
+        attempt = self.store.load(original.redrives[-1]) if original.redrives else original
+        try:
+            plan = redrive.plan_redrive(attempt.history, attempt.definition)
+        except redrive.NotRedrivable as exc:
+            raise LocalRunError(
+                f"{original.name} cannot be redriven: {exc} (it is {attempt.status})"
+            ) from None
+        derived, redrive_input = redrive.redrive_definition(
+            attempt.definition,
+            plan,
+            execution_id=original.execution_arn,
+            execution_name=original.name,
+        )
+        count = len(original.redrives) + 1
+        machine = f"{self.state_machine_name}-redrive-{count}"[:80]
+        arn = self.sfn.create_state_machine(
+            name=machine, definition=json.dumps(derived), roleArn=self.role_arn
+        )["stateMachineArn"]
+        name = f"{original.name}-redrive-{count}"[:80]
+        execution = self.sfn.start_execution(
+            stateMachineArn=arn, name=name, input=json.dumps(redrive_input)
+        )["executionArn"]
+        record = self.wait(
+            execution, definition=derived, on_event=on_event, redrive_of=original.name
+        )
+        original.redrives.append(record.name)
+        # As on AWS, the redriven execution takes the outcome of its redrive.
+        original.status, original.output = record.status, record.output
+        original.error, original.cause, original.stopped_at = (
+            record.error,
+            record.cause,
+            record.stopped_at,
+        )
+        self.store.save(original)
+        return record
+
+
+def stage_of(handler: str) -> str:
+    """``stages.fetch.handler.handler`` -> ``fetch``."""
+    parts = handler.split(".")
+    return parts[1] if len(parts) > 2 and parts[0] == "stages" else handler
+
+
+def new_execution_name(now: datetime | None = None) -> str:
+    now = now or datetime.now(UTC)
+    return f"local-{now:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
+
+
+def _through_proxy(port: int, fields: dict[str, Any]) -> str:
+    return psycopg.conninfo.make_conninfo(
+        host="127.0.0.1",
+        port=port,
+        dbname=fields["dbname"],
+        user=fields["username"],
+        password=fields["password"] or None,
+        sslmode=fields["sslmode"],
+    )
+
+
+def _with_placeholders(
+    template: dict[str, Any], values: dict[str, dict[str, str]]
+) -> dict[str, dict[str, str]]:
+    """Resources with no local stand-in (alarms, roles, queues) still resolve to a readable value."""
+    resolved = dict(values)
+    for logical_id in template.get("Resources", {}):
+        if logical_id not in resolved:
+            placeholder = f"local-{logical_id}"
+            resolved[logical_id] = _AnyAttribute(placeholder)
+    return resolved
+
+
+class _AnyAttribute(dict[str, str]):
+    def __init__(self, value: str) -> None:
+        super().__init__()
+        self._value = value
+
+    def __missing__(self, key: str) -> str:
+        return self._value if key == "Ref" else f"{self._value}.{key}"
+
+
+def _restore_environ(saved: dict[str, str]) -> None:
+    os.environ.clear()
+    os.environ.update(saved)
+
+
+@contextmanager
+def _function_logs_to(path: Path) -> Iterator[None]:
+    """Send the functions' JSON log lines to a file instead of the terminal."""
+    from common.observability import logger
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logger.registered_handler
+    with path.open("a") as stream:
+        previous = handler.setStream(stream)  # type: ignore[attr-defined]
+        try:
+            yield
+        finally:
+            handler.setStream(previous)  # type: ignore[attr-defined]

@@ -1,0 +1,182 @@
+"""What a local run prints: progress from the execution history, then the published leaderboard.
+
+Pure formatting over Step Functions history events (as boto3 returns them) and plain rows, so the
+same text can be checked in tests without running anything.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, TypedDict
+
+from common.redrive import iteration_of
+
+_ENTERED = ("TaskStateEntered", "MapStateEntered", "PassStateEntered", "ChoiceStateEntered")
+_EXITED = ("TaskStateExited", "MapStateExited")
+
+
+class TableRow(TypedDict):
+    rank: int
+    model: str
+    bt_score: float
+    bootstrap_q025: float
+    bootstrap_q975: float
+    vote_count: int
+    previous_rank: int | None
+
+
+def _details(event: dict[str, Any]) -> dict[str, Any]:
+    return next(
+        (v for k, v in event.items() if k.endswith("EventDetails") and isinstance(v, dict)), {}
+    )
+
+
+def _timestamp(event: dict[str, Any]) -> datetime:
+    value = event["timestamp"]
+    return value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+
+
+def _slug(state_input: Any) -> str | None:
+    if isinstance(state_input, dict):
+        leaderboard = state_input.get("leaderboard")
+        if isinstance(leaderboard, dict):
+            return leaderboard.get("slug")
+    return None
+
+
+@dataclass
+class ProgressPrinter:
+    """Turns history events into one line each for the states a user cares about."""
+
+    lines: list[str] = field(default_factory=list)
+    _entered: dict[tuple[str, int | None], tuple[datetime, str | None]] = field(
+        default_factory=dict
+    )
+    _attempts: dict[tuple[str, int | None], int] = field(default_factory=dict)
+    _label: dict[int | None, str] = field(default_factory=dict)
+
+    def __call__(self, event: dict[str, Any], history: Sequence[dict[str, Any]]) -> str | None:
+        line = self.describe(event, history)
+        if line is not None:
+            self.lines.append(line)
+        return line
+
+    def describe(self, event: dict[str, Any], history: Sequence[dict[str, Any]]) -> str | None:
+        kind = event["type"]
+        details = _details(event)
+        by_id = {int(e["id"]): e for e in history}
+        index = iteration_of(by_id, event)
+        if kind in _ENTERED:
+            name = details.get("name", "?")
+            if name.startswith("Redrive"):
+                return None
+            slug = _slug(json.loads(details["input"])) if details.get("input") else None
+            if slug:
+                self._label[index] = slug
+            self._entered[(name, index)] = (_timestamp(event), slug)
+            self._attempts[(name, index)] = 0
+            return f"{self._indent(index)}▸ {self._name(name, index)}"
+        if kind == "MapStateStarted":
+            return f"  {details.get('length', 0)} leaderboard(s) to rank and publish"
+        if kind == "TaskScheduled":
+            key = self._current(index)
+            if key is None:
+                return None
+            self._attempts[key] = self._attempts.get(key, 0) + 1
+            if self._attempts[key] > 1:
+                return f"{self._indent(index)}  ↻ retry {self._attempts[key] - 1} of {self._name(key[0], index)}"
+            return None
+        if kind in ("TaskFailed", "LambdaFunctionFailed", "TaskTimedOut"):
+            key = self._current(index)
+            error = details.get("error", "Error")
+            return f"{self._indent(index)}  ✗ {self._name(key[0] if key else '?', index)}: {error}: {_cause(details.get('cause'))}"
+        if kind in _EXITED:
+            name = details.get("name", "?")
+            started = self._entered.get((name, index))
+            took = (_timestamp(event) - started[0]).total_seconds() if started else 0.0
+            return f"{self._indent(index)}✓ {self._name(name, index)} {took:.2f} s"
+        if kind == "ExecutionSucceeded":
+            return "execution SUCCEEDED"
+        if kind in ("ExecutionFailed", "ExecutionTimedOut", "ExecutionAborted"):
+            return f"execution {kind.removeprefix('Execution').upper()}: {details.get('error', '')}"
+        return None
+
+    def _current(self, index: int | None) -> tuple[str, int | None] | None:
+        keys = [k for k in self._entered if k[1] == index]
+        return max(keys, key=lambda k: self._entered[k][0]) if keys else None
+
+    def _name(self, name: str, index: int | None) -> str:
+        label = self._label.get(index) if index is not None else None
+        return f"{name} [{label}]" if label else name
+
+    @staticmethod
+    def _indent(index: int | None) -> str:
+        return "    " if index is not None else ""
+
+
+def _cause(cause: str | None, limit: int = 160) -> str:
+    """Lambda's cause is its error payload as JSON: show the message, short."""
+    if not cause:
+        return ""
+    try:
+        message = str(json.loads(cause).get("errorMessage", cause))
+    except (ValueError, AttributeError):
+        message = cause
+    message = " ".join(message.split())
+    return message if len(message) <= limit else message[: limit - 1] + "…"
+
+
+def stage_durations(history: Sequence[dict[str, Any]]) -> list[tuple[str, float]]:
+    """Wall time per stage: top-level states, and the Map's inner states summed over iterations."""
+    by_id = {int(e["id"]): e for e in history}
+    open_states: dict[tuple[str, int | None], datetime] = {}
+    totals: dict[str, float] = {}
+    for event in history:
+        details = _details(event)
+        index = iteration_of(by_id, event)
+        name = details.get("name")
+        if not name or name.startswith("Redrive"):
+            continue
+        if event["type"] in _ENTERED:
+            open_states[(name, index)] = _timestamp(event)
+        elif event["type"] in _EXITED and (name, index) in open_states:
+            took = (_timestamp(event) - open_states.pop((name, index))).total_seconds()
+            totals[name] = totals.get(name, 0.0) + took
+    return list(totals.items())
+
+
+def published_results(
+    history: Sequence[dict[str, Any]],
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(publish results, skipped leaderboards) from the Map state's output in the history."""
+    for event in reversed(history):
+        if event["type"] == "MapStateExited":
+            output = json.loads(_details(event).get("output") or "{}")
+            return list(output.get("results") or []), list(output.get("skipped") or [])
+    return [], []
+
+
+def movement(rank: int, previous_rank: int | None) -> str:
+    if previous_rank is None:
+        return "new"
+    if previous_rank > rank:
+        return f"↑{previous_rank - rank}"
+    if previous_rank < rank:
+        return f"↓{rank - previous_rank}"
+    return "="
+
+
+def leaderboard_table(rows: Sequence[TableRow]) -> str:
+    """The leaderboard as a fixed-width table: rank, model, score, 95% CI, votes, movement."""
+    header = f"{'rank':>4}  {'model':<28} {'score':>8}  {'95% CI':<17} {'votes':>7}  {'move':<5}"
+    lines = [header, "-" * len(header)]
+    for row in rows:
+        ci = f"{row['bootstrap_q025']:.1f} – {row['bootstrap_q975']:.1f}"
+        lines.append(
+            f"{row['rank']:>4}  {row['model'][:28]:<28} {row['bt_score']:>8.1f}  {ci:<17} "
+            f"{row['vote_count']:>7}  {movement(row['rank'], row['previous_rank']):<5}"
+        )
+    return "\n".join(lines)
