@@ -174,7 +174,7 @@ def leaderboard_table(rows: Sequence[TableRow]) -> str:
     header = f"{'rank':>4}  {'model':<28} {'score':>8}  {'95% CI':<17} {'votes':>7}  {'move':<5}"
     lines = [header, "-" * len(header)]
     for row in rows:
-        ci = f"{row['bootstrap_q025']:.1f} – {row['bootstrap_q975']:.1f}"
+        ci = f"{row['bootstrap_q025']:.1f} .. {row['bootstrap_q975']:.1f}"
         lines.append(
             f"{row['rank']:>4}  {row['model'][:28]:<28} {row['bt_score']:>8.1f}  {ci:<17} "
             f"{row['vote_count']:>7}  {movement(row['rank'], row['previous_rank']):<5}"
