@@ -52,12 +52,14 @@ def _details(event: dict[str, Any], suffix: str) -> dict[str, Any]:
 
 def iteration_of(events_by_id: dict[int, dict[str, Any]], event: dict[str, Any]) -> int | None:
     """Index of the Map iteration an event belongs to (None at top level)."""
+    if event["type"].startswith(("MapState", "Execution")):
+        return None
     seen = 0
     current: dict[str, Any] | None = event
     while current is not None and seen < 100_000:
-        if current["type"] == "MapIterationStarted":
+        if current["type"].startswith("MapIteration"):
             return int(_details(current, "EventDetails").get("index", 0))
-        if current["type"] in ("MapStateStarted", "MapStateEntered", "ExecutionStarted"):
+        if current["type"].startswith(("MapState", "Execution")):
             return None
         current = events_by_id.get(int(current.get("previousEventId") or 0))
         seen += 1
