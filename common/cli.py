@@ -71,6 +71,40 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- rank ----------------------------------------------------------------------------------------
+def cmd_rank(args: argparse.Namespace) -> int:
+    import json
+
+    from common import ranking, votes
+
+    data = votes.read_votes(args.battles)
+    if data.n_votes == 0:
+        raise UsageError(f"{args.battles}: the file holds no votes")
+    if len(data.models) < 2:
+        raise UsageError(f"{args.battles}: the votes name fewer than two models")
+    result = ranking.rank_votes(
+        data,
+        bootstrap=args.bootstrap,
+        seed=args.seed,
+        ci_method=args.ci,
+        significant=args.significant,
+        min_evals=args.min_evals,
+    )
+    text = json.dumps(result.to_records(), indent=2) if args.format == "json" else result.to_table()
+    if not args.output:
+        print(text)
+        return 0
+    try:
+        with open(args.output, "w", encoding="utf-8") as out:
+            out.write(text + "\n")
+    except OSError as exc:
+        raise UsageError(f"cannot write {args.output}: {exc.strerror or exc}") from None
+    print(
+        f"ranked {len(result.ranked)} of {len(result.entries)} models from {result.n_votes} votes"
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="leaderboard",
@@ -100,6 +134,34 @@ def build_parser() -> argparse.ArgumentParser:
     )
     target.add_argument("--output", help="write battles to this Parquet file instead of a database")
     p_sim.set_defaults(func=cmd_simulate)
+
+    p_rank = sub.add_parser(
+        "rank", help="rank the models of a battles Parquet file (Bradley-Terry)"
+    )
+    p_rank.add_argument("battles", help="Parquet file with columns model_a, model_b, outcome")
+    p_rank.add_argument(
+        "--bootstrap", type=_positive_int, default=1000, help="replicates (default 1000)"
+    )
+    p_rank.add_argument(
+        "--seed", type=_non_negative_int, default=0, help="bootstrap seed (default 0)"
+    )
+    p_rank.add_argument(
+        "--significant", action="store_true", help="rank = 1 + models whose CI lies entirely above"
+    )
+    p_rank.add_argument(
+        "--min-evals",
+        type=_non_negative_int,
+        default=10,
+        help="drop models with fewer votes (default 10)",
+    )
+    p_rank.add_argument(
+        "--ci", choices=("bootstrap", "sandwich"), default="bootstrap", help="CI method"
+    )
+    p_rank.add_argument(
+        "--format", choices=("table", "json"), default="table", help="output format"
+    )
+    p_rank.add_argument("--output", help="write to this file instead of standard output")
+    p_rank.set_defaults(func=cmd_rank)
 
     return parser
 

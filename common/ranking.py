@@ -253,6 +253,27 @@ class Ranking:
             records.append(record)
         return records
 
+    def to_table(self) -> str:
+        """A fixed-width text table for people; unranked models last, with their reason."""
+        ci = "95% CI" if self.ci_method == "sandwich" else f"95% CI ({self.bootstrap} bootstrap)"
+        lines = [f"{'rank':>4}  {'model':<32} {'score':>9}  {ci:<24} {'votes':>8}  note"]
+        for e in self.entries:
+            rank = "-" if e.rank is None else str(e.rank)
+            score = "-" if e.bt_score is None else f"{e.bt_score:9.2f}"
+            interval = (
+                "-"
+                if e.bootstrap_q025 is None or e.bootstrap_q975 is None
+                else f"[{e.bootstrap_q025:.2f}, {e.bootstrap_q975:.2f}]"
+            )
+            lines.append(
+                f"{rank:>4}  {e.model:<32} {score:>9}  {interval:<24} {e.vote_count:>8}  "
+                f"{e.reason or ''}".rstrip()
+            )
+        lines.append(
+            f"{len(self.ranked)} ranked, {len(self.unranked)} not ranked, {self.n_votes} votes"
+        )
+        return "\n".join(lines)
+
 
 def _round6(x: float | None) -> float | None:
     return None if x is None else round(x, 6)

@@ -1,0 +1,125 @@
+"""Reading battle votes from Parquet into the integer codes the ranking engine takes.
+
+Thin I/O: one ``read_votes`` for a file (path or binary file object) and ``votes_from_table`` for an
+Arrow table already in memory. Model columns are read as dictionaries straight from Parquet's
+dictionary pages (no string per row is materialized), dictionaries are unified across row groups
+and across the two model columns, and outcomes are mapped through their (three-entry) dictionary,
+so the cost is a few vectorized passes over integer arrays. The pipeline's fetch stage writes
+``model1_id``, ``model2_id``, ``outcome``; the CLI reads ``model_a``, ``model_b``, ``outcome``.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import BinaryIO
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from common.errors import InvalidInput
+from common.ranking import OUTCOMES, Votes
+
+__all__ = ["OUTCOMES", "Votes", "read_votes", "votes_from_table"]
+
+Source = str | os.PathLike[str] | BinaryIO
+
+
+def read_votes(
+    source: Source,
+    *,
+    model_a: str = "model_a",
+    model_b: str = "model_b",
+    outcome: str = "outcome",
+) -> Votes:
+    """Read the three vote columns of a Parquet file; bad files raise ``InvalidInput``."""
+    name = os.fspath(source) if isinstance(source, str | os.PathLike) else "input"
+    columns = [model_a, model_b, outcome]
+    try:
+        parquet = pq.ParquetFile(source, read_dictionary=columns)
+        missing = [c for c in columns if c not in parquet.schema_arrow.names]
+        if missing:
+            raise InvalidInput(f"{name}: missing column(s) {', '.join(missing)}")
+        table = parquet.read(columns=columns)
+    except FileNotFoundError:
+        raise InvalidInput(f"{name}: no such file") from None
+    except IsADirectoryError:
+        raise InvalidInput(f"{name}: is a directory, not a Parquet file") from None
+    except (pa.ArrowException, OSError) as exc:
+        first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise InvalidInput(f"{name}: not a readable Parquet file ({first_line})") from None
+    return votes_from_table(table, model_a=model_a, model_b=model_b, outcome=outcome)
+
+
+def votes_from_table(
+    table: pa.Table,
+    *,
+    model_a: str = "model_a",
+    model_b: str = "model_b",
+    outcome: str = "outcome",
+) -> Votes:
+    """Encode an Arrow table's vote columns (strings or dictionaries of strings)."""
+    for column in (model_a, model_b, outcome):
+        if column not in table.column_names:
+            raise InvalidInput(f"votes: missing column {column}")
+        if table.column(column).null_count:
+            raise InvalidInput(f"votes: column {column} has empty (null) values")
+    a = _as_dictionary(table.column(model_a), model_a)
+    b = _as_dictionary(table.column(model_b), model_b)
+    # One dictionary for both model columns, so a code means the same model on either side.
+    both = pa.chunked_array(a.chunks + b.chunks, type=a.type).unify_dictionaries()
+    names = both.chunk(0).dictionary if both.num_chunks else pa.array([], pa.string())
+    codes = _indices(both)
+    n = table.num_rows
+    used = np.zeros(len(names), dtype=bool)
+    used[codes] = True
+    # Parquet dictionaries may hold values no row uses: renumber to the models that voted.
+    renumber = np.cumsum(used, dtype=np.int32) - 1
+    codes = renumber[codes]
+    models = tuple(str(x) for x in np.asarray(names.to_pylist(), dtype=object)[used])
+    return Votes(
+        models=models,
+        model_a=codes[:n],
+        model_b=codes[n:],
+        outcome=_outcome_codes(table.column(outcome), outcome),
+    )
+
+
+def _as_dictionary(column: pa.ChunkedArray, name: str) -> pa.ChunkedArray:
+    value_type = column.type.value_type if pa.types.is_dictionary(column.type) else column.type
+    if not (pa.types.is_string(value_type) or pa.types.is_large_string(value_type)):
+        raise InvalidInput(f"votes: column {name} must hold strings, not {value_type}")
+    if pa.types.is_dictionary(column.type):
+        column = column.cast(pa.dictionary(pa.int32(), value_type))
+    else:
+        column = pc.dictionary_encode(column)
+    if pa.types.is_large_string(value_type):
+        column = column.cast(pa.dictionary(pa.int32(), pa.string()))
+    return column.unify_dictionaries()
+
+
+def _indices(column: pa.ChunkedArray) -> np.ndarray:
+    if column.num_chunks == 0:
+        return np.zeros(0, dtype=np.int32)
+    return np.concatenate(
+        [chunk.indices.to_numpy(zero_copy_only=False) for chunk in column.chunks]
+    ).astype(np.int32, copy=False)
+
+
+def _outcome_codes(column: pa.ChunkedArray, name: str) -> np.ndarray:
+    encoded = _as_dictionary(column, name)
+    if encoded.num_chunks == 0:
+        return np.zeros(0, dtype=np.int8)
+    labels = encoded.chunk(0).dictionary.to_pylist()
+    indices = _indices(encoded)
+    used = np.zeros(len(labels), dtype=bool)
+    used[indices] = True
+    unknown = [label for label, u in zip(labels, used, strict=True) if u and label not in OUTCOMES]
+    if unknown:
+        raise InvalidInput(
+            f"votes: unknown outcome {unknown[0]!r} in column {name}, expected one of "
+            f"{', '.join(OUTCOMES)}"
+        )
+    lookup = np.array([OUTCOMES.index(x) if x in OUTCOMES else -1 for x in labels], dtype=np.int8)
+    return lookup[indices]
