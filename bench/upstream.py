@@ -3,7 +3,8 @@
 Same steps as ``rank_battle.py`` upstream: unique (model1, model2, outcome) cells with counts
 (outcome 2 = model1 won, 1 = tie, 0 = model2 won), a full-data fit on the raw counts, then
 B replicates drawn at once as ``default_rng(seed).multinomial(N, counts / N, size=B)``, each fitted
-on its own with scipy L-BFGS-B (zeros start, maxiter 100, gtol 1e-6) on weights counts / N, in one
+on its own with scipy L-BFGS-B (zeros start, maxiter 100, gtol 1e-6; upstream's ``disp=False``
+is left out, deprecated in SciPy and without effect on the result) on weights counts / N, in one
 process, and 2.5% / 97.5% quantiles. Scores are 400 r + 1000.
 """
 
@@ -67,7 +68,7 @@ def fit(cells: UpstreamCells, weights: NDArray[np.float64]) -> NDArray[np.float6
         args=(cells.matchups, cells.outcomes, weights),
         jac=True,
         method="L-BFGS-B",
-        options={"disp": False, "maxiter": 100, "gtol": 1e-6},
+        options={"maxiter": 100, "gtol": 1e-6},
     )
     return np.asarray(result["x"])
 

@@ -37,11 +37,12 @@ def read_votes(
     name = os.fspath(source) if isinstance(source, str | os.PathLike) else "input"
     columns = [model_a, model_b, outcome]
     try:
-        parquet = pq.ParquetFile(source, read_dictionary=columns)
-        missing = [c for c in columns if c not in parquet.schema_arrow.names]
+        present = pq.ParquetFile(source).schema_arrow.names
+        missing = [c for c in columns if c not in present]
         if missing:
             raise InvalidInput(f"{name}: missing column(s) {', '.join(missing)}")
-        table = parquet.read(columns=columns)
+        # Dictionary pages come back as dictionaries: no Python string per row.
+        table = pq.ParquetFile(source, read_dictionary=columns).read(columns=columns)
     except FileNotFoundError:
         raise InvalidInput(f"{name}: no such file") from None
     except IsADirectoryError:
