@@ -31,9 +31,10 @@ where it does not contract gets its own damped Newton. A replicate whose beats-o
 not strongly connected (e.g. a model's only loss was not drawn) has no MLE; it alone is fitted
 with a ridge RIDGE/2 |r|^2 (a N(0, 10^2) prior on r, i.e. 4000 Elo standard deviation), which keeps
 its ratings finite: a separated model lands ~1000-2500 Elo beyond the others, and such replicates
-are counted in ``Ranking.separable_replicates``. Replicates come in chunks of REPLICATE_CHUNK, each
-with its own child of SeedSequence(seed), so the output is bit-identical for a given seed whatever
-the number of worker threads. CI = 2.5% / 97.5% quantiles (linear interpolation) of replicate
+are counted in ``Ranking.separable_replicates``. Replicates come in chunks (8 to 256 replicates,
+fewer for more cells; the size depends on the data only), chunk k drawing from child k of
+SeedSequence(seed), so the output is bit-identical for a given seed and data whatever the number
+of worker threads. CI = 2.5% / 97.5% quantiles (linear interpolation) of replicate
 scores; the reported score is the full-data fit.
 
 Sandwich. ``ci_method="sandwich"`` gives the normal-approximation interval from
@@ -69,7 +70,8 @@ OFFSET = 1000.0
 LN10 = math.log(10.0)
 SCORE_LIMIT = 9999.0
 RIDGE = 1e-2
-REPLICATE_CHUNK = 8
+# Replicates per chunk: about CHUNK_CELLS sampled cells, so a chunk's arrays stay in cache.
+CHUNK_CELLS = 2**17
 Z_975 = 1.959963984540054
 
 CIMethod = Literal["bootstrap", "sandwich"]
@@ -401,9 +403,12 @@ class _Problem:
         out = flat.reshape(b, m, m)
         diag = np.asarray(weights @ self.touches)
         idx = np.arange(m)
-        out[:, idx, idx] = diag + ridge
+        # 1e-12 of the mean curvature on the diagonal changes a step by ~1e-12 relative, but keeps
+        # the matrix invertible when win probabilities saturate to exactly 0 or 1.
+        scale = diag.mean(axis=1)
+        out[:, idx, idx] = diag + (ridge + 1e-12 * scale + 1e-300)[:, None]
         if ridge == 0.0:
-            out += (diag.mean(axis=1) / m)[:, None, None]
+            out += (scale / m)[:, None, None]
         return out
 
     def loss(self, r: FloatArray, s: FloatArray, n: FloatArray, ridge: float) -> FloatArray:
@@ -690,8 +695,11 @@ def _replicate_chunk(
     regular = np.flatnonzero(~separable)
     r_reg, failed = _chord(pb, r_full, h_inv, s[regular], n[regular])
     if failed.any():
+        # A replicate far from the full fit (e.g. a model left with one loss) makes the chord
+        # overshoot; it restarts from the full fit with its own Hessian.
         redo = regular[failed]
-        r_reg[failed] = _newton(pb, r_reg[failed], s[redo], n[redo], 0.0, _REPLICATE_TOL)
+        start = np.tile(r_full, (len(redo), 1))
+        r_reg[failed] = _newton(pb, start, s[redo], n[redo], 0.0, _REPLICATE_TOL)
     r[regular] = r_reg
     if separable.any():
         start = np.tile(r_full, (int(separable.sum()), 1))
@@ -704,7 +712,8 @@ def _bootstrap(
 ) -> tuple[FloatArray, int]:
     cells = _Cells.build(pb)
     h_inv = np.linalg.inv(pb.laplacian(pb.curvature(r_full[None], pb.total[None]))[0])
-    sizes = [min(REPLICATE_CHUNK, replicates - k) for k in range(0, replicates, REPLICATE_CHUNK)]
+    chunk = int(np.clip(CHUNK_CELLS // len(cells.counts), 8, 256))
+    sizes = [min(chunk, replicates - k) for k in range(0, replicates, chunk)]
     seeds = np.random.SeedSequence(seed).spawn(len(sizes))
     jobs = list(zip(seeds, sizes, strict=True))
     if workers <= 1:

@@ -219,6 +219,21 @@ def test_separable_replicates_stay_finite_and_are_counted() -> None:
     assert d.bootstrap_q975 > d.bt_score + 300
 
 
+def test_replicates_far_from_the_full_fit_restart_with_their_own_newton() -> None:
+    # "d" lost once in 201 votes: replicates with 2-3 losses put it hundreds of Elo away from the
+    # full fit, where the chord iteration overshoots and a per-replicate Newton takes over.
+    votes = labelled(
+        [
+            ("a", "b", "model1", 300), ("b", "a", "model1", 200), ("a", "c", "model1", 250),
+            ("c", "a", "model1", 260), ("d", "a", "model1", 100), ("d", "b", "model1", 100),
+            ("c", "d", "model1", 1),
+        ]
+    )  # fmt: skip
+    result = rank_votes(votes, bootstrap=200, min_evals=0)
+    assert_bounded(result)
+    assert 0 < result.separable_replicates < 200
+
+
 # --- ranks and filters --------------------------------------------------------------------------
 def test_significant_rank_counts_models_whose_interval_lies_above() -> None:
     names = ["a", "b", "c", "d"]
