@@ -737,8 +737,8 @@ def _sandwich(pb: _Problem, r: FloatArray) -> FloatArray:
         * LN10
         * (pb.wins * (1 - prob) ** 2 + pb.ties * (0.5 - prob) ** 2 + pb.losses * prob**2)
     )
-    g = pb.laplacian(spread[None])[0]
-    g -= g.mean()  # drop the c 11^T term: G itself is a plain Laplacian
+    # G = A^T diag(spread) A; as G 1 = 0, the gauge term inside h_inv drops out of the product.
+    g = (pb.incidence.T @ sparse.diags_array(spread) @ pb.incidence).toarray()
     cov = h_inv @ g @ h_inv
     return np.sqrt(np.clip(np.diag(cov), 0.0, None))
 
