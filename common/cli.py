@@ -105,6 +105,53 @@ def cmd_rank(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- local runs ----------------------------------------------------------------------------------
+def _run_options(args: argparse.Namespace) -> object:
+    from pathlib import Path
+
+    from common.contracts import parse_bootstrap, parse_leaderboards
+    from common.local_commands import RunOptions
+
+    return RunOptions(
+        leaderboards=parse_leaderboards(getattr(args, "leaderboards", "all"), "--leaderboards"),
+        bootstrap=parse_bootstrap(getattr(args, "bootstrap", 1000), "--bootstrap"),
+        database_url=args.database_url,
+        battles=getattr(args, "battles", 100_000),
+        models=getattr(args, "models", 40),
+        slack_webhook=args.slack_webhook,
+        faults=tuple(getattr(args, "inject_fault", None) or ()),
+        state_dir=Path(args.state_dir),
+    )
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from common import local_commands
+
+    options = _run_options(args)
+    record = local_commands.run(options, print)  # type: ignore[arg-type]
+    return 0 if record.status == "SUCCEEDED" else 1
+
+
+def cmd_redrive(args: argparse.Namespace) -> int:
+    from common import local_commands
+    from common.local_runner import LocalRunError
+
+    try:
+        record = local_commands.redrive(args.execution, _run_options(args), print)  # type: ignore[arg-type]
+    except LocalRunError as exc:
+        raise UsageError(str(exc)) from None
+    return 0 if record.status == "SUCCEEDED" else 1
+
+
+def cmd_executions(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from common import local_commands
+
+    local_commands.executions(Path(args.state_dir), print)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="leaderboard",
@@ -162,6 +209,52 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p_rank.add_argument("--output", help="write to this file instead of standard output")
     p_rank.set_defaults(func=cmd_rank)
+
+    local = argparse.ArgumentParser(add_help=False)
+    local.add_argument(
+        "--database-url", help="use this PostgreSQL as it is (default: the embedded one, seeded)"
+    )
+    local.add_argument(
+        "--slack-webhook", help="post to this webhook (default: a local capture, printed)"
+    )
+    local.add_argument(
+        "--state-dir", default=".local", help="where local executions are kept (default .local)"
+    )
+    p_run = sub.add_parser(
+        "run",
+        parents=[local],
+        help="execute the deployed state machine on this machine (moto + real PostgreSQL)",
+    )
+    p_run.add_argument(
+        "--leaderboards", default="all", help="'all' (default) or comma-separated slugs"
+    )
+    p_run.add_argument(
+        "--bootstrap", type=int, default=1000, help="bootstrap replicates, 10..10000 (default 1000)"
+    )
+    p_run.add_argument(
+        "--battles", type=_positive_int, default=100_000,
+        help="battles to simulate into the embedded database (default 100000)",
+    )  # fmt: skip
+    p_run.add_argument(
+        "--models", type=_positive_int, default=40, help="models to simulate (default 40)"
+    )
+    p_run.add_argument(
+        "--inject-fault", action="append", metavar="SPEC",
+        help="STAGE:transient[:N], STAGE:permanent, db:down[:STAGE], slack:500|429|timeout",
+    )  # fmt: skip
+    p_run.set_defaults(func=cmd_run)
+
+    p_redrive = sub.add_parser(
+        "redrive", parents=[local], help="resume a failed local execution where it stopped"
+    )
+    p_redrive.add_argument(
+        "execution", nargs="?", help="execution name (default: the last failed one)"
+    )
+    p_redrive.set_defaults(func=cmd_redrive)
+
+    p_execs = sub.add_parser("executions", help="list local executions and their status")
+    p_execs.add_argument("--state-dir", default=".local", help="default .local")
+    p_execs.set_defaults(func=cmd_executions)
 
     return parser
 

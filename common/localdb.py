@@ -53,9 +53,9 @@ def embedded_server(data_dir: Path = DEFAULT_DATA_DIR) -> str:
 
 def with_database(url: str, name: str) -> str:
     """The same server URL pointing at another database."""
-    info = psycopg.conninfo.conninfo_to_dict(url)
+    info = {k: str(v) for k, v in psycopg.conninfo.conninfo_to_dict(url).items() if v is not None}
     info["dbname"] = name
-    return psycopg.conninfo.make_conninfo(**{k: v for k, v in info.items() if v is not None})
+    return psycopg.conninfo.make_conninfo("", **info)
 
 
 def _ensure_template(admin_url: str) -> None:

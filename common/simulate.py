@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import TypedDict
 
 import numpy as np
+import psycopg
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
@@ -192,14 +193,14 @@ def uuids(rng: np.random.Generator, n: int) -> pa.Array:
     return pa.array(np.sort(text.reshape(-1).view("S36"))).cast(pa.string())
 
 
-def _copy(conn: object, table: str, data: pa.Table) -> None:
+def _copy(conn: psycopg.Connection, table: str, data: pa.Table) -> None:
     buffer = io.BytesIO()
     pacsv.write_csv(data, buffer, pacsv.WriteOptions(include_header=False))
     columns = ", ".join(data.column_names)
     with (
         conn.cursor() as cur,
         cur.copy(f"COPY {table} ({columns}) FROM STDIN (FORMAT csv)") as copy,
-    ):  # type: ignore[attr-defined]
+    ):
         copy.write(buffer.getbuffer())
 
 
@@ -299,16 +300,16 @@ def write_database(arena: Arena, url: str, *, now: datetime | None = None) -> Wr
 
 
 def _set_effective_pointers(
-    conn: object, battles: pa.Array, validations: pa.Array, categorizations: pa.Array
+    conn: psycopg.Connection, battles: pa.Array, validations: pa.Array, categorizations: pa.Array
 ) -> None:
-    conn.execute(  # type: ignore[attr-defined]
+    conn.execute(
         "CREATE TEMP TABLE sim_effective (battle_id uuid PRIMARY KEY, validation_id uuid,"
         " categorization_id uuid) ON COMMIT DROP"
     )
     _copy(conn, "sim_effective", pa.table(
         {"battle_id": battles, "validation_id": validations, "categorization_id": categorizations}
     ))  # fmt: skip
-    conn.execute(  # type: ignore[attr-defined]
+    conn.execute(
         "UPDATE api.battle b SET effective_validation_id = e.validation_id,"
         " effective_categorization_id = e.categorization_id"
         " FROM sim_effective e WHERE b.id = e.battle_id"

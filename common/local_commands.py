@@ -1,0 +1,264 @@
+"""The local commands behind ``leaderboard run``, ``redrive`` and ``executions``.
+
+A recipe over the local runner: get the stack's template (synthesized by the CDK app, cached by
+the hash of the code that shapes it), get a real PostgreSQL (the one given, or the embedded one
+seeded by the simulator), execute, print progress and the published leaderboard.
+"""
+
+from __future__ import annotations
+
+import getpass
+import hashlib
+import json
+import tempfile
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from common import db, localdb, simulate
+from common.contracts import parse_run_request
+from common.faults import FaultPlan
+from common.local_runner import ExecutionRecord, ExecutionStore, LocalPipeline, new_execution_name
+from common.run_report import (
+    ProgressPrinter,
+    TableRow,
+    leaderboard_table,
+    published_results,
+    stage_durations,
+)
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+Echo = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    leaderboards: list[str] | Literal["all"] = "all"
+    bootstrap: int = 1000
+    database_url: str | None = None
+    battles: int = 100_000
+    models: int = 40
+    slack_webhook: str | None = None
+    faults: tuple[str, ...] = ()
+    state_dir: Path = Path(".local")
+    trigger: Literal["scheduled", "manual"] = "manual"
+    requested_by: str | None = None
+
+
+def template(state_dir: Path) -> dict[str, Any]:
+    """The synthesized stack template, re-synthesized only when the code that shapes it changes."""
+    sources = [
+        *sorted((REPO_ROOT / "infra").rglob("*.py")),
+        REPO_ROOT / "cdk.json",
+        REPO_ROOT / "common" / "errors.py",
+    ]
+    digest = hashlib.sha256(b"".join(p.read_bytes() for p in sources if p.exists())).hexdigest()[
+        :16
+    ]
+    cached = state_dir / "templates" / f"stack-{digest}.json"
+    if cached.exists():
+        loaded: dict[str, Any] = json.loads(cached.read_text())
+        return loaded
+    from infra.app import synthesize_template
+
+    with tempfile.TemporaryDirectory(prefix="leaderboard-synth-") as outdir:
+        synthesized = synthesize_template(outdir=outdir)
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    cached.write_text(json.dumps(synthesized))
+    return synthesized
+
+
+def seed_embedded(url: str, *, models: int, battles: int, echo: Echo) -> None:
+    """First run: a simulated arena. Later runs: a new day's votes, so rankings move."""
+    with db.connect(url) as conn:
+        row = conn.execute("SELECT count(*) FROM api.battle").fetchone()
+    existing = int(row[0]) if row else 0
+    if existing == 0:
+        arena = simulate.simulate_arena(models=models, battles=battles, seed=0)
+        echo(f"seeding the local database: {battles:,} battles between {models} models")
+    else:
+        new = max(battles // 10, 100)
+        arena = simulate.simulate_arena(models=models, battles=new, seed=0, battle_seed=existing)
+        echo(f"adding a new day's votes: {new:,} battles (the database had {existing:,})")
+    simulate.write_database(arena, url)
+
+
+def run(options: RunOptions, echo: Echo) -> ExecutionRecord:
+    """Execute the pipeline once and print what happened; returns the saved execution."""
+    store = ExecutionStore(options.state_dir)
+    now = datetime.now(UTC).replace(microsecond=0)
+    request = parse_run_request(
+        {
+            "leaderboards": options.leaderboards,
+            "bootstrap": options.bootstrap,
+            "trigger": options.trigger,
+            "requested_by": options.requested_by or _local_user(),
+            "correlation_id": str(uuid.uuid4()),
+            "run_at": now.isoformat().replace("+00:00", "Z"),
+        }
+    )
+    faults = FaultPlan.from_specs(options.faults)
+    stack = template(options.state_dir)
+    url = _database(options, echo)
+    with LocalPipeline(
+        stack,
+        database_url=url,
+        store=store,
+        slack_webhook=options.slack_webhook,
+        faults=faults,
+        log_path=options.state_dir / "logs" / "functions.jsonl",
+    ) as pipeline:
+        name = new_execution_name(now)
+        echo(
+            f"execution {name}: leaderboards={_selection(request['leaderboards'])} bootstrap={request['bootstrap']}"
+        )
+        arn = pipeline.start(dict(request), name)
+        record = pipeline.wait(arn, on_event=_printer(echo))
+        report(record, url, echo, slack=pipeline.slack.received if pipeline.slack else None)
+    return record
+
+
+def redrive(name: str | None, options: RunOptions, echo: Echo) -> ExecutionRecord:
+    """Resume a failed local execution (the last one when ``name`` is None)."""
+    store = ExecutionStore(options.state_dir)
+    original = store.load(name) if name else store.last_failed()
+    url = _database(options, echo, seed=False)
+    with LocalPipeline(
+        template(options.state_dir),
+        database_url=url,
+        store=store,
+        slack_webhook=options.slack_webhook,
+        faults=FaultPlan.from_specs(options.faults),
+        log_path=options.state_dir / "logs" / "functions.jsonl",
+    ) as pipeline:
+        echo(f"redriving {original.name} (failed: {original.error})")
+        record = pipeline.redrive(original, on_event=_printer(echo))
+        report(record, url, echo, slack=pipeline.slack.received if pipeline.slack else None)
+    return record
+
+
+def executions(state_dir: Path, echo: Echo) -> list[ExecutionRecord]:
+    records = [r for r in ExecutionStore(state_dir).all() if r.redrive_of is None]
+    if not records:
+        echo("no local executions yet: `make run` starts one")
+        return records
+    echo(f"{'execution':<38} {'status':<10} {'started (UTC)':<20} {'seconds':>8}  error / redrives")
+    for r in records:
+        extra = r.error or ""
+        if r.redrives:
+            extra = f"{extra} redriven {len(r.redrives)}x".strip()
+        started = r.started_at[:19].replace("T", " ")
+        echo(f"{r.name:<38} {r.status:<10} {started:<20} {r.seconds:>8.1f}  {extra}")
+    return records
+
+
+def report(
+    record: ExecutionRecord, database_url: str, echo: Echo, *, slack: list[dict[str, Any]] | None
+) -> None:
+    """Stage timings, the published leaderboards, and where things went."""
+    echo("")
+    echo(f"{record.name}: {record.status} in {record.seconds:.1f} s")
+    if record.error:
+        echo(f"  failed with {record.error}: {record.cause or ''}"[:400])
+        echo("  fix the cause, then `leaderboard redrive` resumes it where it stopped")
+    timings = ", ".join(
+        f"{name} {seconds:.2f} s" for name, seconds in stage_durations(record.history)
+    )
+    if timings:
+        echo(f"  stage time: {timings}")
+    results, skipped = published_results(record.history)
+    for item in skipped:
+        echo(f"  skipped {item['slug']}: {item['reason']}")
+    for result in results[:1]:
+        echo("")
+        echo(
+            f"{result['slug']}: snapshot {result['snapshot_identifier']} ({result['visibility']}), {result['vote_count']:,} votes"
+        )
+        echo(leaderboard_table(snapshot_rows(database_url, result["snapshot_id"])))
+    for result in results[1:]:
+        top = result["top"][0]["model"] if result.get("top") else "-"
+        echo(
+            f"{result['slug']}: snapshot {result['snapshot_identifier']} ({result['visibility']}),"
+            f" {result['entry_count']} models, {result['vote_count']:,} votes, #1 {top}"
+        )
+    if results:
+        echo(f"snapshots written to {localdb.redact(database_url)}")
+    if slack:
+        echo("")
+        echo("Slack message (local capture):")
+        for message in slack:
+            echo(_indent(str(message.get("text", ""))))
+
+
+def snapshot_rows(database_url: str, snapshot_id: str) -> list[TableRow]:
+    """A snapshot's entries with each model's rank in the leaderboard's previous public snapshot."""
+    query = """
+        WITH this AS (
+            SELECT id, leaderboard_id, created_at FROM api.leaderboard_snapshot WHERE id = %(id)s
+        ), previous AS (
+            SELECT s.id FROM api.leaderboard_snapshot s, this
+            WHERE s.leaderboard_id = this.leaderboard_id AND s.visibility = 'public'
+              AND s.id <> this.id AND s.created_at <= this.created_at
+            ORDER BY s.created_at DESC LIMIT 1
+        )
+        SELECT e.rank, m.name, e.bt_score, e.bootstrap_q025, e.bootstrap_q975, e.vote_count, p.rank
+        FROM api.leaderboard_entry e
+        JOIN api.model m ON m.id = e.model_id
+        LEFT JOIN api.leaderboard_entry p ON p.model_id = e.model_id AND p.snapshot_id = (SELECT id FROM previous)
+        WHERE e.snapshot_id = %(id)s
+        ORDER BY e.rank, m.name
+    """
+    with db.connect(database_url, read_only=True) as conn:
+        rows = conn.execute(query, {"id": snapshot_id}).fetchall()
+    return [
+        TableRow(
+            rank=r[0],
+            model=r[1],
+            bt_score=float(r[2]),
+            bootstrap_q025=float(r[3]),
+            bootstrap_q975=float(r[4]),
+            vote_count=r[5],
+            previous_rank=r[6],
+        )
+        for r in rows
+    ]
+
+
+def _database(options: RunOptions, echo: Echo, *, seed: bool = True) -> str:
+    if options.database_url:
+        return options.database_url
+    url = localdb.create_database(
+        localdb.embedded_server(options.state_dir / "postgres"), "leaderboard_local"
+    )
+    if seed:
+        seed_embedded(url, models=options.models, battles=options.battles, echo=echo)
+    return url
+
+
+def _printer(echo: Echo) -> Callable[[dict[str, Any], list[dict[str, Any]]], None]:
+    progress = ProgressPrinter()
+
+    def on_event(event: dict[str, Any], history: list[dict[str, Any]]) -> None:
+        line = progress(event, history)
+        if line is not None:
+            echo(line)
+
+    return on_event
+
+
+def _selection(leaderboards: list[str] | str) -> str:
+    return leaderboards if isinstance(leaderboards, str) else ",".join(leaderboards)
+
+
+def _local_user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "local"
+
+
+def _indent(text: str) -> str:
+    return "\n".join(f"  | {line}" for line in text.splitlines())
