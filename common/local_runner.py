@@ -245,7 +245,9 @@ class LocalPipeline:
             arn = sns.create_topic(Name=f"local-{logical_id}")["TopicArn"]
             values[logical_id] = {"Ref": arn, "Arn": arn, "TopicName": f"local-{logical_id}"}
         sm_logical_id, definition = stack_template.state_machine(self.template)
-        self.state_machine_name = f"local-{sm_logical_id}"[:80]
+        # The stack names its state machine so functions can build its ARN; keep that name.
+        declared = self.template["Resources"][sm_logical_id]["Properties"].get("StateMachineName")
+        self.state_machine_name = str(declared or f"local-{sm_logical_id}")[:80]
         self.state_machine_arn = (
             f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:{self.state_machine_name}"
         )
