@@ -238,3 +238,89 @@ def require_keys(raw: Any, name: str, keys: tuple[str, ...]) -> dict[str, Any]:
     for key in keys:
         _require(key in raw, f"{name}.{key}: missing")
     return raw
+
+
+def _require_number(value: Any, field: str, integer: bool = False) -> None:
+    kinds: tuple[type, ...] = (int,) if integer else (int, float)
+    _require(
+        isinstance(value, kinds) and not isinstance(value, bool),
+        f"{field}: expected {'an integer' if integer else 'a number'}",
+    )
+
+
+def _require_strings(value: Any, field: str) -> None:
+    _require(
+        isinstance(value, list) and all(isinstance(v, str) for v in value),
+        f"{field}: expected a list of strings",
+    )
+
+
+# What the notify stage reads (TypedDict.__required_keys__ cannot see NotRequired under
+# ``from __future__ import annotations`` on Python 3.11, so the keys are spelled out).
+_NOTIFY_RUN_KEYS = (
+    "run_id",
+    "execution_name",
+    "correlation_id",
+    "trigger",
+    "requested_by",
+    "run_at",
+    "snapshot_identifier",
+)
+_NOTIFY_RESULT_KEYS = (
+    "slug",
+    "visibility",
+    "vote_count",
+    "entry_count",
+    "created",
+    "previous_snapshot_identifier",
+    "top",
+    "new_models",
+    "dropped_models",
+)
+_NOTIFY_ENTRY_KEYS = (
+    "model",
+    "rank",
+    "bt_score",
+    "bootstrap_q025",
+    "bootstrap_q975",
+    "previous_rank",
+)
+
+
+def parse_notify_event(raw: Any) -> NotifyEvent:
+    """Validate the notify stage's success-mode event; name the first bad field."""
+    event = require_keys(raw, "event", ("mode", "run", "results", "skipped"))
+    _require(event["mode"] == "success", "mode: expected 'success'")
+    run = require_keys(event["run"], "run", _NOTIFY_RUN_KEYS)
+    for key in ("run_id", "execution_name", "correlation_id", "snapshot_identifier"):
+        _require(isinstance(run[key], str), f"run.{key}: expected a string")
+    parse_timestamp(run["run_at"], "run.run_at")
+    if event.get("started_at") is not None:
+        parse_timestamp(event["started_at"], "started_at")
+    _require(isinstance(event["results"], list), "results: expected a list")
+    for i, result in enumerate(event["results"]):
+        where = f"results[{i}]"
+        require_keys(result, where, _NOTIFY_RESULT_KEYS)
+        _require(isinstance(result["slug"], str), f"{where}.slug: expected a string")
+        _require_number(result["vote_count"], f"{where}.vote_count", integer=True)
+        _require_number(result["entry_count"], f"{where}.entry_count", integer=True)
+        _require_strings(result["new_models"], f"{where}.new_models")
+        _require_strings(result["dropped_models"], f"{where}.dropped_models")
+        _require(isinstance(result["top"], list), f"{where}.top: expected a list")
+        for j, entry in enumerate(result["top"]):
+            at = f"{where}.top[{j}]"
+            require_keys(entry, at, _NOTIFY_ENTRY_KEYS)
+            _require(isinstance(entry["model"], str), f"{at}.model: expected a string")
+            _require_number(entry["rank"], f"{at}.rank", integer=True)
+            for key in ("bt_score", "bootstrap_q025", "bootstrap_q975"):
+                _require_number(entry[key], f"{at}.{key}")
+            if entry["previous_rank"] is not None:
+                _require_number(entry["previous_rank"], f"{at}.previous_rank", integer=True)
+    _require(isinstance(event["skipped"], list), "skipped: expected a list")
+    for i, skipped in enumerate(event["skipped"]):
+        require_keys(skipped, f"skipped[{i}]", ("slug", "reason"))
+        _require(
+            isinstance(skipped["slug"], str) and isinstance(skipped["reason"], str),
+            f"skipped[{i}]: expected slug and reason strings",
+        )
+    return event  # type: ignore[return-value]

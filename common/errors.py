@@ -41,6 +41,10 @@ class SecretUnavailable(TransientError):
     """Secrets Manager could not be reached."""
 
 
+class TopicUnavailable(TransientError):
+    """SNS throttled, failed with a server-side error, or could not be reached."""
+
+
 # --- permanent ---------------------------------------------------------------------------------
 class InvalidInput(PermanentError):
     """An event, request or file does not follow its contract."""
@@ -79,5 +83,6 @@ TRANSIENT_ERRORS: tuple[str, ...] = (
     "StorageUnavailable",
     "SlackUnavailable",
     "SecretUnavailable",
+    "TopicUnavailable",
 )
 """Error names the state machine retries; infra/ builds its Retry policies from this tuple."""

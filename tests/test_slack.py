@@ -1,0 +1,427 @@
+"""Slack messages (golden checks, limits, plain text for SNS) and webhook delivery errors."""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from common import slack
+from common.contracts import NotifyEvent, PublishResult, SummaryEntry, parse_notify_event
+from common.errors import ConfigurationError, InvalidInput, SlackRejected, SlackUnavailable
+from common.failures import FailureReport
+from tests.slack_server import SlackServer, block_problems
+
+NOW = datetime(2025, 6, 1, 3, 4, 12, tzinfo=UTC)
+
+
+def entry(model: str, rank: int, score: float, previous: int | None) -> SummaryEntry:
+    return SummaryEntry(
+        model=model,
+        rank=rank,
+        bt_score=score,
+        bootstrap_q025=score - 12.25,
+        bootstrap_q975=score + 11.75,
+        vote_count=400 - rank,
+        previous_rank=previous,
+    )
+
+
+def result(
+    slug: str,
+    top: list[SummaryEntry],
+    *,
+    previous: str | None = "snapshot_2025-05-31_03-00-00",
+    new: list[str] | None = None,
+    dropped: list[str] | None = None,
+    votes: int = 1234,
+    visibility: str = "public",
+) -> PublishResult:
+    return PublishResult(
+        slug=slug,
+        snapshot_id=f"id-{slug}",
+        snapshot_identifier="snapshot_2025-06-01_03-00-00",
+        visibility=visibility,  # type: ignore[typeddict-item]
+        entry_count=max(len(top), 12),
+        vote_count=votes,
+        created=True,
+        previous_snapshot_identifier=previous,
+        top=top,
+        new_models=new or [],
+        dropped_models=dropped or [],
+    )
+
+
+def notify_event(
+    results: list[PublishResult] | None = None,
+    skipped: list[dict[str, str]] | None = None,
+    *,
+    trigger: str = "manual",
+    requested_by: str | None = "alice@example.org",
+) -> NotifyEvent:
+    """A run of two leaderboards and one skip, started 4m12s before NOW."""
+    if results is None:
+        results = [
+            result(
+                "overall",
+                [
+                    entry("gpt-4o", 1, 1123.4, 3),
+                    entry("claude-3-opus", 2, 1101.0, 1),
+                    entry("llama-3-70b", 3, 1050.5, None),
+                    entry("mixtral-8x7b", 4, 990.0, 4),
+                ],
+                new=["llama-3-70b"],
+                dropped=["palm-2"],
+                votes=5000,
+            ),
+            result("genetics", [entry("gpt-4o", 1, 1080.0, None)], previous=None, votes=321),
+        ]
+    raw = {
+        "mode": "success",
+        "run": {
+            "run_id": "20250601T030000Z-run-1",
+            "execution_id": "arn:aws:states:us-east-1:123456789012:execution:sm:run-1",
+            "execution_name": "run-1",
+            "correlation_id": "corr-123",
+            "trigger": trigger,
+            "requested_by": requested_by,
+            "run_at": "2025-06-01T03:00:00Z",
+            "snapshot_identifier": "snapshot_2025-06-01_03-00-00",
+            "bootstrap": 1000,
+            "seed": 0,
+            "publish": True,
+            "artifacts_prefix": "runs/",
+        },
+        "results": results,
+        "skipped": [{"slug": "immunology", "reason": "fewer than 30 battles (12)"}]
+        if skipped is None
+        else skipped,
+    }
+    return parse_notify_event(raw)
+
+
+def _texts(message: slack.SlackMessage) -> list[str]:
+    out = []
+    for block in message["blocks"]:
+        if "text" in block:
+            out.append(block["text"]["text"])
+        out += [f["text"] for f in block.get("fields", [])]
+        out += [e["text"] for e in block.get("elements", [])]
+    return out
+
+
+# --- success message -------------------------------------------------------------------------------
+def test_success_message_golden() -> None:
+    message = slack.success_message(notify_event(), now=NOW, environment="prod")
+    assert block_problems(message) == []
+    kinds = [b["type"] for b in message["blocks"]]
+    assert kinds == ["header", "section", "divider", "section", "section", "section", "context"]
+    assert message["blocks"][0]["text"]["text"] == "🏆 Leaderboard snapshot published (prod)"
+    fields = [f["text"] for f in message["blocks"][1]["fields"]]
+    assert fields == [
+        "*Snapshot*\n`snapshot_2025-06-01_03-00-00`",
+        "*Visibility*\npublic",
+        "*Trigger*\nmanual by alice@example.org",
+        "*Run time*\n4m 12s",
+        "*Leaderboards*\n2 ranked · 1 skipped",
+        "*Votes*\n5,321",
+    ]
+    assert message["blocks"][3]["text"]["text"] == (
+        "*overall* — 5,000 votes · 12 ranked models · vs `snapshot_2025-05-31_03-00-00`\n"
+        "1. *gpt-4o*  1123.4 (95% CI [1111.2, 1135.2])  ↑2\n"
+        "2. *claude-3-opus*  1101.0 (95% CI [1088.8, 1112.8])  ↓1\n"
+        "3. *llama-3-70b*  1050.5 (95% CI [1038.2, 1062.2])  new\n"
+        "4. *mixtral-8x7b*  990.0 (95% CI [977.8, 1001.8])  =\n"
+        "New: llama-3-70b\n"
+        "Dropped: palm-2"
+    )
+    assert message["blocks"][4]["text"]["text"] == (
+        "*genetics* — 321 votes · 12 ranked models · first public snapshot\n"
+        "1. *gpt-4o*  1080.0 (95% CI [1067.8, 1091.8])"
+    )
+    assert message["blocks"][5]["text"]["text"] == (
+        "*Skipped (1)*\n• immunology: fewer than 30 battles (12)"
+    )
+    assert [e["text"] for e in message["blocks"][6]["elements"]] == [
+        "run `20250601T030000Z-run-1`",
+        "execution `run-1`",
+        "correlation id `corr-123`",
+    ]
+    assert message["text"] == (
+        "Leaderboard snapshot published (prod): snapshot_2025-06-01_03-00-00 (2 ranked, 1 skipped,"
+        " manual by alice@example.org, run time 4m 12s). Top models: overall: gpt-4o; genetics:"
+        " gpt-4o."
+    )
+
+
+def test_scheduled_private_run_without_skips() -> None:
+    results = [result("overall", [entry("a", 1, 1000.0, 1)], visibility="private")]
+    message = slack.success_message(
+        notify_event(results, [], trigger="scheduled", requested_by=None), now=NOW
+    )
+    texts = _texts(message)
+    assert message["blocks"][0]["text"]["text"] == "🏆 Leaderboard snapshot created"
+    assert "*Trigger*\nscheduled" in texts
+    assert "*Visibility*\nprivate" in texts
+    assert not any("Skipped" in t for t in texts)
+    assert "private" in message["blocks"][3]["text"]["text"]
+
+
+def test_manual_trigger_without_a_name() -> None:
+    message = slack.success_message(notify_event(requested_by=None), now=NOW)
+    assert "*Trigger*\nmanual" in _texts(message)
+
+
+def test_nothing_ranked() -> None:
+    message = slack.success_message(notify_event([], None), now=NOW)
+    assert block_problems(message) == []
+    assert message["blocks"][0]["text"]["text"] == "🏆 Leaderboard run finished: nothing ranked"
+    assert "*Visibility*\nnothing published" in _texts(message)
+
+
+def test_mrkdwn_control_characters_are_escaped() -> None:
+    results = [result("overall", [entry("<!channel> & co", 1, 1000.0, 1)])]
+    section = slack.success_message(notify_event(results), now=NOW)["blocks"][3]["text"]["text"]
+    assert "*&lt;!channel&gt; &amp; co*" in section
+    assert "<!channel>" not in section
+
+
+def _many(count: int, top: int = 10) -> list[PublishResult]:
+    long = "a-model-with-a-very-long-name-" * 8
+    return [
+        result(
+            f"board-{i:03d}",
+            [entry(f"{long}{j}", j + 1, 1000.0 - j, j + 2) for j in range(top)],
+            new=[f"new-{k}-{long}" for k in range(40)],
+            dropped=[f"old-{k}" for k in range(40)],
+        )
+        for i in range(count)
+    ]
+
+
+def test_many_leaderboards_are_truncated_within_slack_limits() -> None:
+    skipped = [{"slug": f"skip-{i}", "reason": "fewer than 30 battles " * 10} for i in range(100)]
+    event = notify_event(_many(100), skipped)
+    message = slack.success_message(event, now=NOW)
+    assert block_problems(message) == []
+    assert len(message["blocks"]) <= 50
+    sections = [b["text"]["text"] for b in message["blocks"] if "text" in b]
+    detailed = [s for s in sections if s.startswith("*board-")]
+    assert len(detailed) == slack.DETAILED_LEADERBOARDS - 1
+    more = next(s for s in sections if s.startswith("… and "))
+    assert more.startswith(
+        f"… and {100 - len(detailed)} more leaderboards: board-019 (1,234 votes)"
+    )
+    assert all(s.count("\n") <= 1 + slack.TOP_MODELS + 2 for s in detailed)
+    assert "New: " in detailed[0] and "and 30 more" in detailed[0]
+    skipped_section = next(s for s in sections if s.startswith("*Skipped (100)*"))
+    assert skipped_section.endswith("more lines")
+    assert len(message["text"]) <= slack.FALLBACK_TEXT_LIMIT
+
+
+def test_block_budget_holds_whatever_the_detail_asked_for() -> None:
+    message = slack.success_message(notify_event(_many(100, top=1)), now=NOW, max_leaderboards=500)
+    assert block_problems(message) == []
+    assert len(message["blocks"]) == 50
+
+
+def test_plain_text_for_sns_lists_every_leaderboard() -> None:
+    plain = slack.success_plain(notify_event(_many(60, top=2)), now=NOW, environment="prod")
+    assert plain["subject"] == (
+        "Leaderboard snapshot published (prod): snapshot_2025-06-01_03-00-00"
+    )
+    body = plain["body"]
+    assert all(f"board-{i:03d} — 1,234 votes" in body for i in range(60))
+    assert "*" not in body and "`" not in body
+    assert "Trigger: manual by alice@example.org" in body
+
+
+def test_subject_line_is_ascii_one_line_and_short() -> None:
+    subject = slack.subject_line("🏆 Résumé\nof a run " + "x" * 200)
+    assert subject.isascii() and "\n" not in subject
+    assert len(subject) <= 99 and subject.endswith("...")
+    assert subject.startswith("Rsum of a run")
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [(0, "0s"), (42.9, "42s"), (252, "4m 12s"), (3780, "1h 03m"), (187_200, "2d 04h"), (-5, "0s")],
+)
+def test_duration(seconds: float, text: str) -> None:
+    assert slack.duration(seconds) == text
+
+
+@pytest.mark.parametrize(
+    ("previous", "has_previous", "text"),
+    [(5, True, "↑2"), (2, True, "↓1"), (3, True, "="), (None, True, "new"), (None, False, "")],
+)
+def test_movement(previous: int | None, has_previous: bool, text: str) -> None:
+    assert slack.movement(entry("m", 3, 1000.0, previous), has_previous) == text
+
+
+def test_run_time_uses_started_at_when_given() -> None:
+    event = notify_event()
+    event["started_at"] = (NOW - timedelta(seconds=42)).isoformat()
+    assert slack.run_seconds(event, NOW) == 42
+
+
+def test_invalid_notify_event_names_the_field() -> None:
+    raw: dict[str, Any] = dict(notify_event())
+    raw["results"] = [dict(raw["results"][0], top=[dict(raw["results"][0]["top"][0], rank="1")])]
+    with pytest.raises(InvalidInput, match=r"results\[0\]\.top\[0\]\.rank"):
+        parse_notify_event(raw)
+    with pytest.raises(InvalidInput, match=r"^mode: expected 'success'"):
+        parse_notify_event({**raw, "mode": "failure"})
+    run = {k: v for k, v in raw["run"].items() if k != "snapshot_identifier"}
+    with pytest.raises(InvalidInput, match=r"^run\.snapshot_identifier: missing"):
+        parse_notify_event({**raw, "run": run})
+    with pytest.raises(InvalidInput, match=r"^run\.run_at: timestamp must carry a time zone"):
+        parse_notify_event({**raw, "run": {**raw["run"], "run_at": "2025-06-01T03:00:00"}})
+
+
+# --- failure message -------------------------------------------------------------------------------
+def report(**overrides: Any) -> FailureReport:
+    values: dict[str, Any] = {
+        "execution_arn": "arn:aws:states:us-east-1:123456789012:execution:sm:run-3",
+        "execution_name": "run-3",
+        "state_machine_name": "sm",
+        "status": "FAILED",
+        "region": "us-east-1",
+        "started_at": NOW - timedelta(minutes=3),
+        "stopped_at": NOW,
+        "state": "Publish",
+        "map_state": None,
+        "iteration": None,
+        "leaderboard": None,
+        "error": "DatabaseUnavailable",
+        "cause": "DatabaseUnavailable: cannot connect to PostgreSQL",
+        "correlation_id": None,
+        "trigger": "scheduled",
+        "requested_by": None,
+        "history_available": True,
+    }
+    return FailureReport(**(values | overrides))
+
+
+def test_failure_message_fallback_text_and_blocks() -> None:
+    message = slack.failure_message(report())
+    assert message["text"] == (
+        "Leaderboard run failed at Publish: run-3 — DatabaseUnavailable: cannot connect to PostgreSQL"
+    )
+    assert block_problems(message) == []
+    texts = _texts(message)
+    assert "*Trigger*\nscheduled" in texts and "*Ran for*\n3m 00s" in texts
+    assert not any(t.startswith("*Leaderboard*") for t in texts)
+
+
+def test_failure_message_of_an_aborted_run_without_error_or_history() -> None:
+    message = slack.failure_message(
+        report(status="ABORTED", state=None, error=None, cause=None, history_available=False)
+    )
+    assert message["text"] == "Leaderboard run was aborted: run-3"
+    texts = _texts(message)
+    assert "*Error*\nnone given" in texts
+    assert "*Failed state*\nunknown (history unavailable)" in texts
+    assert not any(t.startswith("*Cause*") for t in texts)
+
+
+def test_failure_message_escapes_and_fences_the_cause() -> None:
+    cause = "bad <input> & ```fence``` " + "y" * 4000
+    message = slack.failure_message(report(cause=cause))
+    assert block_problems(message) == []
+    section = next(t for t in _texts(message) if t.startswith("*Cause*"))
+    assert "&lt;input&gt; &amp; '''fence'''" in section
+    assert len(section) <= slack.MAX_SECTION_TEXT
+
+
+# --- delivery --------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def server() -> Iterator[SlackServer]:
+    with SlackServer() as running:
+        yield running
+
+
+@pytest.fixture
+def slack_server(server: SlackServer) -> SlackServer:
+    server.reset()
+    return server
+
+
+def test_post_delivers_text_and_blocks(slack_server: SlackServer) -> None:
+    message = slack.success_message(notify_event(), now=NOW)
+    slack.post(slack_server.url, message, timeout=5)
+    assert slack_server.received == [message]
+
+
+@pytest.mark.parametrize(
+    ("mode", "error", "text"),
+    [
+        ("500", SlackUnavailable, "Slack answered 500: rollup_error"),
+        ("503", SlackUnavailable, "Slack answered 503: service_unavailable"),
+        ("429", SlackUnavailable, "rate-limited the webhook (429, retry after 1 s): rate_limited"),
+        ("hang", SlackUnavailable, "Slack did not answer within 1 s"),
+        ("404", SlackRejected, "Slack refused the message (404): no_service"),
+        ("403", SlackRejected, "Slack refused the message (403): invalid_token"),
+        ("400", SlackRejected, "Slack refused the message (400): invalid_payload"),
+    ],
+)
+def test_post_maps_slack_failures_and_never_reveals_the_url(
+    slack_server: SlackServer,
+    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
+    mode: str,
+    error: type[Exception],
+    text: str,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    slack_server.mode = mode
+    with pytest.raises(error) as raised:
+        slack.post(slack_server.url, slack.success_message(notify_event(), now=NOW), timeout=1)
+    assert text in str(raised.value)
+    assert slack_server.attempts == 1, "the client must not retry on its own"
+    _assert_secret_absent(slack_server.secret, raised.value, caplog, capsys)
+
+
+def test_unreachable_slack_is_transient(
+    caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    stopped = SlackServer().start()
+    url, secret = stopped.url, stopped.secret
+    stopped.stop()
+    with pytest.raises(SlackUnavailable, match="could not be reached") as raised:
+        slack.post(url, slack.success_message(notify_event(), now=NOW), timeout=1)
+    _assert_secret_absent(secret, raised.value, caplog, capsys)
+
+
+def test_a_message_over_slack_limits_is_refused_by_the_stand_in(slack_server: SlackServer) -> None:
+    too_many = {"text": "x", "blocks": [{"type": "divider"}] * 51}
+    with pytest.raises(SlackRejected, match="invalid_blocks"):
+        slack.post(slack_server.url, too_many, timeout=5)  # type: ignore[arg-type]
+
+
+def test_a_webhook_url_that_is_not_http_is_a_configuration_error() -> None:
+    with pytest.raises(ConfigurationError) as raised:
+        slack.post("ftp://hooks.example/services/T/B/ftp-secret-token", {"text": "x", "blocks": []})
+    assert "ftp-secret-token" not in str(raised.value)
+
+
+def _assert_secret_absent(
+    secret: str,
+    exc: BaseException,
+    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    captured = capsys.readouterr()
+    shown = "".join(traceback.format_exception(exc)) + repr(exc)
+    for where, text in (
+        ("exception", shown),
+        ("log records", caplog.text),
+        ("stdout", captured.out),
+        ("stderr", captured.err),
+    ):
+        assert secret not in text, f"the webhook URL leaked into {where}"
