@@ -11,7 +11,7 @@ UV_VERSION := 0.13.9
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 export XDG_RUNTIME_DIR ?= /tmp
 
-.PHONY: install run test lint format bench synth lock clean
+.PHONY: install run test lint format bench synth image-check lock clean
 
 $(STAMP): pyproject.toml requirements-dev.lock
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -30,7 +30,7 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/pytest -q $(PYTEST_ARGS)
 
-lint: $(STAMP)
+lint: $(STAMP) image-check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy common stages infra
@@ -42,6 +42,14 @@ format: $(STAMP)
 ## Speed and memory against the baselines, side by side: a table, then one JSON line each.
 bench: $(STAMP)
 	$(PY) -m bench $(BENCH)
+
+## The CloudFormation template into cdk.out/, through cdk.json like `cdk synth` (CDK CLI via npx, Node 22 from the venv).
+synth: $(STAMP)
+	$(PY) -m infra.cdk_cli synth --quiet
+
+## The Lambda image's packages install for Python 3.12 manylinux and every handler imports (no Docker).
+image-check: $(STAMP)
+	$(PY) -m infra.check_image
 
 ## Regenerate the locks after changing pyproject.toml (dev: this machine; runtime: the Lambda image).
 lock: $(STAMP)

@@ -1,0 +1,169 @@
+"""The state machine definition (docs/state-machine.md), built from the four stage functions.
+
+``build_definition`` returns the chain the stack deploys. ``render_definition`` builds the same
+chain in a throwaway stack around given function ARNs and returns the Amazon States Language
+document as a dict: no synthesis of the full stack, no AWS account. The local runner instead reads
+the definition back from the synthesized stack (``infra.app.synthesize_template`` and
+``common.stack_template``), so that it runs exactly what is deployed.
+
+No Catch and no Fail state on purpose (docs/adr/0003-no-catch-to-fail.md): a failed execution
+stops at the failing state, so a redrive resumes there with the same input.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from aws_cdk import App, Duration, Stack
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_stepfunctions as sfn
+from aws_cdk import aws_stepfunctions_tasks as tasks
+from constructs import Construct
+
+from common import stack_template
+from common.errors import TRANSIENT_ERRORS
+
+STAGES = ("fetch", "rank", "publish", "notify")
+STATE_NAMES = {"fetch": "Fetch", "rank": "Rank", "publish": "Publish", "notify": "Notify"}
+MAP_STATE_NAME = "RankAndPublish"
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    errors: tuple[str, ...]
+    interval_s: int
+    backoff_rate: float
+    max_attempts: int
+
+    def as_asl(self) -> dict[str, Any]:
+        """The Retry entry as it appears in the deployed definition."""
+        return {
+            "ErrorEquals": list(self.errors),
+            "IntervalSeconds": self.interval_s,
+            "BackoffRate": self.backoff_rate,
+            "MaxAttempts": self.max_attempts,
+        }
+
+
+TRANSIENT_RETRY = RetryPolicy(TRANSIENT_ERRORS, interval_s=2, backoff_rate=2, max_attempts=4)
+LAMBDA_SERVICE_RETRY = RetryPolicy(
+    (
+        "Lambda.ServiceException",
+        "Lambda.AWSLambdaException",
+        "Lambda.SdkClientException",
+        "Lambda.TooManyRequestsException",
+    ),
+    interval_s=2,
+    backoff_rate=2,
+    max_attempts=6,
+)
+STAGE_RETRIES: dict[str, tuple[RetryPolicy, ...]] = {
+    stage: (TRANSIENT_RETRY, LAMBDA_SERVICE_RETRY) for stage in STAGES
+}
+"""Every stage retries the same named transient errors; anything else fails the execution."""
+
+
+@dataclass(frozen=True)
+class StageFunctions:
+    fetch: lambda_.IFunction
+    rank: lambda_.IFunction
+    publish: lambda_.IFunction
+    notify: lambda_.IFunction
+
+
+def _task(
+    scope: Construct,
+    stage: str,
+    function: lambda_.IFunction,
+    payload: sfn.TaskInput | None = None,
+) -> tasks.LambdaInvoke:
+    task = tasks.LambdaInvoke(
+        scope,
+        STATE_NAMES[stage],
+        lambda_function=function,
+        payload=payload,
+        # The full Invoke response ({"Payload": ..., "StatusCode": ...}) is what the
+        # lambda:invoke integration returns; OutputPath keeps only the function's result.
+        payload_response_only=False,
+        output_path="$.Payload",
+        # CDK's built-in service retry differs from the documented one (no TooManyRequests).
+        retry_on_service_exceptions=False,
+    )
+    for policy in STAGE_RETRIES[stage]:
+        task.add_retry(
+            errors=list(policy.errors),
+            interval=Duration.seconds(policy.interval_s),
+            backoff_rate=policy.backoff_rate,
+            max_attempts=policy.max_attempts,
+        )
+    return task
+
+
+def build_definition(
+    scope: Construct, functions: StageFunctions, *, max_concurrency: int
+) -> sfn.IChainable:
+    """Fetch -> RankAndPublish (inline Map over $.leaderboards: Rank -> Publish) -> Notify."""
+    fetch = _task(
+        scope,
+        "fetch",
+        functions.fetch,
+        sfn.TaskInput.from_object(
+            {
+                "request": sfn.JsonPath.entire_payload,
+                "execution_id": sfn.JsonPath.string_at("$$.Execution.Id"),
+                "execution_name": sfn.JsonPath.string_at("$$.Execution.Name"),
+            }
+        ),
+    )
+    rank_and_publish = sfn.Map(
+        scope,
+        MAP_STATE_NAME,
+        items_path="$.leaderboards",
+        item_selector={
+            "run": sfn.JsonPath.object_at("$.run"),
+            "leaderboard": sfn.JsonPath.object_at("$$.Map.Item.Value"),
+        },
+        max_concurrency=max_concurrency,
+        result_path="$.results",
+    )
+    rank_and_publish.item_processor(
+        _task(scope, "rank", functions.rank).next(_task(scope, "publish", functions.publish))
+    )
+    notify = _task(
+        scope,
+        "notify",
+        functions.notify,
+        sfn.TaskInput.from_object(
+            {
+                "mode": "success",
+                "run": sfn.JsonPath.object_at("$.run"),
+                "results": sfn.JsonPath.object_at("$.results"),
+                "skipped": sfn.JsonPath.object_at("$.skipped"),
+            }
+        ),
+    )
+    return fetch.next(rank_and_publish).next(notify)
+
+
+def render_definition(function_arns: Mapping[str, str], *, max_concurrency: int) -> dict[str, Any]:
+    """The ASL document for the given stage -> function ARN mapping (keys: STAGES)."""
+    missing = [stage for stage in STAGES if stage not in function_arns]
+    if missing:
+        raise ValueError(f"function_arns: missing {', '.join(missing)}")
+    stack = Stack(App(), "Definition")
+    functions = StageFunctions(
+        **{
+            stage: lambda_.Function.from_function_arn(stack, f"{stage}-function", arn)
+            for stage, arn in function_arns.items()
+            if stage in STAGES
+        }
+    )
+    chain = build_definition(stack, functions, max_concurrency=max_concurrency)
+    graph = sfn.StateGraph(chain.start_state, "definition")
+    partition = function_arns["fetch"].split(":")[1]
+    rendered: dict[str, Any] = stack_template.resolve(
+        stack.resolve(graph.to_graph_json()), {}, {"AWS::Partition": partition}
+    )
+    return rendered
