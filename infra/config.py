@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from common.contracts import parse_bootstrap, parse_leaderboards
-from common.errors import InvalidInput
+from common.errors import InvalidInput, PipelineError
+from common.filters import parse_filters
 
 DEFAULT_SCHEDULE = "cron(0 2 * * ? *)"
 LOG_RETENTION_DAYS = (
@@ -289,7 +290,12 @@ def _leaderboard_filters(ctx: Mapping[str, Any]) -> str | None:
             raise InvalidContext("leaderboardFilters: not valid JSON") from None
     if not isinstance(value, dict):
         raise InvalidContext("leaderboardFilters: expected a JSON object")
-    return json.dumps(value, separators=(",", ":"), sort_keys=True)
+    text = json.dumps(value, separators=(",", ":"), sort_keys=True)
+    try:
+        parse_filters(text)  # the fetch stage's own parser: a typo fails the synth, not a run
+    except PipelineError as exc:
+        raise InvalidContext(f"leaderboardFilters: {exc}") from None
+    return text
 
 
 def _check_unknown_keys(ctx: Mapping[str, Any]) -> None:

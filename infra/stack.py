@@ -171,6 +171,14 @@ class LeaderboardStack(Stack):
                 resources=[self.state_machine_arn],
             )
         )
+        # To refuse a second run over the same leaderboards, the admin function reads the input
+        # of each RUNNING execution (common.executions.running_executions).
+        admin.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["states:DescribeExecution"], resources=[self.executions_arn]
+            )
+        )
+        self._acknowledge_executions_pattern(admin)
         api = build_admin_api(self, config, admin, log_group("AdminApiAccessLogs"))
 
         CfnOutput(self, "StateMachineArn", value=state_machine.state_machine_arn)
@@ -284,17 +292,8 @@ class LeaderboardStack(Stack):
                 actions=["kms:GenerateDataKey", "kms:Decrypt"], resources=[alerts.key.key_arn]
             )
         )
-        executions = (
-            f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:states:<AWS::Region>:"
-            f"<AWS::AccountId>:execution:{self.config.state_machine_name}:*]"
-        )
-        for stage in ("fetch", "notify"):
-            acknowledge(
-                functions[stage].role,  # type: ignore[arg-type]
-                executions,
-                "Execution names are chosen by whoever starts a run; the pattern is limited to "
-                "the executions of this one state machine.",
-            )
+        self._acknowledge_executions_pattern(functions["fetch"])
+        self._acknowledge_executions_pattern(functions["notify"])
         bucket_id = self.get_logical_id(bucket.node.default_child)  # type: ignore[arg-type]
         for stage in ("fetch", "rank", "publish"):
             acknowledge(
@@ -303,6 +302,15 @@ class LeaderboardStack(Stack):
                 "Run artifacts are keyed by run id under runs/; the prefix is the narrowest "
                 "resource that covers the objects of runs that do not exist yet.",
             )
+
+    def _acknowledge_executions_pattern(self, function: lambda_.IFunction) -> None:
+        acknowledge(
+            function.role,  # type: ignore[arg-type]
+            f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:states:<AWS::Region>:"
+            f"<AWS::AccountId>:execution:{self.config.state_machine_name}:*]",
+            "Execution names are chosen by whoever starts a run; the pattern is limited to "
+            "the executions of this one state machine.",
+        )
 
     def _acknowledge_state_machine_role(
         self, state_machine: sfn.StateMachine, functions: dict[str, lambda_.DockerImageFunction]

@@ -50,6 +50,7 @@ PROD_CONTEXT = {
     "jwksUrl": "https://auth.bixarena.example/.well-known/jwks.json",
     "createApiGatewayLogsRole": "false",
     "minBattles": "50",
+    "leaderboardFilters": '{"min_confidence": 0.8, "leaderboards": {"overall": {"window_days": 9}}}',
 }
 STAR_ONLY_ACTIONS = {
     # Actions IAM accepts only with Resource "*" (no resource-level permissions).
@@ -723,9 +724,11 @@ def test_each_function_may_do_exactly_what_its_stage_does(sandbox: Synthesis) ->
         ("kms:Decrypt", f"<{key}.Arn>"),
         ("kms:GenerateDataKey", f"<{key}.Arn>"),
     }
+    # DescribeExecution: the admin function reads running executions' input to refuse overlaps.
     assert _grants(sandbox, "admin") == {
         ("states:StartExecution", machine),
         ("states:ListExecutions", machine),
+        ("states:DescribeExecution", executions),
     }
     for stage in ("fetch", "rank", "publish"):
         (listing,) = [
@@ -834,6 +837,7 @@ def test_production_context_uses_the_given_vpc_subnets_secrets_and_schedule(
     assert env["publish"]["DATABASE_SECRET_ARN"] == PROD_CONTEXT["databaseSecretArn"]
     assert env["notify"]["SLACK_SECRET_ARN"] == PROD_CONTEXT["slackSecretArn"]
     assert env["fetch"]["MIN_BATTLES"] == "50"
+    assert json.loads(env["fetch"]["LEADERBOARD_FILTERS"])["min_confidence"] == 0.8
     assert production.function("publish")["ReservedConcurrentExecutions"] == 6
     (ingress,) = [
         r["Properties"] for r in production.of_type("AWS::EC2::SecurityGroupIngress").values()
@@ -1041,6 +1045,7 @@ def test_context_from_the_command_line_arrives_as_strings() -> None:
         ({"scheduleEnabled": "yes"}, r"^scheduleEnabled: expected true or false"),
         ({"apiRateLimit": "fast"}, r"^apiRateLimit: expected a number"),
         ({"leaderboardFilters": "{not json"}, r"^leaderboardFilters: not valid JSON"),
+        ({"leaderboardFilters": '{"min_confidenc": 0.8}'}, r"^leaderboardFilters: .*min_confidenc"),
         ({"vpcid": "vpc-0123456789abcdef0"}, r"^vpcid: unknown context key"),
     ],
 )
