@@ -324,3 +324,30 @@ def parse_notify_event(raw: Any) -> NotifyEvent:
             f"skipped[{i}]: expected slug and reason strings",
         )
     return event  # type: ignore[return-value]
+
+
+REFERENCE_LEADERBOARDS: tuple[str, ...] = (
+    "overall",
+    "biochemistry",
+    "bioengineering",
+    "bioinformatics",
+    "cancer-biology",
+    "cell-biology",
+    "clinical-trials",
+    "developmental-biology",
+    "epidemiology",
+    "evolutionary-biology",
+    "genetics",
+    "genomics",
+    "immunology",
+    "microbiology",
+    "molecular-biology",
+    "neuroscience",
+    "pathology",
+    "pharmacology-and-toxicology",
+    "physiology",
+    "synthetic-biology",
+    "systems-biology",
+)
+"""BixArena's reference leaderboards: ``overall`` and one per biomedical category (slug =
+category), as seeded by ``sql/V2__reference_leaderboards.sql``."""

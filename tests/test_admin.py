@@ -1,0 +1,692 @@
+"""The admin endpoint end to end: API Gateway proxy events into the real handler, tokens checked
+against a JWKS served over HTTP, executions started in moto's Step Functions.
+
+moto's default (non-executing) Step Functions mode keeps every execution RUNNING until it is
+stopped, which is what a long pipeline run looks like to the endpoint; one test uses the executing
+mode to show that a finished run does not block a new one. Every request made through the
+``endpoint`` fixture is checked afterwards for one audit line and for the token appearing in no
+log line and no response.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import re
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import boto3
+import pytest
+from botocore.stub import Stubber
+from moto import mock_aws
+
+from common import admin
+from common.auth import Principal
+from common.contracts import REFERENCE_LEADERBOARDS, parse_run_request
+from common.errors import ConfigurationError, InvalidInput, LeaderboardNotFound
+from common.executions import (
+    RunInProgress,
+    RunningExecution,
+    StepFunctionsUnavailable,
+    overlapping,
+    parse_input,
+    refuse_overlap,
+    running_executions,
+    start_execution,
+)
+from common.observability import logger
+from stages.admin import handler as admin_handler
+from tests.jwks_server import (
+    AUDIENCE,
+    ISSUER,
+    JwksServer,
+    SigningKey,
+    claims,
+    closed_port_url,
+    forge_hs256,
+    forge_unsigned,
+)
+
+REGION = "us-east-1"
+NAME_RE = re.compile(r"^manual-\d{8}T\d{6}Z-[0-9a-f]{8}$")
+PASS_DEFINITION = {"StartAt": "Done", "States": {"Done": {"Type": "Pass", "End": True}}}
+DEFAULT_BODY = {"leaderboards": ["overall", "genomics"], "bootstrap": 200}
+
+
+@dataclass(frozen=True)
+class Keys:
+    current: SigningKey
+    impostor: SigningKey
+    unpublished: SigningKey
+
+
+@dataclass
+class Answer:
+    status: int
+    body: dict[str, Any]
+    headers: dict[str, str]
+
+
+@dataclass
+class Endpoint:
+    """The deployed shape: env vars, a state machine in moto, the handler behind a proxy event."""
+
+    sfn: Any
+    state_machine_arn: str
+    jwks: JwksServer
+    keys: Keys
+    lines: list[str]
+    tokens: list[str] = field(default_factory=list)
+    raw_responses: list[str] = field(default_factory=list)
+
+    def token(self, **overrides: Any) -> str:
+        return self.keys.current.sign(claims(**overrides))
+
+    def post(
+        self,
+        body: Any = DEFAULT_BODY,
+        *,
+        token: str | None = "",
+        raw_body: str | None = None,
+        raw_bytes: bytes | None = None,
+        v2: bool = False,
+    ) -> Answer:
+        token = self.token() if token == "" else token
+        text = raw_body if raw_body is not None else json.dumps(body)
+        headers = {} if token is None else {"Authorization": f"Bearer {token}"}
+        if token is not None:
+            self.tokens.append(token)
+        if raw_bytes is not None:
+            event = _v2_event(headers, raw_bytes)
+        else:
+            event = _v2_event(headers, text.encode()) if v2 else _v1_event(headers, text)
+        response = admin_handler.handler(event, None)
+        self.raw_responses.append(json.dumps(response))
+        return Answer(response["statusCode"], json.loads(response["body"]), response["headers"])
+
+    def executions(self) -> list[dict[str, Any]]:
+        listed = self.sfn.list_executions(stateMachineArn=self.state_machine_arn)["executions"]
+        return [self.sfn.describe_execution(executionArn=e["executionArn"]) for e in listed]
+
+    def audit(self) -> list[dict[str, Any]]:
+        records = [json.loads(line) for line in self.lines]
+        return [r for r in records if r.get("message") == "admin request"]
+
+
+def _v1_event(headers: dict[str, str], body: str) -> dict[str, Any]:
+    all_headers = {"Content-Type": "application/json", "Host": "api.example", **headers}
+    return {
+        "resource": "/admin/generate-snapshot",
+        "path": "/admin/generate-snapshot",
+        "httpMethod": "POST",
+        "headers": all_headers,
+        "multiValueHeaders": {k: [v] for k, v in all_headers.items()},
+        "queryStringParameters": None,
+        "pathParameters": None,
+        "requestContext": {
+            "requestId": str(uuid.uuid4()),
+            "httpMethod": "POST",
+            "identity": {"sourceIp": "198.51.100.7"},
+        },
+        "body": body,
+        "isBase64Encoded": False,
+    }
+
+
+def _v2_event(headers: dict[str, str], body: bytes) -> dict[str, Any]:
+    return {
+        "version": "2.0",
+        "routeKey": "POST /admin/generate-snapshot",
+        "rawPath": "/admin/generate-snapshot",
+        "headers": {
+            "content-type": "application/json",
+            **{k.lower(): v for k, v in headers.items()},
+        },
+        "requestContext": {
+            "requestId": str(uuid.uuid4()),
+            "http": {
+                "method": "POST",
+                "path": "/admin/generate-snapshot",
+                "sourceIp": "203.0.113.9",
+            },
+        },
+        "body": base64.b64encode(body).decode(),
+        "isBase64Encoded": True,
+    }
+
+
+@pytest.fixture(scope="module")
+def keys() -> Keys:
+    return Keys(
+        current=SigningKey.generate("bixarena-1"),
+        impostor=SigningKey.generate("bixarena-1"),
+        unpublished=SigningKey.generate("bixarena-9"),
+    )
+
+
+@pytest.fixture(scope="module")
+def jwks_server(keys: Keys) -> Iterator[JwksServer]:
+    with JwksServer([keys.current]) as server:
+        yield server
+
+
+@pytest.fixture
+def log_lines() -> Iterator[list[str]]:
+    """Every line the Powertools logger writes, formatted exactly as it goes to CloudWatch."""
+    lines: list[str] = []
+
+    class Capture(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(self.format(record))
+
+    capture = Capture()
+    capture.setFormatter(logger.registered_formatter)
+    target = logging.getLogger(logger.name)
+    target.addHandler(capture)
+    yield lines
+    target.removeHandler(capture)
+
+
+@pytest.fixture
+def endpoint(
+    jwks_server: JwksServer,
+    keys: Keys,
+    log_lines: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> Iterator[Endpoint]:
+    jwks_server.reset()
+    for name in (
+        "ADMIN_CLAIM",
+        "ADMIN_ROLE",
+        "KNOWN_LEADERBOARDS",
+        "MAX_BODY_BYTES",
+        "JWT_LEEWAY_S",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    monkeypatch.setenv("JWKS_URL", jwks_server.url)
+    monkeypatch.setenv("JWT_ISSUER", ISSUER)
+    monkeypatch.setenv("JWT_AUDIENCE", AUDIENCE)
+    admin_handler.services.cache_clear()
+    with mock_aws():
+        sfn = boto3.client("stepfunctions", region_name=REGION)
+        arn = _state_machine(sfn, PASS_DEFINITION)
+        monkeypatch.setenv("STATE_MACHINE_ARN", arn)
+        running = Endpoint(sfn, arn, jwks_server, keys, log_lines)
+        yield running
+    admin_handler.services.cache_clear()
+    requests = len(running.raw_responses)
+    assert len(running.audit()) == requests, "one audit line per request"
+    printed = capsys.readouterr()
+    for token in running.tokens:
+        for where, texts in (
+            ("a log line", running.lines),
+            ("a response", running.raw_responses),
+            ("stdout/stderr", [printed.out, printed.err]),
+        ):
+            assert all(token not in text for text in texts), f"the token leaked into {where}"
+
+
+def _state_machine(sfn: Any, definition: dict[str, Any], name: str = "leaderboard") -> str:
+    role = boto3.client("iam", region_name=REGION).create_role(
+        RoleName=f"{name}-role", AssumeRolePolicyDocument="{}"
+    )["Role"]["Arn"]
+    return str(
+        sfn.create_state_machine(name=name, definition=json.dumps(definition), roleArn=role)[
+            "stateMachineArn"
+        ]
+    )
+
+
+# --- accepted -------------------------------------------------------------------------------------
+def test_an_admin_starts_a_manual_run(endpoint: Endpoint) -> None:
+    answer = endpoint.post()
+    assert answer.status == 202, answer.body
+    assert answer.body["status"] == "started"
+    [execution] = endpoint.executions()
+    assert execution["executionArn"] == answer.body["execution_arn"]
+    assert execution["status"] == "RUNNING"
+    assert NAME_RE.match(execution["name"])
+    run = json.loads(execution["input"])
+    assert parse_run_request(run) == run, "the input follows the pipeline's contract as is"
+    assert run["leaderboards"] == ["overall", "genomics"] and run["bootstrap"] == 200
+    assert run["trigger"] == "manual"
+    assert run["requested_by"] == "admin@bixarena.example"
+    assert run["correlation_id"] == answer.body["correlation_id"]
+    assert uuid.UUID(run["correlation_id"]).version == 4
+    started = datetime.fromisoformat(run["run_at"].replace("Z", "+00:00"))
+    assert abs((datetime.now(UTC) - started).total_seconds()) < 60
+
+
+def test_the_audit_line_says_who_what_and_the_result(endpoint: Endpoint) -> None:
+    answer = endpoint.post()
+    [line] = endpoint.audit()
+    assert line["audit"] == {
+        "sub": "8f0e3a52-7d1c-4b7e-9a51-1c2d3e4f5a6b",
+        "leaderboards": ["overall", "genomics"],
+        "bootstrap": 200,
+        "status": 202,
+        "error": None,
+        "reason": None,
+        "execution_arn": answer.body["execution_arn"],
+        "request_id": line["audit"]["request_id"],
+        "source_ip": "198.51.100.7",
+    }
+    assert line["correlation_id"] == answer.body["correlation_id"]
+
+
+def test_an_empty_body_runs_every_leaderboard_with_the_default_bootstrap(
+    endpoint: Endpoint,
+) -> None:
+    assert endpoint.post(raw_body="").status == 202
+    run = json.loads(endpoint.executions()[0]["input"])
+    assert (run["leaderboards"], run["bootstrap"]) == ("all", 1000)
+
+
+def test_an_http_api_v2_event_with_a_base64_body(endpoint: Endpoint) -> None:
+    answer = endpoint.post({"leaderboards": "all", "bootstrap": 100}, v2=True)
+    assert answer.status == 202, answer.body
+    assert json.loads(endpoint.executions()[0]["input"])["leaderboards"] == "all"
+    assert endpoint.audit()[0]["audit"]["source_ip"] == "203.0.113.9"
+
+
+def test_without_email_the_run_is_attributed_to_the_subject(endpoint: Endpoint) -> None:
+    assert endpoint.post(token=endpoint.token(email=None)).status == 202
+    assert json.loads(endpoint.executions()[0]["input"])["requested_by"] == claims()["sub"]
+
+
+def test_cognito_groups_as_the_admin_claim(
+    endpoint: Endpoint, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ADMIN_CLAIM", "cognito:groups")
+    groups_token = endpoint.token(roles=None, **{"cognito:groups": ["admin"]})
+    assert endpoint.post(token=groups_token).status == 202
+    refused = endpoint.post({"leaderboards": ["genetics"], "bootstrap": 100})
+    assert (refused.status, refused.body["error"]) == (403, "not_admin")
+
+
+# --- refused by authentication and authorization ---------------------------------------------------
+@pytest.mark.parametrize(
+    ("make", "status", "code"),
+    [
+        (lambda e: None, 401, "missing_token"),
+        (lambda e: "not.a.token", 401, "invalid_token"),
+        (lambda e: forge_unsigned(claims(), "bixarena-1"), 401, "invalid_token"),
+        (
+            lambda e: forge_hs256(claims(), e.keys.current.public_pem(), "bixarena-1"),
+            401,
+            "invalid_token",
+        ),
+        (lambda e: e.keys.impostor.sign(claims()), 401, "invalid_token"),
+        (lambda e: e.token(exp=int(datetime.now(UTC).timestamp()) - 120), 401, "invalid_token"),
+        (lambda e: e.token(nbf=int(datetime.now(UTC).timestamp()) + 600), 401, "invalid_token"),
+        (lambda e: e.token(iss="urn:someone-else"), 401, "invalid_token"),
+        (lambda e: e.token(aud="urn:bixarena:ai"), 401, "invalid_token"),
+        (lambda e: e.token(roles=["user"]), 403, "not_admin"),
+        (lambda e: e.token(roles=None), 403, "not_admin"),
+    ],
+    ids=[
+        "missing",
+        "malformed",
+        "alg-none",
+        "hs256-with-public-pem",
+        "other-key-same-kid",
+        "expired",
+        "not-yet-valid",
+        "wrong-issuer",
+        "wrong-audience",
+        "no-admin-role",
+        "no-roles-claim",
+    ],
+)
+def test_refused_callers_start_nothing(
+    endpoint: Endpoint, make: Any, status: int, code: str
+) -> None:
+    answer = endpoint.post(token=make(endpoint))
+    assert (answer.status, answer.body["error"]) == (status, code), answer.body
+    assert answer.body["message"]
+    if status == 401:
+        assert answer.headers["WWW-Authenticate"].startswith("Bearer")
+    assert endpoint.executions() == []
+    [line] = endpoint.audit()
+    assert line["audit"]["status"] == status and line["audit"]["execution_arn"] is None
+
+
+def test_an_unknown_kid_refetches_the_key_set_once_then_401(endpoint: Endpoint) -> None:
+    admin_handler.services().jwks.refresh_cooldown_s = 0
+    answer = endpoint.post(token=endpoint.keys.unpublished.sign(claims()))
+    assert (answer.status, answer.body["error"]) == (401, "invalid_token")
+    assert endpoint.jwks.hits == 2, "the first fetch, then exactly one refetch"
+    assert endpoint.executions() == []
+    assert endpoint.post().status == 202
+    assert endpoint.jwks.hits == 2, "known keys come from the cache"
+
+
+def test_an_unreachable_jwks_is_503(endpoint: Endpoint, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JWKS_URL", closed_port_url())
+    answer = endpoint.post()
+    assert (answer.status, answer.body["error"]) == (503, "auth_unavailable")
+    assert endpoint.executions() == []
+
+
+def test_a_jwks_answering_500_is_503(endpoint: Endpoint) -> None:
+    endpoint.jwks.mode = "500"
+    assert endpoint.post().status == 503
+    assert endpoint.executions() == []
+
+
+# --- refused bodies --------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("raw_body", "status", "code", "named"),
+    [
+        ("{not json", 400, "invalid_request", "body: not valid JSON"),
+        ("[1, 2]", 400, "invalid_request", "body: expected a JSON object"),
+        (
+            json.dumps({"leaderboards": ["overall"], "publish": False}),
+            400,
+            "invalid_request",
+            "body: unknown field(s) publish",
+        ),
+        (
+            json.dumps({"leaderboards": ["overall", "astrology"]}),
+            400,
+            "unknown_leaderboard",
+            "leaderboards: unknown leaderboard(s) astrology",
+        ),
+        (json.dumps({"leaderboards": ["Not A Slug"]}), 400, "invalid_request", "leaderboards:"),
+        (json.dumps({"leaderboards": []}), 400, "invalid_request", "leaderboards:"),
+        (json.dumps({"bootstrap": 5}), 400, "invalid_request", "bootstrap: must be between"),
+        (json.dumps({"bootstrap": 10_001}), 400, "invalid_request", "bootstrap: must be between"),
+        (json.dumps({"bootstrap": True}), 400, "invalid_request", "bootstrap: expected an integer"),
+        (
+            json.dumps({"bootstrap": "100"}),
+            400,
+            "invalid_request",
+            "bootstrap: expected an integer",
+        ),
+        (
+            json.dumps({"leaderboards": ["overall"] * 2000}),
+            413,
+            "payload_too_large",
+            "body: larger than 4096 bytes",
+        ),
+    ],
+    ids=[
+        "not-json",
+        "not-an-object",
+        "unknown-field",
+        "unknown-leaderboard",
+        "bad-slug",
+        "no-leaderboard",
+        "bootstrap-too-small",
+        "bootstrap-too-large",
+        "bootstrap-bool",
+        "bootstrap-string",
+        "oversized",
+    ],
+)
+def test_bad_bodies_are_refused_naming_the_field(
+    endpoint: Endpoint, raw_body: str, status: int, code: str, named: str
+) -> None:
+    answer = endpoint.post(raw_body=raw_body)
+    assert (answer.status, answer.body["error"]) == (status, code), answer.body
+    assert named in answer.body["message"]
+    assert endpoint.executions() == []
+
+
+def test_a_body_that_is_not_utf8_is_400(endpoint: Endpoint) -> None:
+    answer = endpoint.post(raw_bytes=b'{"bootstrap": "\xff"}')
+    assert (answer.status, answer.body["message"]) == (400, "body: not valid JSON")
+
+
+def test_the_whitelist_and_body_limit_come_from_the_environment(
+    endpoint: Endpoint, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KNOWN_LEADERBOARDS", "overall, rare-diseases")
+    monkeypatch.setenv("MAX_BODY_BYTES", "100")
+    assert endpoint.post({"leaderboards": ["genomics"]}).body["error"] == "unknown_leaderboard"
+    long_body = {"leaderboards": ["rare-diseases"], "bootstrap": 100, "pad": "x" * 100}
+    assert endpoint.post(long_body).status == 413
+    assert endpoint.post({"leaderboards": ["rare-diseases"], "bootstrap": 100}).status == 202
+
+
+# --- concurrent runs -------------------------------------------------------------------------------
+def test_a_second_run_over_the_same_leaderboard_is_409(endpoint: Endpoint) -> None:
+    first = endpoint.post({"leaderboards": ["overall", "genomics"], "bootstrap": 100})
+    assert first.status == 202
+    [running] = endpoint.executions()
+    second = endpoint.post({"leaderboards": ["genomics", "genetics"], "bootstrap": 100})
+    assert (second.status, second.body["error"]) == (409, "run_in_progress")
+    assert f"execution {running['name']}" in second.body["message"]
+    assert second.body["message"].endswith("is still running for genomics")
+    assert len(endpoint.executions()) == 1
+    assert endpoint.audit()[1]["audit"]["error"] == "run_in_progress"
+
+
+def test_disjoint_leaderboards_run_side_by_side(endpoint: Endpoint) -> None:
+    assert endpoint.post({"leaderboards": ["overall"], "bootstrap": 100}).status == 202
+    assert endpoint.post({"leaderboards": ["genomics"], "bootstrap": 100}).status == 202
+    assert len(endpoint.executions()) == 2
+
+
+@pytest.mark.parametrize(
+    ("first", "second"), [("all", ["immunology"]), (["immunology"], "all"), ("all", "all")]
+)
+def test_all_overlaps_everything(endpoint: Endpoint, first: Any, second: Any) -> None:
+    assert endpoint.post({"leaderboards": first, "bootstrap": 100}).status == 202
+    assert endpoint.post({"leaderboards": second, "bootstrap": 100}).status == 409
+
+
+def test_a_scheduled_run_blocks_and_a_stopped_one_does_not(endpoint: Endpoint) -> None:
+    scheduled = endpoint.sfn.start_execution(
+        stateMachineArn=endpoint.state_machine_arn,
+        name="scheduled-20260101T060000Z",
+        input=json.dumps({"trigger": "scheduled"}),
+    )["executionArn"]
+    refused = endpoint.post()
+    assert refused.status == 409
+    assert "scheduled-20260101T060000Z" in refused.body["message"]
+    assert "all leaderboards" not in refused.body["message"]  # it names what the admin asked
+    endpoint.sfn.stop_execution(executionArn=scheduled)
+    assert endpoint.post().status == 202
+
+
+def test_a_running_execution_with_an_unreadable_input_blocks_everything(
+    endpoint: Endpoint,
+) -> None:
+    endpoint.sfn.start_execution(
+        stateMachineArn=endpoint.state_machine_arn,
+        name="legacy-run",
+        input=json.dumps({"leaderboard": "overall", "replicates": 5}),
+    )
+    answer = endpoint.post({"leaderboards": ["pathology"], "bootstrap": 100})
+    assert answer.status == 409 and "legacy-run" in answer.body["message"]
+
+
+def test_a_finished_run_does_not_block(jwks_server: JwksServer, keys: Keys) -> None:
+    """moto's executing mode runs the Pass state machine to SUCCEEDED; it is no longer RUNNING."""
+    with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
+        sfn = boto3.client("stepfunctions", region_name=REGION)
+        arn = _state_machine(sfn, PASS_DEFINITION, name="executing")
+        done = sfn.start_execution(
+            stateMachineArn=arn, name="finished", input=json.dumps({"leaderboards": "all"})
+        )["executionArn"]
+        for _ in range(100):
+            if sfn.describe_execution(executionArn=done)["status"] != "RUNNING":
+                break
+            time.sleep(0.02)
+        assert sfn.describe_execution(executionArn=done)["status"] == "SUCCEEDED"
+        assert running_executions(sfn, arn) == []
+
+
+# --- AWS trouble and the unexpected ----------------------------------------------------------------
+def test_step_functions_unreachable_is_503(
+    endpoint: Endpoint, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SFN", closed_port_url().split("/.well-known")[0])
+    answer = endpoint.post()
+    assert (answer.status, answer.body["error"]) == (503, "workflow_unavailable")
+
+
+def test_a_missing_state_machine_is_a_500_without_details(
+    endpoint: Endpoint, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gone = endpoint.state_machine_arn.replace(":leaderboard", ":deleted-machine")
+    monkeypatch.setenv("STATE_MACHINE_ARN", gone)
+    answer = endpoint.post()
+    assert (answer.status, answer.body["error"]) == (500, "internal_error")
+    assert "deleted-machine" not in answer.body["message"]
+    assert "Traceback" not in json.dumps(answer.body)
+    assert answer.body["message"].endswith(endpoint.audit()[0]["correlation_id"])
+    assert any("StateMachineDoesNotExist" in line for line in endpoint.lines)
+
+
+def test_missing_configuration_is_a_500(
+    endpoint: Endpoint, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("JWT_AUDIENCE")
+    answer = endpoint.post()
+    assert (answer.status, answer.body["error"]) == (500, "internal_error")
+    assert any("JWT_AUDIENCE not set" in line for line in endpoint.lines)
+
+
+# --- the Step Functions layer on its own -----------------------------------------------------------
+@pytest.mark.parametrize(
+    ("code", "status", "error", "http"),
+    [
+        ("ThrottlingException", 400, StepFunctionsUnavailable, 503),
+        ("ExecutionLimitExceeded", 400, StepFunctionsUnavailable, 503),
+        ("InternalFailure", 500, StepFunctionsUnavailable, 503),
+        ("AccessDeniedException", 400, ConfigurationError, 500),
+        ("StateMachineDoesNotExist", 400, ConfigurationError, 500),
+    ],
+)
+def test_start_execution_names_step_functions_failures(
+    code: str, status: int, error: type[Exception], http: int
+) -> None:
+    # moto cannot throttle: botocore's own Stubber answers with the error Step Functions would.
+    sfn = boto3.client(
+        "stepfunctions", region_name=REGION, aws_access_key_id="x", aws_secret_access_key="x"
+    )
+    arn = f"arn:aws:states:{REGION}:123456789012:stateMachine:leaderboard"
+    with Stubber(sfn) as stub:
+        stub.add_client_error("start_execution", service_error_code=code, http_status_code=status)
+        with pytest.raises(error, match=code) as raised:
+            start_execution(sfn, arn, parse_run_request({}), "manual-x")
+    assert admin.status_of(raised.value)[0] == http
+
+
+def _running(name: str, leaderboards: Any) -> RunningExecution:
+    return RunningExecution(
+        arn=f"arn:aws:states:{REGION}:1:execution:leaderboard:{name}",
+        name=name,
+        started_at=datetime(2026, 1, 1, 6, tzinfo=UTC),
+        request=None if leaderboards is None else parse_run_request({"leaderboards": leaderboards}),
+    )
+
+
+def test_overlap_rules() -> None:
+    running = [_running("a", ["overall"]), _running("b", ["genomics", "genetics"])]
+    assert overlapping(["pathology"], running) == []
+    assert [e.name for e in overlapping(["genetics"], running)] == ["b"]
+    assert [e.name for e in overlapping("all", running)] == ["a", "b"]
+    assert [e.name for e in overlapping(["pathology"], [_running("c", "all")])] == ["c"]
+    assert [e.name for e in overlapping(["pathology"], [_running("d", None)])] == ["d"]
+
+
+@pytest.mark.parametrize(
+    ("wanted", "covered", "tail"),
+    [
+        (["genetics", "overall"], ["genetics", "genomics"], "for genetics"),
+        ("all", ["genetics", "genomics"], "for genetics, genomics"),
+        (["overall", "genomics"], "all", "for overall, genomics"),
+        ("all", "all", "for all leaderboards"),
+    ],
+)
+def test_refusal_names_the_execution_and_the_shared_leaderboards(
+    wanted: Any, covered: Any, tail: str
+) -> None:
+    with pytest.raises(RunInProgress) as raised:
+        refuse_overlap(wanted, [_running("scheduled-1", covered)])
+    assert str(raised.value) == (
+        f"execution scheduled-1 (started 2026-01-01T06:00:00Z) is still running {tail}"
+    )
+    assert raised.value.execution.name == "scheduled-1"
+
+
+def test_parse_input_is_none_for_inputs_off_contract() -> None:
+    assert parse_input('{"leaderboards": ["overall"]}') is not None
+    assert parse_input(None) == parse_run_request({})
+    assert parse_input("{broken") is None
+    assert parse_input('{"unknown": 1}') is None
+
+
+# --- pure request logic ----------------------------------------------------------------------------
+CONFIG = admin.AdminConfig(
+    state_machine_arn="arn:aws:states:us-east-1:1:stateMachine:leaderboard",
+    known_leaderboards=frozenset(REFERENCE_LEADERBOARDS),
+)
+
+
+def test_reference_leaderboards_are_overall_and_twenty_categories() -> None:
+    assert len(REFERENCE_LEADERBOARDS) == 21 and len(set(REFERENCE_LEADERBOARDS)) == 21
+    assert REFERENCE_LEADERBOARDS[0] == "overall"
+    assert {"cancer-biology", "neuroscience", "pharmacology-and-toxicology"} <= set(
+        REFERENCE_LEADERBOARDS
+    )
+
+
+def test_parse_body() -> None:
+    assert admin.parse_body(b"", CONFIG) == admin.SnapshotRequest("all", 1000)
+    assert admin.parse_body(b'{"leaderboards": "overall,genomics"}', CONFIG).leaderboards == [
+        "overall",
+        "genomics",
+    ]
+    with pytest.raises(LeaderboardNotFound):
+        admin.parse_body(b'{"leaderboards": ["nope"]}', CONFIG)
+    with pytest.raises(InvalidInput, match="not valid JSON"):
+        admin.parse_body(b"[" * 3000, CONFIG)
+    with pytest.raises(admin.RequestTooLarge):
+        admin.parse_body(b" " * 4097, CONFIG)
+
+
+def test_parse_http_event_reads_v1_and_v2_headers() -> None:
+    v1 = admin.parse_http_event({"headers": {"AUTHORIZATION": "Bearer t"}, "body": "{}"}, 4096)
+    assert v1.headers == {"authorization": "Bearer t"} and v1.body == b"{}"
+    bare = admin.parse_http_event({"headers": None, "body": None, "requestContext": None}, 4096)
+    assert (bare.headers, bare.body, bare.request_id, bare.source_ip) == ({}, b"", None, None)
+    broken = admin.parse_http_event({"body": "%%%", "isBase64Encoded": True}, 4096)
+    with pytest.raises(InvalidInput, match="not valid JSON"):
+        admin.parse_body(broken.body, CONFIG)
+    huge = base64.b64encode(b"x" * 10_000).decode()
+    oversized = admin.parse_http_event({"body": huge, "isBase64Encoded": True}, 4096)
+    with pytest.raises(admin.RequestTooLarge):
+        admin.parse_body(oversized.body, CONFIG)
+
+
+def test_run_request_and_execution_name() -> None:
+    now = datetime(2026, 3, 4, 5, 6, 7, 890, tzinfo=UTC)
+    principal = Principal(sub="s" * 300, email=None, roles=("admin",))
+    run = admin.run_request(admin.SnapshotRequest(["overall"], 50), principal, "cid", now)
+    assert run["run_at"] == "2026-03-04T05:06:07Z"
+    assert run["requested_by"] == "s" * 200
+    assert (run["trigger"], run["publish"], run["seed"]) == ("manual", True, 0)
+    assert admin.execution_name(now, "0a1b2c3d") == "manual-20260304T050607Z-0a1b2c3d"
+
+
+def test_admin_config_from_env() -> None:
+    with pytest.raises(ConfigurationError, match="STATE_MACHINE_ARN"):
+        admin.AdminConfig.from_env({})
+    env = {"STATE_MACHINE_ARN": CONFIG.state_machine_arn}
+    assert admin.AdminConfig.from_env(env) == CONFIG
+    with pytest.raises(ConfigurationError, match="KNOWN_LEADERBOARDS"):
+        admin.AdminConfig.from_env({**env, "KNOWN_LEADERBOARDS": "overall,Bad Slug"})
+    with pytest.raises(ConfigurationError, match="MAX_BODY_BYTES"):
+        admin.AdminConfig.from_env({**env, "MAX_BODY_BYTES": "lots"})
