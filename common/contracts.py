@@ -326,6 +326,136 @@ def parse_notify_event(raw: Any) -> NotifyEvent:
     return event  # type: ignore[return-value]
 
 
+# --- stage events of fetch, rank and publish ----------------------------------------------------
+_UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+_RUN_ID_RE = re.compile(r"^\d{8}T\d{6}Z-[A-Za-z0-9_-]{1,80}$")
+_SNAPSHOT_RE = re.compile(r"^snapshot_\d{4}-\d{2}-\d{2}_\d{2}-\d{2}-\d{2}$")
+_S3_URI_RE = re.compile(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/\S+$")
+
+
+class FetchInput(TypedDict):
+    """A validated FetchEvent: the run request with defaults filled in, and the execution."""
+
+    request: RunRequest
+    execution_id: str
+    execution_name: str
+
+
+def _exact_keys(raw: Any, name: str, keys: tuple[str, ...]) -> dict[str, Any]:
+    """``require_keys`` that also refuses keys the contract does not know."""
+    event = require_keys(raw, name, keys)
+    unknown = sorted(set(event) - set(keys))
+    _require(not unknown, f"{name}: unknown field(s) {', '.join(map(str, unknown))}")
+    return event
+
+
+def _string(raw: dict[str, Any], key: str, where: str, limit: int = 2048) -> str:
+    value = raw[key]
+    _require(
+        isinstance(value, str) and 0 < len(value) <= limit,
+        f"{where}.{key}: expected a string of 1..{limit} characters",
+    )
+    return str(value)
+
+
+def _count(raw: dict[str, Any], key: str, where: str) -> int:
+    value = raw[key]
+    _require(
+        isinstance(value, int) and not isinstance(value, bool) and value >= 0,
+        f"{where}.{key}: expected a non-negative integer",
+    )
+    return int(value)
+
+
+def _matching(
+    raw: dict[str, Any], key: str, where: str, pattern: re.Pattern[str], what: str
+) -> str:
+    value = raw[key]
+    _require(
+        isinstance(value, str) and bool(pattern.match(value)), f"{where}.{key}: expected {what}"
+    )
+    return str(value)
+
+
+def parse_fetch_event(raw: Any) -> FetchInput:
+    """Validate the fetch stage's event; the request's defaults are filled in."""
+    event = _exact_keys(raw, "event", ("request", "execution_id", "execution_name"))
+    return FetchInput(
+        request=parse_run_request(event["request"]),
+        execution_id=_string(event, "execution_id", "event"),
+        execution_name=_string(event, "execution_name", "event", 80),
+    )
+
+
+_RUN_KEYS = tuple(RunContext.__annotations__)
+
+
+def parse_run_context(raw: Any, where: str = "run") -> RunContext:
+    """Validate a RunContext as fetch derived it (every key present, nothing else)."""
+    run = _exact_keys(raw, where, _RUN_KEYS)
+    _matching(run, "run_id", where, _RUN_ID_RE, "a run id like 20250101T060000Z-name")
+    for key in ("execution_id", "execution_name", "correlation_id"):
+        _string(run, key, where)
+    _require(
+        run["trigger"] in ("scheduled", "manual"),
+        f"{where}.trigger: expected 'scheduled' or 'manual'",
+    )
+    if run["requested_by"] is not None:
+        _string(run, "requested_by", where, 200)
+    parse_timestamp(run["run_at"], f"{where}.run_at")
+    _matching(run, "snapshot_identifier", where, _SNAPSHOT_RE, "snapshot_YYYY-MM-DD_HH-MM-SS")
+    parse_bootstrap(run["bootstrap"], f"{where}.bootstrap")
+    seed = run["seed"]
+    _require(
+        isinstance(seed, int) and not isinstance(seed, bool) and 0 <= seed < 2**32,
+        f"{where}.seed: expected an integer in [0, 2^32)",
+    )
+    _require(isinstance(run["publish"], bool), f"{where}.publish: expected true or false")
+    prefix = run["artifacts_prefix"]
+    _require(
+        isinstance(prefix, str) and bool(_S3_URI_RE.match(prefix)) and prefix.endswith("/"),
+        f"{where}.artifacts_prefix: expected an s3://bucket/prefix/ URI ending with /",
+    )
+    return run  # type: ignore[return-value]
+
+
+_BATCH_KEYS = tuple(LeaderboardBatch.__annotations__)
+
+
+def parse_leaderboard_batch(raw: Any, where: str = "leaderboard") -> LeaderboardBatch:
+    """Validate one leaderboard's fetch output (slug, ids, S3 URIs, counts)."""
+    batch = _exact_keys(raw, where, _BATCH_KEYS)
+    _matching(batch, "slug", where, SLUG_RE, "a leaderboard slug (a-z, 0-9, -)")
+    _matching(batch, "leaderboard_id", where, _UUID_RE, "a UUID")
+    _string(batch, "name", where, 200)
+    for key in ("votes_uri", "models_uri"):
+        _matching(batch, key, where, _S3_URI_RE, "an s3://bucket/key URI")
+    _count(batch, "vote_count", where)
+    _count(batch, "model_count", where)
+    return batch  # type: ignore[return-value]
+
+
+def parse_rank_event(raw: Any) -> RankEvent:
+    """Validate the rank stage's event: one item of the Map over leaderboards."""
+    event = _exact_keys(raw, "event", ("run", "leaderboard"))
+    return RankEvent(
+        run=parse_run_context(event["run"]),
+        leaderboard=parse_leaderboard_batch(event["leaderboard"]),
+    )
+
+
+def parse_rank_result(raw: Any) -> RankResult:
+    """Validate the publish stage's event: the rank stage's result."""
+    event = _exact_keys(raw, "event", tuple(RankResult.__annotations__))
+    return RankResult(
+        run=parse_run_context(event["run"]),
+        leaderboard=parse_leaderboard_batch(event["leaderboard"]),
+        entries_uri=_matching(event, "entries_uri", "event", _S3_URI_RE, "an s3://bucket/key URI"),
+        ranked_count=_count(event, "ranked_count", "event"),
+        unranked_count=_count(event, "unranked_count", "event"),
+    )
+
+
 REFERENCE_LEADERBOARDS: tuple[str, ...] = (
     "overall",
     "biochemistry",

@@ -45,6 +45,10 @@ class TopicUnavailable(TransientError):
     """SNS throttled, failed with a server-side error, or could not be reached."""
 
 
+class StepFunctionsUnavailable(TransientError):
+    """Step Functions' API (DescribeExecution) throttled, failed on its side, or did not answer."""
+
+
 # --- permanent ---------------------------------------------------------------------------------
 class InvalidInput(PermanentError):
     """An event, request or file does not follow its contract."""
@@ -70,6 +74,10 @@ class NotEnoughData(PermanentError):
     """Too few votes or models to rank."""
 
 
+class SnapshotNotFound(PermanentError):
+    """An operator named a snapshot that does not exist."""
+
+
 class ConfigurationError(PermanentError):
     """The function's environment or a secret is missing or malformed."""
 
@@ -84,5 +92,6 @@ TRANSIENT_ERRORS: tuple[str, ...] = (
     "SlackUnavailable",
     "SecretUnavailable",
     "TopicUnavailable",
+    "StepFunctionsUnavailable",
 )
 """Error names the state machine retries; infra/ builds its Retry policies from this tuple."""

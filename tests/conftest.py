@@ -59,3 +59,23 @@ def retry_sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     sleeps: list[float] = []
     monkeypatch.setattr(retrier_decl, "time", types.SimpleNamespace(sleep=sleeps.append))
     return sleeps
+
+
+# --- fetch, rank and publish stage fixtures (tests/stage_fixtures.py) -----------------------------
+from tests.stage_fixtures import (  # noqa: E402
+    lambda_context,
+    seeded_template,
+    seeded_url,
+    stage_aws,
+    stage_env,
+    stage_logs,
+)
+
+__all__ = [
+    "lambda_context",
+    "seeded_template",
+    "seeded_url",
+    "stage_aws",
+    "stage_env",
+    "stage_logs",
+]

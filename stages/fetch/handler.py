@@ -1,0 +1,48 @@
+"""Fetch stage: validate the run request, derive the run context once, and export each selected
+leaderboard's votes and models from PostgreSQL (read-only) to Parquet under the run's prefix.
+
+Event ``FetchEvent`` -> ``FetchResult`` (see docs/state-machine.md); the work is in
+``common.runs`` (run context) and ``common.vote_export`` (filters, streaming, sparse gate).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.metrics import MetricUnit
+
+from common import db, runs, vote_export
+from common.config import Settings, database_url
+from common.contracts import FetchResult, parse_fetch_event
+from common.filters import parse_filters
+from common.observability import bind_correlation_id, logger, metrics
+from common.stage_runtime import stage
+from common.storage import parse_s3_uri
+
+
+@stage("fetch")
+def handler(event: Any, context: Any) -> FetchResult:
+    fetch = parse_fetch_event(event)
+    request = fetch["request"]
+    bind_correlation_id(request["correlation_id"] or fetch["execution_name"])
+    settings = Settings.from_env()
+    filters = parse_filters(settings.filters_json)
+    run_at = runs.run_start(request, fetch["execution_id"])
+    run = runs.derive_run(request, fetch["execution_id"], fetch["execution_name"], run_at, settings)
+    with db.connect(database_url(settings), read_only=True) as conn:
+        boards, skipped = vote_export.fetch_leaderboards(
+            conn, request["leaderboards"], filters, run_at, parse_s3_uri(run["artifacts_prefix"]),
+            min_battles=settings.min_battles, min_models=settings.min_models,
+        )  # fmt: skip
+    metrics.add_metric(
+        name="BattlesFetched", unit=MetricUnit.Count, value=sum(b["vote_count"] for b in boards)
+    )
+    logger.info(
+        "votes fetched",
+        extra={
+            "run_id": run["run_id"],
+            "leaderboards": {b["slug"]: b["vote_count"] for b in boards},
+            "skipped": skipped,
+        },
+    )
+    return FetchResult(run=run, leaderboards=boards, skipped=skipped)

@@ -1,0 +1,335 @@
+"""The fetch stage: run context, leaderboard selection, votes streamed to Parquet, sparse gate,
+idempotency, bad input, transient faults, and no secret in the logs."""
+
+from __future__ import annotations
+
+import io
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import boto3
+import numpy as np
+import psycopg
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from common import vote_export
+from common.errors import (
+    ConfigurationError,
+    DatabaseUnavailable,
+    InvalidInput,
+    LeaderboardNotFound,
+)
+from common.faults import CLOSED_DATABASE_URL
+from stages.fetch.handler import handler as fetch
+from tests.stage_fixtures import (
+    BUCKET,
+    EXECUTION_NAME,
+    REGION,
+    fetch_event,
+    object_bytes,
+    object_keys,
+)
+
+ALL_SLUGS = 21
+
+
+def _reference_votes(url: str, slug: str) -> set[str]:
+    """Upstream's filters, written out independently of common.filters."""
+    category = "" if slug == "overall" else (
+        " AND EXISTS (SELECT 1 FROM api.battle_categorization c"
+        " JOIN api.battle_categorization_category cc ON cc.categorization_id = c.id"
+        " WHERE c.id = b.effective_categorization_id AND c.status = 'matched'"
+        " AND cc.category = %(slug)s)"
+    )  # fmt: skip
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT e.id::text FROM api.battle_evaluation e JOIN api.battle b ON b.id = e.battle_id"
+            " JOIN api.battle_validation v ON v.id = b.effective_validation_id"
+            " WHERE v.is_biomedical" + category,
+            {"slug": slug},
+        ).fetchall()
+    return {r[0] for r in rows}
+
+
+def test_fetch_exports_every_leaderboard_with_upstreams_votes(
+    stage_env: str, stage_aws: Any, lambda_context: Any, stage_logs: Any
+) -> None:
+    result = fetch(fetch_event(correlation_id="corr-123"), lambda_context)
+
+    run = result["run"]
+    assert run["run_id"] == f"20250601T060000Z-{EXECUTION_NAME}"
+    assert run["snapshot_identifier"] == "snapshot_2025-06-01_06-00-00"
+    assert run["artifacts_prefix"] == f"s3://{BUCKET}/runs/{run['run_id']}/"
+    assert (run["correlation_id"], run["bootstrap"], run["publish"]) == ("corr-123", 20, True)
+    assert len(result["leaderboards"]) + len(result["skipped"]) == ALL_SLUGS
+    by_slug = {b["slug"]: b for b in result["leaderboards"]}
+    assert {"overall", "biochemistry", "systems-biology"} <= set(by_slug)
+    for slug in ("overall", "genomics"):
+        board = by_slug[slug]
+        assert board["votes_uri"] == f"{run['artifacts_prefix']}{slug}/votes.parquet"
+        table = pq.read_table(io.BytesIO(object_bytes(stage_aws, board["votes_uri"])))
+        assert table.column_names == [
+            "evaluation_id", "model1_id", "model2_id", "outcome", "evaluated_at",
+        ]  # fmt: skip
+        for column in ("model1_id", "model2_id", "outcome"):
+            assert pa.types.is_dictionary(table.schema.field(column).type)
+        ids = table.column("evaluation_id").to_pylist()
+        assert set(ids) == _reference_votes(stage_env, slug)
+        assert board["vote_count"] == len(ids) == len(set(ids))
+        assert set(table.column("outcome").to_pylist()) == {"model1", "model2", "tie"}
+        times = table.column("evaluated_at").to_pylist()
+        assert times == sorted(times) and max(times) <= datetime(2025, 6, 1, 6, tzinfo=UTC)
+        models = pq.read_table(io.BytesIO(object_bytes(stage_aws, board["models_uri"])))
+        used = set(table.column("model1_id").to_pylist()) | set(
+            table.column("model2_id").to_pylist()
+        )
+        assert set(models.column("id").to_pylist()) == used
+        assert board["model_count"] == len(used)
+        assert models.column_names == ["id", "slug", "name", "active"]
+    logs = stage_logs()
+    assert logs and all(line.get("correlation_id") == "corr-123" for line in logs)
+
+
+def test_votes_match_the_database_row_for_row(
+    stage_env: str, stage_aws: Any, lambda_context: Any
+) -> None:
+    result = fetch(fetch_event(leaderboards=["overall"]), lambda_context)
+    table = pq.read_table(
+        io.BytesIO(object_bytes(stage_aws, result["leaderboards"][0]["votes_uri"]))
+    )
+    with psycopg.connect(stage_env) as conn:
+        expected = {
+            r[0]: r[1:]
+            for r in conn.execute(
+                "SELECT e.id::text, b.model1_id::text, b.model2_id::text, e.outcome, e.created_at"
+                " FROM api.battle_evaluation e JOIN api.battle b ON b.id = e.battle_id"
+            )
+        }
+    for row in table.slice(0, 500).to_pylist():
+        assert expected[row["evaluation_id"]] == (
+            row["model1_id"], row["model2_id"], row["outcome"], row["evaluated_at"],
+        )  # fmt: skip
+
+
+def test_fetch_twice_writes_the_same_objects(
+    stage_env: str, stage_aws: Any, lambda_context: Any
+) -> None:
+    event = fetch_event(leaderboards=["overall", "genomics"])
+    first = fetch(event, lambda_context)
+    keys = object_keys(stage_aws)
+    contents = {k: object_bytes(stage_aws, f"s3://{BUCKET}/{k}") for k in keys}
+    second = fetch(event, lambda_context)
+    assert second == first
+    assert object_keys(stage_aws) == keys and len(keys) == 4
+    assert {k: object_bytes(stage_aws, f"s3://{BUCKET}/{k}") for k in keys} == contents
+
+
+def test_run_start_comes_from_the_execution_when_the_request_has_none(
+    stage_env: str, stage_aws: Any, lambda_context: Any
+) -> None:
+    sfn = boto3.client("stepfunctions", region_name=REGION)
+    iam = boto3.client("iam", region_name=REGION)
+    role = iam.create_role(RoleName="sfn", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    machine = sfn.create_state_machine(
+        name="leaderboard",
+        definition=json.dumps({"StartAt": "Done", "States": {"Done": {"Type": "Succeed"}}}),
+        roleArn=role,
+    )["stateMachineArn"]
+    execution = sfn.start_execution(stateMachineArn=machine, name="daily-1", input="{}")
+    started = sfn.describe_execution(executionArn=execution["executionArn"])["startDate"]
+
+    event = {
+        "request": {"leaderboards": ["overall"], "bootstrap": 10},
+        "execution_id": execution["executionArn"],
+        "execution_name": "daily-1",
+    }
+    result = fetch(event, lambda_context)
+    run = result["run"]
+    assert run["snapshot_identifier"] == started.astimezone(UTC).strftime(
+        "snapshot_%Y-%m-%d_%H-%M-%S"
+    )
+    assert run["run_id"].endswith("Z-daily-1") and run["correlation_id"] == "daily-1"
+    assert (run["trigger"], run["seed"], run["publish"]) == ("scheduled", 0, True)
+
+
+def test_execution_that_does_not_exist_is_bad_input(
+    stage_env: str, stage_aws: Any, lambda_context: Any
+) -> None:
+    event = fetch_event(leaderboards=["overall"])
+    del event["request"]["run_at"]
+    with pytest.raises(InvalidInput, match="execution_id"):
+        fetch(event, lambda_context)
+    assert object_keys(stage_aws) == []
+
+
+def test_unknown_leaderboard_is_refused_before_anything_is_written(
+    stage_env: str, stage_aws: Any, lambda_context: Any
+) -> None:
+    with pytest.raises(LeaderboardNotFound, match="no-such-board"):
+        fetch(fetch_event(leaderboards=["overall", "no-such-board"]), lambda_context)
+    assert object_keys(stage_aws) == []
+
+
+@pytest.mark.parametrize(
+    ("event", "field"),
+    [
+        ([], "event"),
+        ({"request": {}, "execution_id": "x"}, "execution_name"),
+        ({**fetch_event(), "extra": 1}, "extra"),
+        (fetch_event(bootstrap=5), "bootstrap"),
+        (fetch_event(bootstrap=10_001), "bootstrap"),
+        (fetch_event(bootstrap="1000"), "bootstrap"),
+        (fetch_event(leaderboards=["overall'; DROP TABLE api.model; --"]), "leaderboards"),
+        (fetch_event(leaderboards=[]), "leaderboards"),
+        (fetch_event(colour="red"), "colour"),
+        (fetch_event(run_at="yesterday"), "run_at"),
+        (fetch_event(publish="yes"), "publish"),
+    ],
+)
+def test_malformed_events_are_refused_naming_the_field(
+    stage_aws: Any, lambda_context: Any, monkeypatch: pytest.MonkeyPatch, event: Any, field: str
+) -> None:
+    # The database is unreachable: a refusal proves validation came before any connection.
+    monkeypatch.setenv("DATABASE_URL", CLOSED_DATABASE_URL)
+    with pytest.raises(InvalidInput, match=field):
+        fetch(event, lambda_context)
+    assert object_keys(stage_aws) == []
+
+
+def test_sparse_leaderboards_are_skipped_with_the_reason(
+    stage_env: str, stage_aws: Any, lambda_context: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MIN_BATTLES", "1000")
+    result = fetch(
+        fetch_event(leaderboards=["overall", "genomics", "neuroscience"]), lambda_context
+    )
+    assert [b["slug"] for b in result["leaderboards"]] == ["overall"]
+    assert [s["slug"] for s in result["skipped"]] == ["genomics", "neuroscience"]
+    assert all(s["reason"].startswith("fewer than 1000 battles (") for s in result["skipped"])
+    assert object_keys(stage_aws) == [
+        f"runs/{result['run']['run_id']}/overall/models.parquet",
+        f"runs/{result['run']['run_id']}/overall/votes.parquet",
+    ]
+    monkeypatch.setenv("MIN_BATTLES", "30")
+    monkeypatch.setenv("MIN_MODELS", "13")
+    result = fetch(fetch_event(leaderboards=["overall"]), lambda_context)
+    assert result["skipped"] == [{"slug": "overall", "reason": "fewer than 13 models (12)"}]
+
+
+def test_filter_configuration_is_honored(
+    stage_env: str, stage_aws: Any, lambda_context: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    default = fetch(fetch_event(leaderboards=["overall"]), lambda_context)["leaderboards"][0]
+    monkeypatch.setenv("LEADERBOARD_FILTERS", json.dumps({"require_biomedical": False}))
+    everything = fetch(fetch_event(leaderboards=["overall"]), lambda_context)["leaderboards"][0]
+    with psycopg.connect(stage_env) as conn:
+        all_votes = conn.execute("SELECT count(*) FROM api.battle_evaluation").fetchone()
+    assert everything["vote_count"] == all_votes[0] > default["vote_count"]
+    monkeypatch.setenv("LEADERBOARD_FILTERS", '{"require_biomedical": "no"}')
+    with pytest.raises(ConfigurationError, match="require_biomedical"):
+        fetch(fetch_event(leaderboards=["overall"]), lambda_context)
+
+
+def test_database_down_is_transient_and_the_password_stays_secret(
+    stage_aws: Any,
+    lambda_context: Any,
+    stage_logs: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: Any,
+) -> None:
+    password = "Sup3r-S3cret-Pa55"
+    url = CLOSED_DATABASE_URL.replace("leaderboard@", f"leaderboard:{password}@")
+    monkeypatch.setenv("DATABASE_URL", url)
+    with pytest.raises(DatabaseUnavailable) as caught:
+        fetch(fetch_event(leaderboards=["overall"]), lambda_context)
+    logs = stage_logs()
+    assert any(line.get("error_type") == "DatabaseUnavailable" for line in logs)
+    assert all(line.get("correlation_id") == EXECUTION_NAME for line in logs)
+    output = json.dumps(logs) + str(caught.value) + "".join(capsys.readouterr())
+    assert password not in output
+    assert object_keys(stage_aws) == []
+
+
+def test_secret_from_secrets_manager_never_reaches_the_logs(
+    stage_env: str, stage_aws: Any, lambda_context: Any, stage_logs: Any,
+    monkeypatch: pytest.MonkeyPatch, capsys: Any,
+) -> None:  # fmt: skip
+    password = "Rds-Secret-Value-42"
+    info = psycopg.conninfo.conninfo_to_dict(stage_env)
+    secret = {
+        "host": info["host"], "port": int(info.get("port") or 5432), "dbname": info["dbname"],
+        "username": info["user"], "password": password, "sslmode": "disable",
+    }  # fmt: skip
+    arn = boto3.client("secretsmanager", region_name=REGION).create_secret(
+        Name="db", SecretString=json.dumps(secret)
+    )["ARN"]
+    monkeypatch.delenv("DATABASE_URL")
+    monkeypatch.setenv("DATABASE_SECRET_ARN", arn)
+    result = fetch(fetch_event(leaderboards=["overall"]), lambda_context)
+    assert result["leaderboards"][0]["vote_count"] > 0
+    out, err = capsys.readouterr()
+    assert "BattlesFetched" in out  # the EMF metrics line
+    assert password not in json.dumps(stage_logs()) + out + err
+
+
+def test_missing_bucket_is_a_configuration_error(
+    stage_env: str, stage_aws: Any, lambda_context: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ARTIFACTS_BUCKET", "no-such-bucket-here")
+    with pytest.raises(ConfigurationError, match="NoSuchBucket"):
+        fetch(fetch_event(leaderboards=["overall"]), lambda_context)
+
+
+# --- the binary COPY reader -----------------------------------------------------------------------
+def _copy_stream(rows: int, extension: bytes = b"") -> bytes:
+    data = np.zeros(rows, dtype=vote_export.COPY_ROW)
+    for name, value in vote_export._EXPECTED.items():
+        data[name] = value
+    data["id"] = [f"{i:08d}-0000-4000-8000-000000000000".encode() for i in range(rows)]
+    data["model1"], data["model2"] = np.arange(rows) % 5, (np.arange(rows) + 1) % 5
+    data["outcome"] = np.arange(rows) % 3
+    header = vote_export.COPY_SIGNATURE + (0).to_bytes(4, "big") + len(extension).to_bytes(4, "big")
+    return header + extension + data.tobytes() + b"\xff\xff"
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 76, 1000, 10**6])
+def test_copy_rows_survive_any_chunking(chunk: int) -> None:
+    stream = _copy_stream(1000, extension=b"ext")
+    chunks = [stream[i : i + chunk] for i in range(0, len(stream), chunk)]
+    batches = list(vote_export.copy_row_batches(chunks, rows_per_batch=300))
+    assert [len(b) for b in batches] == [300, 300, 300, 100]
+    rows = np.concatenate(batches)
+    assert rows["id"][999] == b"00000999-0000-4000-8000-000000000000"
+    assert rows["outcome"].tolist() == (np.arange(1000) % 3).tolist()
+
+
+@pytest.mark.parametrize(
+    ("stream", "message"),
+    [
+        (b"", "trailer"),
+        (b"NOTCOPY" + bytes(30), "signature"),
+        (_copy_stream(3)[:-2], "trailer"),
+        (_copy_stream(3)[:-40] + b"\xff\xff", "inside a row"),
+    ],
+)
+def test_broken_copy_streams_are_refused(stream: bytes, message: str) -> None:
+    with pytest.raises(vote_export.CopyFormatError, match=message):
+        list(vote_export.copy_row_batches([stream], rows_per_batch=2))
+
+
+def test_sparse_reason() -> None:
+    assert vote_export.sparse_reason(30, 4, 30, 4) is None
+    assert vote_export.sparse_reason(29, 9, 30, 4) == "fewer than 30 battles (29)"
+    assert vote_export.sparse_reason(99, 3, 30, 4) == "fewer than 4 models (3)"
+
+
+def test_run_at_is_the_only_clock(stage_env: str, stage_aws: Any, lambda_context: Any) -> None:
+    early = fetch(
+        fetch_event(leaderboards=["overall"], run_at="2025-05-01T00:00:00Z"), lambda_context
+    )
+    late = fetch(fetch_event(leaderboards=["overall"]), lambda_context)
+    assert 0 < early["leaderboards"][0]["vote_count"] < late["leaderboards"][0]["vote_count"]
+    assert early["run"]["run_id"] != late["run"]["run_id"]

@@ -1,0 +1,111 @@
+"""S3 artifacts: URIs, round trips, and S3's failures mapped to the pipeline's named errors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pyarrow as pa
+import pytest
+from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeoutError
+from botocore.stub import Stubber
+
+from common import storage
+from common.errors import (
+    ArtifactCorrupt,
+    ArtifactMissing,
+    ConfigurationError,
+    InvalidInput,
+    StorageUnavailable,
+)
+from tests.stage_fixtures import BUCKET, put_object
+
+URI = storage.S3Uri(BUCKET, "runs/r1/overall/votes.parquet")
+
+
+def test_uris() -> None:
+    parsed = storage.parse_s3_uri(f"s3://{BUCKET}/runs/r1/")
+    assert parsed == storage.S3Uri(BUCKET, "runs/r1/")
+    assert (
+        str(parsed.child("overall", "votes.parquet"))
+        == f"s3://{BUCKET}/runs/r1/overall/votes.parquet"
+    )
+
+
+@pytest.mark.parametrize(
+    "uri", [None, "", "https://bucket/key", "s3://", "s3://bucket", "s3://bucket/", "s3://B_ad/key"]
+)
+def test_bad_uris_name_the_field(uri: Any) -> None:
+    with pytest.raises(InvalidInput, match=r"^votes_uri: "):
+        storage.parse_s3_uri(uri, "votes_uri")
+
+
+def test_round_trips(stage_aws: Any) -> None:
+    storage.put_bytes(URI, b"\x00raw")
+    assert storage.get_bytes(URI) == b"\x00raw"
+    table = pa.table({"a": [1, 2], "b": ["x", "y"]})
+    storage.put_parquet(URI, table)
+    assert storage.get_parquet(URI).equals(table)
+    assert storage.get_parquet(URI, columns=["b"]).column_names == ["b"]
+    storage.put_json(URI, {"b": [1.5], "a": None})
+    assert storage.get_bytes(URI) == b'{"a":null,"b":[1.5]}'
+    assert storage.get_json(URI) == {"a": None, "b": [1.5]}
+
+
+def test_same_table_same_bytes() -> None:
+    table = pa.table({"id": pa.array(["m1", "m2", "m1"]).dictionary_encode(), "n": [1, 2, 3]})
+    assert storage.parquet_bytes(table) == storage.parquet_bytes(table.slice(0))
+
+
+def test_missing_object_and_bucket(stage_aws: Any) -> None:
+    with pytest.raises(ArtifactMissing, match="no such object"):
+        storage.get_bytes(URI)
+    elsewhere = storage.S3Uri("no-such-bucket-here", "k")
+    with pytest.raises(ConfigurationError, match="NoSuchBucket"):
+        storage.get_bytes(elsewhere)
+    with pytest.raises(ConfigurationError, match="NoSuchBucket"):
+        storage.put_bytes(elsewhere, b"x")
+
+
+def test_corrupt_objects(stage_aws: Any) -> None:
+    put_object(stage_aws, str(URI), b"PAR1 not really")
+    with pytest.raises(ArtifactCorrupt, match="not a readable Parquet object"):
+        storage.get_parquet(URI)
+    with pytest.raises(ArtifactCorrupt, match="not a JSON document"):
+        storage.get_json(URI)
+    storage.put_parquet(URI, pa.table({"a": [1]}))
+    with pytest.raises(ArtifactCorrupt):
+        storage.get_parquet(URI, columns=["missing"])
+
+
+@pytest.mark.parametrize(
+    ("code", "status"), [("SlowDown", 503), ("InternalError", 500), ("RequestTimeout", 400)]
+)
+def test_throttling_and_server_errors_are_transient(stage_aws: Any, code: str, status: int) -> None:
+    with Stubber(storage.s3_client()) as stub:
+        stub.add_client_error("put_object", service_error_code=code, http_status_code=status)
+        stub.add_client_error("get_object", service_error_code=code, http_status_code=status)
+        with pytest.raises(StorageUnavailable, match=code):
+            storage.put_bytes(URI, b"x")
+        with pytest.raises(StorageUnavailable, match=code):
+            storage.get_bytes(URI)
+
+
+def test_access_denied_is_configuration(stage_aws: Any) -> None:
+    with Stubber(storage.s3_client()) as stub:
+        stub.add_client_error("put_object", service_error_code="AccessDenied", http_status_code=403)
+        with pytest.raises(ConfigurationError, match="AccessDenied"):
+            storage.put_bytes(URI, b"x")
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        EndpointConnectionError(endpoint_url="https://s3.amazonaws.com"),
+        ReadTimeoutError(endpoint_url="https://s3.amazonaws.com"),
+        ClientError(
+            {"Error": {"Code": "Weird"}, "ResponseMetadata": {"HTTPStatusCode": 502}}, "Get"
+        ),
+    ],
+)
+def test_connection_failures_are_transient(exc: Exception) -> None:
+    assert isinstance(storage._storage_error(exc, URI, "read"), StorageUnavailable)
