@@ -132,8 +132,12 @@ def slack_webhook_url(settings: Settings) -> str | None:
         raw = raw.decode()
     if isinstance(raw, str) and raw.lstrip().startswith("{"):
         raw = json.loads(raw).get("webhook_url", "")
-    if not isinstance(raw, str) or not raw.startswith("https://"):
+    if not isinstance(raw, str) or not raw.startswith(("https://", *_LOOPBACK)):
         raise ConfigurationError(
             "Slack secret must hold an https:// webhook URL (or {'webhook_url': ...})"
         )
     return raw
+
+
+# A local run's Slack stand-in listens on plain HTTP, on this machine only.
+_LOOPBACK = ("http://127.0.0.1:", "http://localhost:")
