@@ -1,0 +1,215 @@
+"""The rank stage's work and its artifact: a leaderboard's entries, written as canonical JSON.
+
+``rank_leaderboard`` reads the votes and models that fetch wrote, ranks them with
+``common.ranking`` (the run's bootstrap and seed, Settings.min_evals) and writes
+``{prefix}{slug}/entries.json`` next to them. The document holds the ranked entries (model id,
+slug and name, scores rounded to DECIMAL(10,6)'s six places, rank, vote count) and the unranked
+models with the reason; it is serialized with sorted keys and no free-form fields, so a rerun
+writes byte-identical output. ``parse_entries`` is the publish stage's validating reader.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import re
+from typing import Any, TypedDict
+
+import pyarrow as pa
+
+from common import storage
+from common.contracts import RankEvent, RankResult
+from common.errors import ArtifactCorrupt, InvalidInput
+from common.ranking import Ranking, rank_votes
+from common.storage import S3Uri, parse_s3_uri
+from common.votes import read_votes
+
+ENTRIES_OBJECT = "entries.json"
+_UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+DECIMAL_LIMIT = 10_000.0
+"""DECIMAL(10,6) holds |x| < 10^4."""
+
+
+class EntryRecord(TypedDict):
+    model_id: str
+    model_slug: str
+    model_name: str
+    bt_score: float
+    bootstrap_q025: float
+    bootstrap_q975: float
+    rank: int
+    vote_count: int
+
+
+class UnrankedRecord(TypedDict):
+    model_id: str
+    model_slug: str
+    model_name: str
+    vote_count: int
+    reason: str
+
+
+class EntriesDocument(TypedDict):
+    leaderboard: str
+    snapshot_identifier: str
+    vote_count: int
+    bootstrap: int
+    seed: int
+    min_evals: int
+    separable_replicates: int
+    entries: list[EntryRecord]
+    unranked: list[UnrankedRecord]
+
+
+def _round6(value: float | None) -> float:
+    if value is None or not math.isfinite(value):
+        raise ArtifactCorrupt(f"ranking produced a non-finite score ({value})")
+    return round(value, 6)
+
+
+def build_entries(
+    ranking: Ranking,
+    models: pa.Table,
+    *,
+    leaderboard: str,
+    snapshot_identifier: str,
+    min_evals: int,
+) -> EntriesDocument:
+    """The entries document for a ranking whose model labels are ``models``' ids (pure)."""
+    ids = models.column("id").to_pylist()
+    info = dict(
+        zip(
+            ids,
+            zip(models.column("slug").to_pylist(), models.column("name").to_pylist(), strict=True),
+            strict=True,
+        )
+    )
+    missing = sorted({e.model for e in ranking.entries} - set(info))
+    if missing:
+        raise ArtifactCorrupt(f"models.parquet lacks model(s) {', '.join(missing[:5])}")
+    entries: list[EntryRecord] = []
+    unranked: list[UnrankedRecord] = []
+    for e in ranking.entries:
+        slug, name = info[e.model]
+        if e.rank is None:
+            unranked.append(
+                UnrankedRecord(
+                    model_id=e.model,
+                    model_slug=slug,
+                    model_name=name,
+                    vote_count=e.vote_count,
+                    reason=e.reason or "not ranked",
+                )
+            )
+            continue
+        entries.append(
+            EntryRecord(
+                model_id=e.model,
+                model_slug=slug,
+                model_name=name,
+                bt_score=_round6(e.bt_score),
+                bootstrap_q025=_round6(e.bootstrap_q025),
+                bootstrap_q975=_round6(e.bootstrap_q975),
+                rank=e.rank,
+                vote_count=e.vote_count,
+            )
+        )
+    return EntriesDocument(
+        leaderboard=leaderboard,
+        snapshot_identifier=snapshot_identifier,
+        vote_count=ranking.n_votes,
+        bootstrap=ranking.bootstrap,
+        seed=ranking.seed,
+        min_evals=min_evals,
+        separable_replicates=ranking.separable_replicates,
+        entries=entries,
+        unranked=unranked,
+    )
+
+
+def entries_uri(prefix: str, slug: str) -> S3Uri:
+    return parse_s3_uri(prefix, "run.artifacts_prefix").child(slug, ENTRIES_OBJECT)
+
+
+def rank_leaderboard(event: RankEvent, *, min_evals: int) -> tuple[RankResult, Ranking]:
+    """Read one leaderboard's votes and models, rank them, write the entries next to them."""
+    run, board = event["run"], event["leaderboard"]
+    votes_uri = parse_s3_uri(board["votes_uri"], "leaderboard.votes_uri")
+    models_uri = parse_s3_uri(board["models_uri"], "leaderboard.models_uri")
+    data = storage.get_bytes(votes_uri)
+    try:
+        votes = read_votes(io.BytesIO(data), model_a="model1_id", model_b="model2_id")
+    except InvalidInput as exc:
+        raise ArtifactCorrupt(f"{votes_uri}: {exc}") from None
+    models = storage.get_parquet(models_uri)
+    if not {"id", "slug", "name"} <= set(models.column_names):
+        raise ArtifactCorrupt(f"{models_uri}: expected columns id, slug, name")
+    ranking = rank_votes(votes, bootstrap=run["bootstrap"], seed=run["seed"], min_evals=min_evals)
+    document = build_entries(
+        ranking,
+        models,
+        leaderboard=board["slug"],
+        snapshot_identifier=run["snapshot_identifier"],
+        min_evals=min_evals,
+    )
+    target = entries_uri(run["artifacts_prefix"], board["slug"])
+    storage.put_json(target, document)
+    result = RankResult(
+        run=run,
+        leaderboard=board,
+        entries_uri=str(target),
+        ranked_count=len(document["entries"]),
+        unranked_count=len(document["unranked"]),
+    )
+    return result, ranking
+
+
+# --- reading it back (publish) --------------------------------------------------------------------
+def _field(record: Any, key: str, kind: type | tuple[type, ...], where: str) -> Any:
+    value = record.get(key) if isinstance(record, dict) else None
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise ArtifactCorrupt(
+            f"{where}.{key}: missing or not a {getattr(kind, '__name__', 'number')}"
+        )
+    return value
+
+
+def parse_entries(
+    raw: Any, uri: S3Uri, *, leaderboard: str, snapshot_identifier: str
+) -> EntriesDocument:
+    """Validate an entries document read from ``uri`` for this leaderboard and run; a bad one
+    raises ArtifactCorrupt."""
+    where = str(uri)
+    if not isinstance(raw, dict):
+        raise ArtifactCorrupt(f"{where}: expected a JSON object")
+    if (
+        raw.get("leaderboard") != leaderboard
+        or raw.get("snapshot_identifier") != snapshot_identifier
+    ):
+        raise ArtifactCorrupt(
+            f"{where}: holds {raw.get('leaderboard')!r} {raw.get('snapshot_identifier')!r},"
+            f" not {leaderboard!r} {snapshot_identifier!r}"
+        )
+    for key in ("vote_count", "bootstrap", "seed", "min_evals", "separable_replicates"):
+        _field(raw, key, int, where)
+    for key in ("leaderboard", "snapshot_identifier"):
+        _field(raw, key, str, where)
+    for key in ("entries", "unranked"):
+        _field(raw, key, list, where)
+    seen: set[str] = set()
+    for i, entry in enumerate(raw["entries"]):
+        at = f"{where}: entries[{i}]"
+        for key in ("model_id", "model_slug", "model_name"):
+            _field(entry, key, str, at)
+        for key in ("rank", "vote_count"):
+            _field(entry, key, int, at)
+        for key in ("bt_score", "bootstrap_q025", "bootstrap_q975"):
+            value = _field(entry, key, (int, float), at)
+            if not abs(value) < DECIMAL_LIMIT:
+                raise ArtifactCorrupt(f"{at}.{key}: {value} does not fit DECIMAL(10,6)")
+        if not _UUID_RE.match(entry["model_id"]):
+            raise ArtifactCorrupt(f"{at}.model_id: {entry['model_id'][:40]!r} is not a UUID")
+        if entry["model_id"] in seen:
+            raise ArtifactCorrupt(f"{at}.model_id: {entry['model_id']} appears twice")
+        seen.add(entry["model_id"])
+    return raw  # type: ignore[return-value]

@@ -1,0 +1,37 @@
+"""Rank stage: one leaderboard's votes (Parquet in S3) -> Bradley-Terry entries (JSON in S3).
+
+Event ``RankEvent`` (one item of the Map) -> ``RankResult``; the work is in ``common.entries``
+over ``common.votes`` and ``common.ranking``. Deterministic: a rerun writes the same bytes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.metrics import MetricUnit
+
+from common.config import Settings
+from common.contracts import RankResult, parse_rank_event
+from common.entries import rank_leaderboard
+from common.observability import bind_correlation_id, logger, metrics
+from common.stage_runtime import stage
+
+
+@stage("rank")
+def handler(event: Any, context: Any) -> RankResult:
+    rank_event = parse_rank_event(event)
+    bind_correlation_id(rank_event["run"]["correlation_id"])
+    settings = Settings.from_env()
+    result, ranking = rank_leaderboard(rank_event, min_evals=settings.min_evals)
+    metrics.add_metric(name="ModelsRanked", unit=MetricUnit.Count, value=result["ranked_count"])
+    logger.info(
+        "leaderboard ranked",
+        extra={
+            "leaderboard": result["leaderboard"]["slug"],
+            "votes": ranking.n_votes,
+            "ranked": result["ranked_count"],
+            "unranked": result["unranked_count"],
+            "separable_replicates": ranking.separable_replicates,
+        },
+    )
+    return result
