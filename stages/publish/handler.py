@@ -1,0 +1,54 @@
+"""Publish stage: one leaderboard's entries (JSON in S3) -> a snapshot in BixArena's database.
+
+Event ``RankResult`` -> ``PublishResult``. The snapshot, its entries and its visibility ('public'
+unless the run says ``publish: false``) are written in one transaction, once per
+(leaderboard, snapshot identifier); see ``common.snapshots``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.metrics import MetricUnit
+
+from common import db, snapshots, storage
+from common.config import Settings, database_url
+from common.contracts import PublishResult, parse_rank_result
+from common.entries import parse_entries
+from common.observability import bind_correlation_id, logger, metrics
+from common.stage_runtime import stage
+
+
+@stage("publish")
+def handler(event: Any, context: Any) -> PublishResult:
+    ranked = parse_rank_result(event)
+    run, board = ranked["run"], ranked["leaderboard"]
+    bind_correlation_id(run["correlation_id"])
+    settings = Settings.from_env()
+    uri = storage.parse_s3_uri(ranked["entries_uri"], "entries_uri")
+    document = parse_entries(
+        storage.get_json(uri),
+        uri,
+        leaderboard=board["slug"],
+        snapshot_identifier=run["snapshot_identifier"],
+    )
+    with db.connect(database_url(settings)) as conn:
+        result = snapshots.publish_entries(
+            conn, slug=board["slug"], leaderboard_id=board["leaderboard_id"],
+            snapshot_identifier=run["snapshot_identifier"], vote_count=board["vote_count"],
+            document=document, publish=run["publish"],
+        )  # fmt: skip
+    published = result["created"] and result["visibility"] == "public"
+    metrics.add_metric(name="SnapshotPublished", unit=MetricUnit.Count, value=int(published))
+    logger.info(
+        "snapshot published" if published else "snapshot stored",
+        extra={
+            "leaderboard": result["slug"],
+            "snapshot_id": result["snapshot_id"],
+            "snapshot_identifier": result["snapshot_identifier"],
+            "visibility": result["visibility"],
+            "new_snapshot": result["created"],
+            "entries": result["entry_count"],
+        },
+    )
+    return result

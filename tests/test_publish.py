@@ -1,0 +1,401 @@
+"""The publish stage: one transaction, exactly one snapshot per run and leaderboard (retries,
+concurrent duplicates, a crash before COMMIT), what BixArena's API then reads, movements against
+the previous public snapshot, bad input, and the operator's snapshot functions."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from decimal import Decimal
+from typing import Any
+
+import psycopg
+import pytest
+
+from common import snapshots
+from common.contracts import snapshot_description
+from common.entries import parse_entries
+from common.errors import (
+    ArtifactCorrupt,
+    ArtifactMissing,
+    DatabaseUnavailable,
+    InvalidInput,
+    ModelNotFound,
+    NotEnoughData,
+    SnapshotNotFound,
+)
+from common.faults import CLOSED_DATABASE_URL
+from common.movements import RankedModel, movements
+from common.storage import parse_s3_uri
+from stages.fetch.handler import handler as fetch
+from stages.publish.handler import handler as publish
+from stages.rank.handler import handler as rank
+from tests.stage_fixtures import fetch_event, object_bytes, payload, put_object, rank_events
+
+UPSTREAM_LATEST = (
+    "SELECT s.id::text, s.snapshot_identifier, s.description FROM api.leaderboard_snapshot s"
+    " JOIN api.leaderboard l ON l.id = s.leaderboard_id"
+    " WHERE l.slug = %s AND s.visibility = 'public' ORDER BY s.created_at DESC LIMIT 1"
+)
+UPSTREAM_ENTRIES = (
+    "SELECT e.model_id::text, e.rank, e.bt_score, e.bootstrap_q025, e.bootstrap_q975, e.vote_count"
+    " FROM api.leaderboard_entry e WHERE e.snapshot_id = %s ORDER BY e.rank"
+)
+
+
+def _chain(context: Any, slugs: list[str], **request: Any) -> dict[str, dict[str, Any]]:
+    """fetch -> rank for ``slugs``; the publish events by slug, as the state machine passes them."""
+    fetched = payload(fetch(fetch_event(leaderboards=slugs, **request), context))
+    return {e["leaderboard"]["slug"]: payload(rank(e, context)) for e in rank_events(fetched)}
+
+
+@pytest.fixture
+def ranked(stage_env: str, lambda_context: Any) -> dict[str, dict[str, Any]]:
+    return _chain(lambda_context, ["overall", "genomics"])
+
+
+def _count(url: str, table: str) -> int:
+    with psycopg.connect(url) as conn:
+        row = conn.execute(f"SELECT count(*) FROM api.{table}").fetchone()
+    return int(row[0]) if row else 0
+
+
+def _entries_document(stage_aws: Any, event: dict[str, Any]) -> dict[str, Any]:
+    return dict(json.loads(object_bytes(stage_aws, event["entries_uri"])))
+
+
+def test_published_snapshot_is_what_bixarena_reads(
+    ranked: dict[str, Any], stage_env: str, stage_aws: Any, lambda_context: Any
+) -> None:
+    event = ranked["overall"]
+    result = publish(event, lambda_context)
+    document = _entries_document(stage_aws, event)
+
+    with psycopg.connect(stage_env) as conn:
+        latest = conn.execute(UPSTREAM_LATEST, ("overall",)).fetchone()
+        assert latest is not None
+        rows = conn.execute(UPSTREAM_ENTRIES, (latest[0],)).fetchall()
+    snapshot_id, identifier, description = latest
+    assert (snapshot_id, identifier) == (result["snapshot_id"], "snapshot_2025-06-01_06-00-00")
+    n, m = event["leaderboard"]["vote_count"], event["ranked_count"]
+    assert description == f"Leaderboard snapshot with {n} evaluations and {m} ranked models"
+    assert rows == [
+        (
+            e["model_id"], e["rank"], Decimal(str(e["bt_score"])).quantize(Decimal("0.000001")),
+            Decimal(str(e["bootstrap_q025"])).quantize(Decimal("0.000001")),
+            Decimal(str(e["bootstrap_q975"])).quantize(Decimal("0.000001")), e["vote_count"],
+        )
+        for e in document["entries"]
+    ]  # fmt: skip
+    assert result["visibility"] == "public" and result["created"] is True
+    assert (result["entry_count"], result["vote_count"]) == (m, n)
+    assert result["previous_snapshot_identifier"] is None
+    assert [t["model"] for t in result["top"]] == [
+        e["model_name"] for e in document["entries"][:10]
+    ]
+    assert all(t["previous_rank"] is None for t in result["top"])
+    assert (result["new_models"], result["dropped_models"]) == ([], [])
+    assert len(json.dumps(result)) < 4000
+
+
+def test_second_run_reports_movements_against_the_previous_public_snapshot(
+    stage_env: str, stage_aws: Any, lambda_context: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MIN_EVALS", "700")
+    first = publish(_chain(lambda_context, ["overall"])["overall"], lambda_context)
+    monkeypatch.setenv("MIN_EVALS", "10")
+    second_event = _chain(lambda_context, ["overall"], run_at="2025-06-02T06:00:00Z")["overall"]
+    second = publish(second_event, lambda_context)
+
+    assert second["previous_snapshot_identifier"] == first["snapshot_identifier"]
+    before = {t["model"]: t["rank"] for t in first["top"]}
+    assert first["entry_count"] < second["entry_count"] <= 12
+    assert second["new_models"] and not set(second["new_models"]) & set(before)
+    for entry in second["top"]:
+        assert entry["previous_rank"] == before.get(entry["model"])
+    with psycopg.connect(stage_env) as conn:
+        latest = conn.execute(UPSTREAM_LATEST, ("overall",)).fetchone()
+    assert latest is not None and latest[1] == "snapshot_2025-06-02_06-00-00"
+
+
+def test_publish_false_leaves_the_snapshot_private(
+    stage_env: str, stage_aws: Any, lambda_context: Any
+) -> None:
+    event = _chain(lambda_context, ["overall"], publish=False)["overall"]
+    result = publish(event, lambda_context)
+    assert result["visibility"] == "private" and result["created"]
+    with psycopg.connect(stage_env) as conn:
+        assert conn.execute(UPSTREAM_LATEST, ("overall",)).fetchone() is None
+        assert snapshots.latest_public_snapshot(conn, "overall") is None
+
+
+def test_publish_twice_gives_one_snapshot_and_the_same_result(
+    ranked: dict[str, Any], stage_env: str, lambda_context: Any
+) -> None:
+    first = publish(ranked["genomics"], lambda_context)
+    entries = _count(stage_env, "leaderboard_entry")
+    second = publish(ranked["genomics"], lambda_context)
+    assert (first["created"], second["created"]) == (True, False)
+    assert {**second, "created": True} == first
+    assert _count(stage_env, "leaderboard_snapshot") == 1
+    assert _count(stage_env, "leaderboard_entry") == entries == first["entry_count"]
+
+
+def _waiting_on_locks(url: str, expected: int, timeout_s: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    with psycopg.connect(url, autocommit=True) as conn:
+        while time.monotonic() < deadline:
+            row = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            ).fetchone()
+            if row and row[0] >= expected:
+                return
+            time.sleep(0.02)
+    raise AssertionError(f"{expected} publishes never got to wait on each other")
+
+
+def test_concurrent_publishes_of_one_run_make_one_snapshot(
+    ranked: dict[str, Any], stage_env: str, stage_aws: Any
+) -> None:
+    event = ranked["overall"]
+    uri = parse_s3_uri(event["entries_uri"])
+    document = parse_entries(
+        json.loads(object_bytes(stage_aws, event["entries_uri"])), uri,
+        leaderboard="overall", snapshot_identifier=event["run"]["snapshot_identifier"],
+    )  # fmt: skip
+    results: list[Any] = []
+
+    def one_publish() -> None:
+        with psycopg.connect(stage_env) as conn:
+            result = snapshots.publish_entries(
+                conn,
+                slug="overall",
+                leaderboard_id=event["leaderboard"]["leaderboard_id"],
+                snapshot_identifier=event["run"]["snapshot_identifier"],
+                vote_count=event["leaderboard"]["vote_count"],
+                document=document,
+                publish=True,
+            )
+        results.append(result)
+
+    # Hold the entry table so that both transactions are in flight at once: one waits to insert
+    # its entries, the other waits on the first one's snapshot row (ON CONFLICT).
+    with psycopg.connect(stage_env) as blocker:
+        blocker.execute("LOCK TABLE api.leaderboard_entry IN EXCLUSIVE MODE")
+        threads = [threading.Thread(target=one_publish) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        _waiting_on_locks(stage_env, 2)
+        blocker.rollback()
+    for thread in threads:
+        thread.join(30)
+    assert len(results) == 2
+    assert results[0]["snapshot_id"] == results[1]["snapshot_id"]
+    assert sorted(r["created"] for r in results) == [False, True]
+    assert _count(stage_env, "leaderboard_snapshot") == 1
+    assert _count(stage_env, "leaderboard_entry") == event["ranked_count"]
+
+
+def test_a_publish_killed_before_commit_leaves_nothing(
+    ranked: dict[str, Any], stage_env: str, lambda_context: Any
+) -> None:
+    # A deferred trigger runs at COMMIT, after every entry is inserted: it kills the session.
+    with psycopg.connect(stage_env) as conn:
+        conn.execute(
+            "CREATE FUNCTION public.die_at_commit() RETURNS trigger LANGUAGE plpgsql AS $$"
+            " BEGIN PERFORM pg_terminate_backend(pg_backend_pid()); PERFORM pg_sleep(10);"
+            " RETURN NULL; END $$"
+        )
+        conn.execute(
+            "CREATE CONSTRAINT TRIGGER die_at_commit AFTER INSERT ON api.leaderboard_entry"
+            " DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION public.die_at_commit()"
+        )
+    with pytest.raises(DatabaseUnavailable):
+        publish(ranked["overall"], lambda_context)
+    assert _count(stage_env, "leaderboard_snapshot") == _count(stage_env, "leaderboard_entry") == 0
+
+    with psycopg.connect(stage_env) as conn:
+        conn.execute("DROP TRIGGER die_at_commit ON api.leaderboard_entry")
+    result = publish(ranked["overall"], lambda_context)
+    assert result["created"] and _count(stage_env, "leaderboard_snapshot") == 1
+
+
+def test_entries_for_deleted_models_are_refused(
+    ranked: dict[str, Any], stage_env: str, stage_aws: Any, lambda_context: Any
+) -> None:
+    event = ranked["overall"]
+    gone = [e["model_id"] for e in _entries_document(stage_aws, event)["entries"][:2]]
+    with psycopg.connect(stage_env) as conn:
+        conn.execute("DELETE FROM api.model WHERE id = ANY(%s::uuid[])", (gone,))
+    with pytest.raises(ModelNotFound) as caught:
+        publish(event, lambda_context)
+    assert all(model_id in str(caught.value) for model_id in gone)
+    assert _count(stage_env, "leaderboard_snapshot") == 0
+
+
+def _rewrite(stage_aws: Any, event: dict[str, Any], change: Any) -> None:
+    document = _entries_document(stage_aws, event)
+    change(document)
+    put_object(stage_aws, event["entries_uri"], json.dumps(document).encode())
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda d: d["entries"][0].update(bt_score=12345.0), "does not fit DECIMAL"),
+        (lambda d: d["entries"][0].update(model_id="not-a-uuid"), "is not a UUID"),
+        (lambda d: d["entries"][0].pop("rank"), "rank"),
+        (lambda d: d["entries"].append(dict(d["entries"][0])), "appears twice"),
+        (lambda d: d.update(leaderboard="genomics"), "not 'overall'"),
+        (lambda d: d.update(entries="many"), "entries"),
+    ],
+)
+def test_corrupt_entries_are_refused_and_nothing_is_written(
+    ranked: dict[str, Any],
+    stage_env: str,
+    stage_aws: Any,
+    lambda_context: Any,
+    change: Any,
+    message: str,
+) -> None:
+    event = ranked["overall"]
+    _rewrite(stage_aws, event, change)
+    with pytest.raises(ArtifactCorrupt, match=message):
+        publish(event, lambda_context)
+    assert _count(stage_env, "leaderboard_snapshot") == 0
+
+
+def test_missing_or_unreadable_entries(
+    ranked: dict[str, Any], stage_env: str, stage_aws: Any, lambda_context: Any
+) -> None:
+    event = ranked["overall"]
+    with pytest.raises(ArtifactMissing):
+        publish({**event, "entries_uri": event["entries_uri"] + ".gone"}, lambda_context)
+    put_object(stage_aws, event["entries_uri"], b"{not json")
+    with pytest.raises(ArtifactCorrupt, match="not a JSON document"):
+        publish(event, lambda_context)
+    assert _count(stage_env, "leaderboard_snapshot") == 0
+
+
+def test_nothing_ranked_publishes_nothing(
+    stage_env: str, lambda_context: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MIN_EVALS", "100000")
+    event = _chain(lambda_context, ["genomics"])["genomics"]
+    with pytest.raises(NotEnoughData, match="fewer than 100000 evaluations"):
+        publish(event, lambda_context)
+    assert _count(stage_env, "leaderboard_snapshot") == 0
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        (lambda e: e.pop("entries_uri"), "entries_uri"),
+        (lambda e: e.update(ranked_count=-1), "ranked_count"),
+        (
+            lambda e: e["leaderboard"].update(leaderboard_id="1; DELETE"),
+            "leaderboard.leaderboard_id",
+        ),
+        (lambda e: e["run"].update(publish="true"), "run.publish"),
+        (lambda e: e["run"].update(run_id="../../etc"), "run.run_id"),
+    ],
+)
+def test_malformed_events_are_refused(
+    ranked: dict[str, Any], stage_env: str, lambda_context: Any, change: Any, field: str
+) -> None:
+    event = payload(ranked["overall"])
+    change(event)
+    with pytest.raises(InvalidInput, match=field):
+        publish(event, lambda_context)
+    assert _count(stage_env, "leaderboard_snapshot") == 0
+
+
+def test_database_down_is_transient(
+    ranked: dict[str, Any], lambda_context: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", CLOSED_DATABASE_URL)
+    with pytest.raises(DatabaseUnavailable):
+        publish(ranked["overall"], lambda_context)
+
+
+def test_operator_functions(ranked: dict[str, Any], stage_env: str, lambda_context: Any) -> None:
+    public = publish(ranked["overall"], lambda_context)
+    private_event = _chain(
+        lambda_context, ["overall"], run_at="2025-06-02T06:00:00Z", publish=False
+    )
+    private = publish(private_event["overall"], lambda_context)
+    genomics = publish(ranked["genomics"], lambda_context)
+    with psycopg.connect(stage_env) as conn:
+        listed = snapshots.list_snapshots(conn)
+        assert [(s.leaderboard_slug, s.snapshot_identifier, s.visibility) for s in listed] == [
+            ("genomics", "snapshot_2025-06-01_06-00-00", "public"),
+            ("overall", "snapshot_2025-06-02_06-00-00", "private"),
+            ("overall", "snapshot_2025-06-01_06-00-00", "public"),
+        ]
+        assert [s.entry_count for s in listed] == [
+            genomics["entry_count"], private["entry_count"], public["entry_count"],
+        ]  # fmt: skip
+        assert listed[2].description == snapshot_description(
+            ranked["overall"]["leaderboard"]["vote_count"], public["entry_count"]
+        )
+        only = snapshots.list_snapshots(conn, "overall", "public")
+        assert [s.id for s in only] == [public["snapshot_id"]]
+
+        shown = snapshots.snapshot_entries(conn, public["snapshot_id"])
+        assert [e.rank for e in shown] == list(range(1, public["entry_count"] + 1))
+        assert shown[0].model_name == public["top"][0]["model"]
+        assert snapshots.as_dict(shown[0])["bt_score"] == str(shown[0].bt_score)
+
+        made_public = snapshots.set_visibility(conn, private["snapshot_id"], "public")
+        assert (
+            made_public.visibility == "public" and made_public.updated_at > made_public.created_at
+        )
+        latest = snapshots.latest_public_snapshot(conn, "overall")
+        assert latest is not None and latest.id == private["snapshot_id"]
+
+        deleted = snapshots.delete_snapshot(conn, private["snapshot_id"])
+        assert deleted.id == private["snapshot_id"]
+        latest = snapshots.latest_public_snapshot(conn, "overall")
+        assert latest is not None and latest.id == public["snapshot_id"]
+        assert snapshots.snapshot_entries(conn, private["snapshot_id"]) == []
+        with pytest.raises(SnapshotNotFound):
+            snapshots.get_snapshot(conn, private["snapshot_id"])
+        with pytest.raises(SnapshotNotFound):
+            snapshots.set_visibility(conn, private["snapshot_id"], "private")
+        with pytest.raises(InvalidInput, match="visibility"):
+            snapshots.set_visibility(conn, public["snapshot_id"], "hidden")  # type: ignore[arg-type]
+        with pytest.raises(InvalidInput, match="snapshot_id"):
+            snapshots.delete_snapshot(conn, "1 OR 1=1")
+    assert _count(stage_env, "leaderboard_snapshot") == 2
+
+
+# --- pure helpers -------------------------------------------------------------------------------
+def _model(model_id: str, rank: int) -> RankedModel:
+    return RankedModel(model_id, f"Model {model_id}", rank, 1100.0 - rank, 1000.0, 1200.0, 50)
+
+
+def test_movements() -> None:
+    previous = [_model("a", 1), _model("b", 2), _model("c", 3), _model("d", 4)]
+    current = [_model("b", 1), _model("a", 2), _model("e", 3), _model("c", 4)]
+    moved = movements(current, previous, top_n=3)
+    assert [(t["model"], t["rank"], t["previous_rank"]) for t in moved.top] == [
+        ("Model b", 1, 2), ("Model a", 2, 1), ("Model e", 3, None),
+    ]  # fmt: skip
+    assert (moved.new_models, moved.dropped_models) == (["Model e"], ["Model d"])
+    first = movements(current, None)
+    assert len(first.top) == 4 and (first.new_models, first.dropped_models) == ([], [])
+
+
+@pytest.mark.parametrize(
+    ("value", "stored"),
+    [
+        (1012.3456785, "1012.345678"),
+        (1012.3456795, "1012.345680"),
+        (-0.0000004, "0.000000"),
+        (999.9999996, "1000.000000"),
+    ],
+)
+def test_decimal6(value: float, stored: str) -> None:
+    assert snapshots.decimal6(value) == Decimal(stored)
