@@ -124,11 +124,21 @@ def _run_options(args: argparse.Namespace) -> object:
     )
 
 
+def _echo() -> Callable[[str], None]:
+    """Print to the terminal even while the local functions' stdout goes to their log file."""
+    stream = sys.stdout
+
+    def echo(line: str) -> None:
+        print(line, file=stream, flush=True)
+
+    return echo
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from common import local_commands
 
     options = _run_options(args)
-    record = local_commands.run(options, print)  # type: ignore[arg-type]
+    record = local_commands.run(options, _echo())  # type: ignore[arg-type]
     return 0 if record.status == "SUCCEEDED" else 1
 
 
@@ -137,7 +147,7 @@ def cmd_redrive(args: argparse.Namespace) -> int:
     from common.local_runner import LocalRunError
 
     try:
-        record = local_commands.redrive(args.execution, _run_options(args), print)  # type: ignore[arg-type]
+        record = local_commands.redrive(args.execution, _run_options(args), _echo())  # type: ignore[arg-type]
     except LocalRunError as exc:
         raise UsageError(str(exc)) from None
     return 0 if record.status == "SUCCEEDED" else 1

@@ -27,6 +27,7 @@ from common.run_report import (
     TableRow,
     leaderboard_table,
     published_results,
+    slack_preview,
     stage_durations,
 )
 
@@ -89,6 +90,9 @@ def seed_embedded(url: str, *, models: int, battles: int, echo: Echo) -> None:
 def run(options: RunOptions, echo: Echo) -> ExecutionRecord:
     """Execute the pipeline once and print what happened; returns the saved execution."""
     store = ExecutionStore(options.state_dir)
+    faults = FaultPlan.from_specs(options.faults)
+    stack = template(options.state_dir)
+    url = _database(options, echo)
     now = datetime.now(UTC).replace(microsecond=0)
     request = parse_run_request(
         {
@@ -100,9 +104,6 @@ def run(options: RunOptions, echo: Echo) -> ExecutionRecord:
             "run_at": now.isoformat().replace("+00:00", "Z"),
         }
     )
-    faults = FaultPlan.from_specs(options.faults)
-    stack = template(options.state_dir)
-    url = _database(options, echo)
     with LocalPipeline(
         stack,
         database_url=url,
@@ -168,8 +169,9 @@ def report(
         f"{name} {seconds:.2f} s" for name, seconds in stage_durations(record.history)
     )
     if timings:
-        echo(f"  stage time: {timings}")
+        echo(f"  stage time (Map stages summed over leaderboards): {timings}")
     results, skipped = published_results(record.history)
+    results.sort(key=lambda r: (r["slug"] != "overall", r["slug"]))
     for item in skipped:
         echo(f"  skipped {item['slug']}: {item['reason']}")
     for result in results[:1]:
@@ -190,7 +192,7 @@ def report(
         echo("")
         echo("Slack message (local capture):")
         for message in slack:
-            echo(_indent(str(message.get("text", ""))))
+            echo(_indent(slack_preview(message)))
 
 
 def snapshot_rows(database_url: str, snapshot_id: str) -> list[TableRow]:

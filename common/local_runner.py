@@ -506,14 +506,22 @@ def _restore_environ(saved: dict[str, str]) -> None:
 
 @contextmanager
 def _function_logs_to(path: Path) -> Iterator[None]:
-    """Send the functions' JSON log lines to a file instead of the terminal."""
+    """Send the functions' JSON logs and EMF metrics (printed to stdout) to a file, and keep
+    moto's interpreter from logging each task failure: the progress lines already say it."""
+    import contextlib
+    import logging
+
     from common.observability import logger
 
     path.parent.mkdir(parents=True, exist_ok=True)
     handler = logger.registered_handler
-    with path.open("a") as stream:
+    interpreter_log = logging.getLogger("moto.stepfunctions")
+    level = interpreter_log.level
+    with path.open("a") as stream, contextlib.redirect_stdout(stream):
         previous = handler.setStream(stream)  # type: ignore[attr-defined]
+        interpreter_log.setLevel(logging.CRITICAL)
         try:
             yield
         finally:
             handler.setStream(previous)  # type: ignore[attr-defined]
+            interpreter_log.setLevel(level)

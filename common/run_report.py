@@ -180,3 +180,19 @@ def leaderboard_table(rows: Sequence[TableRow]) -> str:
             f"{row['vote_count']:>7}  {movement(row['rank'], row['previous_rank']):<5}"
         )
     return "\n".join(lines)
+
+
+def slack_preview(message: dict[str, Any]) -> str:
+    """A Slack Block Kit message as plain terminal text (its fallback text when it has no blocks)."""
+    lines: list[str] = []
+    for block in message.get("blocks") or []:
+        kind = block.get("type")
+        if kind in ("header", "section") and isinstance(block.get("text"), dict):
+            lines.append(str(block["text"].get("text", "")))
+        if kind == "section":
+            lines.extend(str(f.get("text", "")) for f in block.get("fields") or [])
+        elif kind == "context":
+            lines.append("  ".join(str(e.get("text", "")) for e in block.get("elements") or []))
+        elif kind == "divider":
+            lines.append("-" * 40)
+    return "\n".join(lines) if lines else str(message.get("text", ""))

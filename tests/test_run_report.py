@@ -131,3 +131,35 @@ def test_table_and_movements() -> None:
         "99",
         "↑1",
     ]
+
+
+def test_slack_preview_renders_blocks() -> None:
+    from common.run_report import slack_preview
+
+    message = {
+        "text": "fallback",
+        "blocks": [
+            {"type": "header", "text": {"type": "plain_text", "text": "Leaderboard published"}},
+            {
+                "type": "section",
+                "text": {"type": "mrkdwn", "text": "*overall*"},
+                "fields": [{"type": "mrkdwn", "text": "1. A"}],
+            },
+            {"type": "divider"},
+            {
+                "type": "context",
+                "elements": [
+                    {"type": "mrkdwn", "text": "manual"},
+                    {"type": "mrkdwn", "text": "4 s"},
+                ],
+            },
+        ],
+    }
+    assert slack_preview(message).splitlines() == [
+        "Leaderboard published",
+        "*overall*",
+        "1. A",
+        "-" * 40,
+        "manual  4 s",
+    ]
+    assert slack_preview({"text": "only text"}) == "only text"
