@@ -22,9 +22,10 @@ $(STAMP): pyproject.toml requirements-dev.lock
 
 install: $(STAMP)
 
-## The main job: the real state machine, run locally against a real PostgreSQL.
+## The main job: the deployed state machine, executed locally against a real PostgreSQL
+## (embedded, seeded with a simulated arena of 100k votes). Extra options: make run ARGS="--inject-fault rank:transient".
 run: $(STAMP)
-	$(BIN)/leaderboard simulate --models 40 --battles 100000 --output .local/battles.parquet
+	$(BIN)/leaderboard run $(ARGS)
 
 ## The whole test suite.
 test: $(STAMP)
