@@ -6,6 +6,8 @@ PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 UV_VERSION := 0.13.9
+# A fresh venv's pip (23.x) ignores --python-version when checking Requires-Python; the image check needs a current one.
+PIP_VERSION := 26.3
 
 # jsii (under aws-cdk-lib) prints a banner on Node 20; infra/ puts Node 22 from PyPI first on PATH.
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
@@ -15,7 +17,7 @@ export XDG_RUNTIME_DIR ?= /tmp
 
 $(STAMP): pyproject.toml requirements-dev.lock
 	@test -x $(PY) || python3 -m venv $(VENV)
-	@$(PY) -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
+	@$(PY) -m pip install --quiet --disable-pip-version-check "pip==$(PIP_VERSION)" "uv==$(UV_VERSION)"
 	$(BIN)/uv pip install --python $(PY) --quiet -r requirements-dev.lock
 	$(BIN)/uv pip install --python $(PY) --quiet --no-deps -e .
 	@touch $@
