@@ -73,14 +73,24 @@ class Settings:
         return self.artifacts_bucket
 
 
-def _secret(arn: str) -> Any:
+def _secret(arn: str, *, empty_ok: bool = False) -> Any:
+    """The secret's current value; with ``empty_ok``, None for a secret that has no value yet
+    (the sandbox stack creates its secrets empty, to be filled in after deploy)."""
     from aws_lambda_powertools.utilities import parameters
     from botocore.exceptions import BotoCoreError, ClientError
 
     try:
         return parameters.get_secret(arn, max_age=SECRET_MAX_AGE_S)
     except parameters.exceptions.GetParameterError as exc:
-        cause = exc.__cause__
+        # Powertools re-raises without ``from``: the boto error is the implicit context.
+        cause = exc.__cause__ or exc.__context__
+        if (
+            empty_ok
+            and isinstance(cause, ClientError)
+            and cause.response["Error"]["Code"] == "ResourceNotFoundException"
+            and "secret value" in str(cause.response["Error"].get("Message", ""))
+        ):
+            return None
         if isinstance(cause, ClientError) and cause.response["Error"]["Code"] in (
             "ResourceNotFoundException",
             "AccessDeniedException",
@@ -127,11 +137,13 @@ def slack_webhook_url(settings: Settings) -> str | None:
         return settings.slack_webhook_url
     if not settings.slack_secret_arn:
         return None
-    raw = _secret(settings.slack_secret_arn)
+    raw = _secret(settings.slack_secret_arn, empty_ok=True)
     if isinstance(raw, bytes):
         raw = raw.decode()
     if isinstance(raw, str) and raw.lstrip().startswith("{"):
         raw = json.loads(raw).get("webhook_url", "")
+    if raw is None or raw == "":
+        return None
     if not isinstance(raw, str) or not raw.startswith(("https://", *_LOOPBACK)):
         raise ConfigurationError(
             "Slack secret must hold an https:// webhook URL (or {'webhook_url': ...})"

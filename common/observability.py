@@ -5,6 +5,7 @@ Every log line carries the run's correlation id; secrets are never passed to the
 
 from __future__ import annotations
 
+import logging
 import os
 
 from aws_lambda_powertools import Logger, Metrics
@@ -13,6 +14,11 @@ SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME", "bixarena-leaderboard")
 METRICS_NAMESPACE = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "BixArena/Leaderboard")
 
 logger = Logger(service=SERVICE)
+
+# At DEBUG, botocore logs whole response bodies, GetSecretValue's included: never let it go below
+# INFO, whatever level the function is configured with.
+for _name in ("botocore", "boto3", "urllib3"):
+    logging.getLogger(_name).setLevel(max(logging.getLogger(_name).level, logging.INFO))
 metrics = Metrics(service=SERVICE, namespace=METRICS_NAMESPACE)
 
 
