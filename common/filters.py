@@ -158,9 +158,9 @@ def votes_query(
     """The statement selecting one leaderboard's votes, and its parameters.
 
     Columns, in this order and with these types (the fetch stage reads them as fixed-width binary
-    COPY rows): evaluation id (text), model1 and model2 as int4 indices into ``models_query``'s
-    rows, outcome as int2 (index into OUTCOME_CODES), evaluation time (timestamptz). Rows come in
-    (evaluation time, id) order so that the same votes always give the same file.
+    COPY rows): evaluation id (text), model1 and model2 ids (uuid), outcome as int2 (index into
+    OUTCOME_CODES), evaluation time (timestamptz). Rows come in (evaluation time, id) order so
+    that the same votes always give the same file.
     """
     params: dict[str, Any] = {"until": run_at, "outcomes": list(OUTCOME_CODES)}
     joins: list[sql.Composable] = []
@@ -176,6 +176,11 @@ def votes_query(
         where.append(sql.SQL("v.confidence >= %(min_confidence)s"))
         params["min_confidence"] = config.min_confidence
     if not config.include_inactive_models:
+        joins.append(
+            sql.SQL(
+                "JOIN api.model m1 ON m1.id = b.model1_id JOIN api.model m2 ON m2.id = b.model2_id"
+            )
+        )
         where.append(sql.SQL("m1.active AND m2.active"))
     start = config.start(run_at)
     if start is not None:
@@ -197,19 +202,15 @@ def votes_query(
         params["statuses"] = list(config.category_statuses)
         params["category"] = slug
     statement = sql.SQL(
-        "WITH m AS (SELECT id, active, (row_number() OVER (ORDER BY id) - 1)::int4 AS idx"
-        " FROM api.model)"
-        " SELECT e.id::text, m1.idx, m2.idx,"
+        "SELECT e.id::text, b.model1_id, b.model2_id,"
         " (CASE e.outcome WHEN 'model1' THEN 0 WHEN 'model2' THEN 1 ELSE 2 END)::int2,"
         " e.created_at"
         " FROM api.battle_evaluation e"
         " JOIN api.battle b ON b.id = e.battle_id"
-        " JOIN m m1 ON m1.id = b.model1_id"
-        " JOIN m m2 ON m2.id = b.model2_id"
         " {joins} WHERE {where} ORDER BY e.created_at, e.id"
     ).format(joins=sql.SQL(" ").join(joins), where=sql.SQL(" AND ").join(where))
     return statement, params
 
 
 MODELS_QUERY = sql.SQL("SELECT id::text, slug, name, active FROM api.model ORDER BY id")
-"""Every model, in the order whose position ``votes_query`` reports as model1/model2."""
+"""Every model (the catalogue the exported model ids are dictionary-encoded against)."""

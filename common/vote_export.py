@@ -2,10 +2,11 @@
 
 Votes leave the server through ``COPY (query) TO STDOUT (FORMAT binary)``. The query
 (``common.filters.votes_query``) returns fixed-width rows -- the evaluation id as 36 characters of
-text, the two models as int4 indices into the model catalogue, the outcome as int2 and the
-timestamp -- so each batch of rows is one NumPy structured view of the bytes and becomes Arrow
-columns without a Python object per row. Batches are written as Parquet row groups as they arrive,
-so memory holds one batch and the compressed file, never the rows as Python values.
+text, the two model ids as 16-byte uuids, the outcome as int2 and the timestamp -- so each batch of
+rows is one NumPy structured view of the bytes and becomes Arrow columns without a Python object
+per row (model ids are dictionary-encoded against the model catalogue with a hash lookup in
+Arrow). Batches are written as Parquet row groups as they arrive, so memory holds one batch and
+the compressed file, never the rows as Python values.
 
 Files per leaderboard, under the run's artifacts prefix:
 ``{prefix}{slug}/votes.parquet`` (evaluation_id, model1_id, model2_id, outcome, evaluated_at;
@@ -16,15 +17,20 @@ transaction, in a fixed order, so the same run writes the same bytes again.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import uuid
+from collections.abc import Generator, Iterable, Iterator
+from contextlib import closing
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import psycopg
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from psycopg import pq as libpq
+from psycopg import sql
 
 from common import storage
 from common.contracts import LeaderboardBatch, Skipped
@@ -45,16 +51,16 @@ COPY_ROW = np.dtype(
         ("id_len", ">i4"),
         ("id", "S36"),
         ("m1_len", ">i4"),
-        ("model1", ">i4"),
+        ("model1", "V16"),
         ("m2_len", ">i4"),
-        ("model2", ">i4"),
+        ("model2", "V16"),
         ("outcome_len", ">i4"),
         ("outcome", ">i2"),
         ("at_len", ">i4"),
         ("evaluated_at", ">i8"),
     ]
 )
-_EXPECTED = {"fields": 5, "id_len": 36, "m1_len": 4, "m2_len": 4, "outcome_len": 2, "at_len": 8}
+_EXPECTED = {"fields": 5, "id_len": 36, "m1_len": 16, "m2_len": 16, "outcome_len": 2, "at_len": 8}
 ROWS_PER_GROUP = 1 << 18
 
 MODEL_ID = pa.dictionary(pa.int32(), pa.string())
@@ -70,12 +76,14 @@ VOTES_SCHEMA = pa.schema(
 MODELS_SCHEMA = pa.schema(
     [("id", pa.string()), ("slug", pa.string()), ("name", pa.string()), ("active", pa.bool_())]
 )
+DICTIONARY_COLUMNS = ["model1_id", "model2_id", "outcome"]
+"""Only these are worth Parquet dictionary pages (the evaluation ids are all distinct)."""
 VOTES_OBJECT = "votes.parquet"
 MODELS_OBJECT = "models.parquet"
 
 
 class CopyFormatError(RuntimeError):
-    """The server's COPY stream does not have the layout ``votes_query`` promises (a bug)."""
+    """The server's COPY stream is not what ``votes_query`` promises (a bug, not bad data)."""
 
 
 @dataclass(frozen=True)
@@ -140,21 +148,49 @@ def _checked(rows: np.ndarray) -> np.ndarray:
     return rows
 
 
-def votes_batch(rows: np.ndarray, model_ids: pa.Array) -> pa.RecordBatch:
-    """Arrow columns from structured COPY rows; ``model_ids`` is the catalogue's id column."""
+@dataclass(frozen=True)
+class Catalogue:
+    """The model table (id, slug, name, active by id) and its ids as 16-byte uuids."""
+
+    table: pa.Table
+    keys: pa.FixedSizeBinaryArray
+
+    @classmethod
+    def from_table(cls, table: pa.Table) -> Catalogue:
+        raw = b"".join(uuid.UUID(i).bytes for i in table.column("id").to_pylist())
+        keys = pa.FixedSizeBinaryArray.from_buffers(
+            pa.binary(16), table.num_rows, [None, pa.py_buffer(raw)]
+        )
+        return cls(table=table, keys=keys)
+
+    def codes(self, ids: np.ndarray) -> np.ndarray:
+        """Catalogue row of each 16-byte model id (a hash lookup in Arrow, no Python loop)."""
+        values = pa.FixedSizeBinaryArray.from_buffers(
+            pa.binary(16), len(ids), [None, pa.py_buffer(np.ascontiguousarray(ids))]
+        )
+        found = pc.index_in(values, value_set=self.keys)
+        if found.null_count:
+            raise CopyFormatError("a vote names a model that is not in the model catalogue")
+        return np.asarray(found.to_numpy(zero_copy_only=False), dtype=np.int32)
+
+
+def votes_batch(rows: np.ndarray, catalogue: Catalogue) -> tuple[pa.RecordBatch, np.ndarray]:
+    """Arrow columns from structured COPY rows, and the catalogue rows of the models they name."""
     n = len(rows)
     offsets = np.arange(0, 36 * (n + 1), 36, dtype=np.int32)
     evaluation_id = pa.StringArray.from_buffers(
         n, pa.py_buffer(offsets), pa.py_buffer(np.ascontiguousarray(rows["id"]))
     )
+    model_ids = catalogue.table.column("id").combine_chunks()
+    model1, model2 = catalogue.codes(rows["model1"]), catalogue.codes(rows["model2"])
     outcome = pa.DictionaryArray.from_arrays(
         pa.array(rows["outcome"].astype(np.int8)), pa.array(OUTCOME_CODES)
     )
-    return pa.RecordBatch.from_arrays(
+    batch = pa.RecordBatch.from_arrays(
         [
             evaluation_id,
-            pa.DictionaryArray.from_arrays(pa.array(rows["model1"].astype(np.int32)), model_ids),
-            pa.DictionaryArray.from_arrays(pa.array(rows["model2"].astype(np.int32)), model_ids),
+            pa.DictionaryArray.from_arrays(pa.array(model1), model_ids),
+            pa.DictionaryArray.from_arrays(pa.array(model2), model_ids),
             outcome,
             pa.array(
                 rows["evaluated_at"].astype(np.int64) + PG_EPOCH_US,
@@ -163,6 +199,7 @@ def votes_batch(rows: np.ndarray, model_ids: pa.Array) -> pa.RecordBatch:
         ],
         schema=VOTES_SCHEMA,
     )
+    return batch, np.concatenate([model1, model2])
 
 
 def sparse_reason(
@@ -191,13 +228,66 @@ def resolve_leaderboards(
     return [known[slug] for slug in selection]
 
 
-def model_catalogue(conn: psycopg.Connection) -> pa.Table:
-    """Every model (id, slug, name, active), in the order votes_query's indices refer to."""
+def model_catalogue(conn: psycopg.Connection) -> Catalogue:
+    """Every model (id, slug, name, active), ordered by id."""
     rows = conn.execute(MODELS_QUERY).fetchall()
-    return pa.Table.from_arrays(
-        [pa.array([row[i] for row in rows], type=f.type) for i, f in enumerate(MODELS_SCHEMA)],
-        schema=MODELS_SCHEMA,
+    return Catalogue.from_table(
+        pa.Table.from_arrays(
+            [pa.array([row[i] for row in rows], type=f.type) for i, f in enumerate(MODELS_SCHEMA)],
+            schema=MODELS_SCHEMA,
+        )
     )
+
+
+def copy_out(
+    conn: psycopg.Connection, statement: sql.Composable, params: dict[str, Any]
+) -> Generator[memoryview, None, None]:
+    """Run ``COPY (statement) TO STDOUT (FORMAT binary)`` in the connection's open transaction
+    and yield the server's messages.
+
+    It talks to libpq through ``conn.pgconn`` (psycopg's documented low-level escape hatch):
+    psycopg's ``Copy.read()`` goes once through its wait loop per row, which at a million rows
+    costs more than the parsing and the Parquet writing together; a blocking PQgetCopyData loop
+    costs a fraction of it. Values are bound client-side (``ClientCursor.mogrify``), as psycopg
+    does for COPY anyway.
+    """
+    if conn.info.transaction_status != libpq.TransactionStatus.INTRANS:
+        raise CopyFormatError("copy_out must run inside the export's open transaction")
+    query = psycopg.ClientCursor(conn).mogrify(
+        sql.SQL("COPY ({}) TO STDOUT (FORMAT binary)").format(statement), params
+    )
+    pgconn = conn.pgconn
+    pgconn.send_query(query.encode())
+    started = pgconn.get_result()
+    if started is None or started.status != libpq.ExecStatus.COPY_OUT:
+        _drain_results(pgconn)
+        if started is None:
+            raise psycopg.OperationalError(pgconn.get_error_message())
+        raise psycopg.errors.error_from_result(started)
+    finished = False
+    try:
+        while True:
+            nbytes, data = pgconn.get_copy_data(0)
+            if nbytes == -1:
+                break
+            if nbytes < 0:
+                raise psycopg.OperationalError(pgconn.get_error_message())
+            yield data
+        finished = True
+        _drain_results(pgconn, check=True)
+    finally:
+        if not finished and pgconn.status == libpq.ConnStatus.OK:
+            # Abandoned half-way (an error downstream): stop the server, leave the connection usable.
+            conn.cancel_safe()
+            while pgconn.get_copy_data(0)[0] >= 0:
+                pass
+            _drain_results(pgconn)
+
+
+def _drain_results(pgconn: Any, check: bool = False) -> None:
+    while (result := pgconn.get_result()) is not None:
+        if check and result.status != libpq.ExecStatus.COMMAND_OK:
+            raise psycopg.errors.error_from_result(result)
 
 
 def export_votes(
@@ -205,25 +295,27 @@ def export_votes(
     slug: str,
     filters: LeaderboardFilters,
     run_at: datetime,
-    catalogue: pa.Table,
+    catalogue: Catalogue,
 ) -> ExportedVotes:
-    """Stream one leaderboard's votes into Parquet bytes (one row group per batch)."""
+    """Stream one leaderboard's votes into Parquet bytes (one row group per batch); runs inside
+    the transaction that read ``catalogue``."""
     statement, params = votes_query(slug, filters.for_leaderboard(slug), run_at)
-    model_ids = catalogue.column("id").combine_chunks()
-    used = np.zeros(len(model_ids), dtype=bool)
+    used = np.zeros(catalogue.table.num_rows, dtype=bool)
     count = 0
     sink = pa.BufferOutputStream()
     with (
-        pq.ParquetWriter(sink, VOTES_SCHEMA, compression=storage.PARQUET_COMPRESSION) as writer,
-        conn.cursor() as cur,
-        cur.copy(
-            psycopg.sql.SQL("COPY ({}) TO STDOUT (FORMAT binary)").format(statement), params
-        ) as copy,
+        pq.ParquetWriter(
+            sink,
+            VOTES_SCHEMA,
+            compression=storage.PARQUET_COMPRESSION,
+            use_dictionary=DICTIONARY_COLUMNS,
+        ) as writer,
+        closing(copy_out(conn, statement, params)) as messages,
     ):
-        for rows in copy_row_batches(copy, ROWS_PER_GROUP):
-            writer.write_batch(votes_batch(rows, model_ids))
-            used[rows["model1"].astype(np.intp)] = True
-            used[rows["model2"].astype(np.intp)] = True
+        for rows in copy_row_batches(messages, ROWS_PER_GROUP):
+            batch, models = votes_batch(rows, catalogue)
+            writer.write_batch(batch)
+            used[models] = True
             count += len(rows)
     return ExportedVotes(parquet=bytes(sink.getvalue()), vote_count=count, models_used=used)
 
@@ -262,7 +354,7 @@ def fetch_leaderboards(
             votes_uri = prefix.child(board.slug, VOTES_OBJECT)
             models_uri = prefix.child(board.slug, MODELS_OBJECT)
             storage.put_bytes(votes_uri, exported.parquet, "application/vnd.apache.parquet")
-            storage.put_parquet(models_uri, catalogue.filter(pa.array(exported.models_used)))
+            storage.put_parquet(models_uri, catalogue.table.filter(pa.array(exported.models_used)))
             batches.append(
                 LeaderboardBatch(
                     slug=board.slug,

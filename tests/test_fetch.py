@@ -289,7 +289,8 @@ def _copy_stream(rows: int, extension: bytes = b"") -> bytes:
     for name, value in vote_export._EXPECTED.items():
         data[name] = value
     data["id"] = [f"{i:08d}-0000-4000-8000-000000000000".encode() for i in range(rows)]
-    data["model1"], data["model2"] = np.arange(rows) % 5, (np.arange(rows) + 1) % 5
+    data["model1"] = [bytes([i % 5]) * 16 for i in range(rows)]
+    data["model2"] = [bytes([(i + 1) % 5]) * 16 for i in range(rows)]
     data["outcome"] = np.arange(rows) % 3
     header = vote_export.COPY_SIGNATURE + (0).to_bytes(4, "big") + len(extension).to_bytes(4, "big")
     return header + extension + data.tobytes() + b"\xff\xff"
@@ -333,3 +334,54 @@ def test_run_at_is_the_only_clock(stage_env: str, stage_aws: Any, lambda_context
     late = fetch(fetch_event(leaderboards=["overall"]), lambda_context)
     assert 0 < early["leaderboards"][0]["vote_count"] < late["leaderboards"][0]["vote_count"]
     assert early["run"]["run_id"] != late["run"]["run_id"]
+
+
+# --- COPY straight on libpq -------------------------------------------------------------------------
+def _votes_statement() -> tuple[Any, dict[str, Any]]:
+    from common.filters import FilterConfig, votes_query
+
+    return votes_query("overall", FilterConfig(), datetime(2025, 6, 1, 6, tzinfo=UTC))
+
+
+def test_copy_out_abandoned_half_way_leaves_the_connection_usable(seeded_url: str) -> None:
+    statement, params = _votes_statement()
+    with psycopg.connect(seeded_url) as conn:
+        conn.execute("SELECT 1")
+        messages = vote_export.copy_out(conn, statement, params)
+        assert next(messages)[:11] == vote_export.COPY_SIGNATURE
+        messages.close()
+        # The COPY was cancelled: the transaction failed, the connection is idle and usable.
+        assert conn.info.transaction_status == psycopg.pq.TransactionStatus.INERROR
+        conn.rollback()
+        assert conn.execute("SELECT count(*) FROM api.model").fetchone() == (12,)
+        complete = sum(len(m) for m in vote_export.copy_out(conn, statement, params))
+        assert (complete - 21) % vote_export.COPY_ROW.itemsize == 0
+
+
+def test_copy_out_errors(seeded_url: str, pg_admin_url: str) -> None:
+    from psycopg import sql
+
+    statement, params = _votes_statement()
+    with psycopg.connect(seeded_url) as conn:
+        with pytest.raises(
+            vote_export.CopyFormatError, match="inside the export's open transaction"
+        ):
+            next(vote_export.copy_out(conn, statement, params))
+        conn.execute("SELECT 1")
+        with pytest.raises(psycopg.errors.UndefinedTable):
+            next(vote_export.copy_out(conn, sql.SQL("SELECT * FROM api.nothing"), {}))
+    # The server goes away mid-stream: a connection error, which db.connect maps to
+    # DatabaseUnavailable.
+    conn = psycopg.connect(seeded_url)
+    try:
+        conn.execute("SELECT 1")
+        endless = sql.SQL("SELECT a.id FROM api.battle a CROSS JOIN api.battle b")
+        messages = vote_export.copy_out(conn, endless, {})
+        next(messages)
+        with psycopg.connect(pg_admin_url, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (conn.info.backend_pid,))
+        with pytest.raises(psycopg.OperationalError):
+            for _ in messages:
+                pass
+    finally:
+        conn.close()
