@@ -27,16 +27,19 @@ from typing import Any
 import boto3
 import psycopg
 from moto import mock_aws
+from moto.stepfunctions.parser.utils import TMP_THREADS
 
-from common import moto_lambda, redrive, stack_template
+from common import failures, moto_lambda, redrive, stack_template
 from common.dbproxy import DatabaseProxy
 from common.faults import FaultPlan
-from common.slack_capture import SlackCapture
+from common.slack_capture import SlackServer
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
 POLL_S = 0.05
 FINAL_STATUSES = ("SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED")
+INTERPRETER_DRAIN_S = 60.0
+"""How long closing a pipeline waits for the interpreter's leftover threads (see _setup)."""
 
 EventSink = Callable[[dict[str, Any], list[dict[str, Any]]], None]
 """Called with each new history event and the history so far (for progress output)."""
@@ -173,7 +176,7 @@ class LocalPipeline:
         self.slack_webhook = slack_webhook
         self.faults = faults or FaultPlan()
         self.log_path = log_path
-        self.slack: SlackCapture | None = None
+        self.slack: SlackServer | None = None
         self._stack = ExitStack()
         self._handlers: dict[str, Callable[..., Any]] = {}
         self._functions: dict[str, stack_template.FunctionSpec] = {}
@@ -212,12 +215,17 @@ class LocalPipeline:
         self.proxy.start()
         self._stack.callback(self.proxy.stop)
         if self.slack_webhook is None:
-            self.slack = SlackCapture(mode=self.faults.slack_mode() or "ok").start()
+            mode = self.faults.slack_mode() or "ok"
+            self.slack = SlackServer(mode="hang" if mode == "timeout" else mode).start()
             self._stack.callback(self.slack.stop)
         self._create_resources(db_fields)
         self._stack.enter_context(moto_lambda.in_process(self._dispatch))
         if self.log_path is not None:
             self._stack.enter_context(_function_logs_to(self.log_path))
+        # When a Map iteration fails, AWS stops the other iterations; moto lets them run on. Let
+        # them end while this pipeline's stand-ins still exist (closing runs this first), so none
+        # of them reaches a stopped moto or the in-process dispatch of a later pipeline.
+        self._stack.callback(_drain_interpreter, INTERPRETER_DRAIN_S)
 
     def _create_resources(self, db_fields: dict[str, Any]) -> None:
         self.s3 = boto3.client("s3", region_name=REGION)
@@ -353,6 +361,62 @@ class LocalPipeline:
                 self._down_count -= 1
                 if self._down_count == 0:
                     self.proxy.start()
+
+    # --- the failure rule ------------------------------------------------------------------------------
+    def notify_failure(self, record: ExecutionRecord) -> Any:
+        """Do what the stack's EventBridge rule does when an execution fails (moto emits no
+        "Execution Status Change" events): invoke the rule's target, the notify function in
+        failure mode, with the event for ``record``.
+
+        Returns the function's result, or Lambda's error payload when the alert itself failed.
+        Injected stage faults stand for the state machine's task failing and do not apply to this
+        separate invocation; a Slack fault does, being Slack itself.
+        """
+        if record.status not in failures.FAILED_STATUSES:
+            raise LocalRunError(f"{record.name} is {record.status}: only a failed run is alerted")
+        function = self._failure_rule_target()
+        spec = self._functions[function]
+        # arn:aws:states:REGION:ACCOUNT:execution:MACHINE:NAME
+        parts = record.execution_arn.split(":")
+        region, account, machine = parts[3], parts[4], parts[6]
+        event = failures.status_change_event(
+            execution_arn=record.execution_arn,
+            state_machine_arn=f"arn:aws:states:{region}:{account}:stateMachine:{machine}",
+            # A redrive is the same execution on AWS: name the original, which `redrive` resumes.
+            name=record.redrive_of or record.name,
+            status=record.status,
+            start_ms=_epoch_ms(record.started_at),
+            stop_ms=_epoch_ms(record.stopped_at) if record.stopped_at else None,
+            input_json=json.dumps(record.input),
+            error=record.error,
+            cause=record.cause,
+            region=region,
+            account=account,
+        )
+        context = moto_lambda.InvocationContext(
+            function_name=function,
+            invoked_function_arn=f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{function}",
+            memory_limit_in_mb=spec.memory_mb,
+            timeout_s=spec.timeout_s,
+        )
+        try:
+            return self._handler(spec.handler)(event, context)
+        except Exception as exc:
+            return moto_lambda.error_payload(exc)
+
+    def _failure_rule_target(self) -> str:
+        """The function the stack's rule on failed executions of this state machine targets."""
+        for rule in stack_template.resources_of_type(self.template, "AWS::Events::Rule").values():
+            pattern = rule.get("Properties", {}).get("EventPattern", {})
+            if failures.SOURCE not in pattern.get("source", []):
+                continue
+            for target in rule["Properties"].get("Targets", []):
+                arn = target.get("Arn")
+                if isinstance(arn, dict) and "Fn::GetAtt" in arn:
+                    name = str(arn["Fn::GetAtt"][0])[:64]
+                    if name in self._functions:
+                        return name
+        raise LocalRunError("the stack has no EventBridge rule sending failed runs to a function")
 
     # --- executions -----------------------------------------------------------------------------------
     def start(self, request: dict[str, Any], name: str | None = None) -> str:
@@ -497,6 +561,17 @@ class _AnyAttribute(dict[str, str]):
 
     def __missing__(self, key: str) -> str:
         return self._value if key == "Ref" else f"{self._value}.{key}"
+
+
+def _epoch_ms(iso: str) -> int:
+    return int(datetime.fromisoformat(iso).timestamp() * 1000)
+
+
+def _drain_interpreter(timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    for thread in list(TMP_THREADS):
+        if thread.is_alive() and thread is not threading.current_thread():
+            thread.join(max(0.0, deadline - time.monotonic()))
 
 
 def _restore_environ(saved: dict[str, str]) -> None:

@@ -25,8 +25,8 @@ from common.errors import (
     TopicUnavailable,
 )
 from common.moto_lambda import InvocationContext
+from common.slack_capture import SlackServer, block_problems
 from stages.notify.handler import handler
-from tests.slack_server import SlackServer, block_problems
 from tests.test_slack import notify_event
 
 REGION = "us-east-1"
