@@ -63,10 +63,17 @@ def _seeded(votes: int) -> str:
             return url
     url = localdb.create_database(admin, name, replace=True)
     print(f"#   seeding {battles} battles into {name} (once; kept in {DATA_DIR})", flush=True)
+    # In a child process: a child's ru_maxrss starts from its parent's, so the parent of the
+    # measured processes must never hold the simulated arena.
+    isolated(_seed, url, battles)
+    return url
+
+
+def _seed(url: str, battles: int) -> dict[str, Any]:
     simulate.write_database(simulate.simulate_arena(MODELS, battles, seed=SEED), url)
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("VACUUM ANALYZE")
-    return url
+    return {}
 
 
 def _aws_env(url: str) -> None:

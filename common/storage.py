@@ -90,9 +90,13 @@ def _storage_error(exc: Exception, uri: S3Uri, action: str) -> Exception:
     return StorageUnavailable(f"{uri}: S3 did not answer ({type(exc).__name__})")
 
 
-def put_bytes(uri: S3Uri, data: bytes, content_type: str = "application/octet-stream") -> None:
+def put_bytes(
+    uri: S3Uri, data: bytes | pa.Buffer, content_type: str = "application/octet-stream"
+) -> None:
+    """Write an object; an Arrow buffer is streamed from where it is, not copied into bytes."""
+    body = pa.BufferReader(data) if isinstance(data, pa.Buffer) else data
     try:
-        s3_client().put_object(Bucket=uri.bucket, Key=uri.key, Body=data, ContentType=content_type)
+        s3_client().put_object(Bucket=uri.bucket, Key=uri.key, Body=body, ContentType=content_type)
     except (ClientError, BotoCoreError) as exc:
         raise _storage_error(exc, uri, "write") from None
 

@@ -95,7 +95,7 @@ class Leaderboard:
 
 @dataclass(frozen=True)
 class ExportedVotes:
-    parquet: bytes
+    parquet: pa.Buffer
     vote_count: int
     models_used: np.ndarray
     """Boolean mask over the catalogue's rows: the models in at least one vote."""
@@ -317,7 +317,7 @@ def export_votes(
             writer.write_batch(batch)
             used[models] = True
             count += len(rows)
-    return ExportedVotes(parquet=bytes(sink.getvalue()), vote_count=count, models_used=used)
+    return ExportedVotes(parquet=sink.getvalue(), vote_count=count, models_used=used)
 
 
 def open_snapshot(conn: psycopg.Connection) -> None:

@@ -3,13 +3,13 @@ hand-made battle, through the real export path (binary COPY out of PostgreSQL)."
 
 from __future__ import annotations
 
-import io
 import json
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -114,7 +114,7 @@ def _selected(url: str, slug: str, filters: LeaderboardFilters, votes: dict[str,
         exported = vote_export.export_votes(
             conn, slug, filters, RUN_AT, vote_export.model_catalogue(conn)
         )
-    table = pq.read_table(io.BytesIO(exported.parquet))
+    table = pq.read_table(pa.BufferReader(exported.parquet))
     label = {vote: name for name, vote in votes.items()}
     return {label[v] for v in table.column("evaluation_id").to_pylist()}
 

@@ -42,6 +42,8 @@ def test_bad_uris_name_the_field(uri: Any) -> None:
 def test_round_trips(stage_aws: Any) -> None:
     storage.put_bytes(URI, b"\x00raw")
     assert storage.get_bytes(URI) == b"\x00raw"
+    storage.put_bytes(URI, pa.py_buffer(b"arrow buffer, streamed"))
+    assert storage.get_bytes(URI) == b"arrow buffer, streamed"
     table = pa.table({"a": [1, 2], "b": ["x", "y"]})
     storage.put_parquet(URI, table)
     assert storage.get_parquet(URI).equals(table)
