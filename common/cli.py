@@ -8,8 +8,10 @@ Exit codes: 0 success, 1 the run or command failed, 2 bad usage or bad input (on
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 from common.errors import InvalidInput, PipelineError
 
@@ -145,7 +147,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_redrive(args: argparse.Namespace) -> int:
     from common import local_commands
     from common.local_runner import LocalRunError
+    from common.operator import is_execution_arn
 
+    if is_execution_arn(args.execution):
+        return _redrive_aws(args)
+    _aws_only(args, "a local execution is redriven on this machine")
     try:
         record = local_commands.redrive(args.execution, _run_options(args), _echo())  # type: ignore[arg-type]
     except LocalRunError as exc:
@@ -159,6 +165,247 @@ def cmd_executions(args: argparse.Namespace) -> int:
     from common import local_commands
 
     local_commands.executions(Path(args.state_dir), print)
+    return 0
+
+
+# --- operator tools: trigger, status, AWS redrive (common.operator) ------------------------------
+def _state_machine_arn(args: argparse.Namespace) -> str | None:
+    import os
+
+    from common.operator import STATE_MACHINE_ARN_ENV, parse_state_machine_arn
+
+    arn = args.state_machine_arn or os.environ.get(STATE_MACHINE_ARN_ENV) or None
+    return parse_state_machine_arn(arn) if arn else None
+
+
+def _aws_only(args: argparse.Namespace, why: str) -> None:
+    given = [
+        flag for flag, value in (("--region", args.region), ("--profile", args.profile)) if value
+    ]
+    if given:
+        raise UsageError(f"{' and '.join(given)} apply to AWS only: {why}")
+
+
+def cmd_trigger(args: argparse.Namespace) -> int:
+    from common import operator
+    from common.contracts import parse_bootstrap, parse_leaderboards
+
+    leaderboards = operator.known_leaderboards(
+        parse_leaderboards(args.leaderboards, "--leaderboards")
+    )
+    bootstrap = parse_bootstrap(args.bootstrap, "--bootstrap")
+    arn = _state_machine_arn(args)
+    if arn is None:
+        _aws_only(args, f"give --state-machine-arn or set {operator.STATE_MACHINE_ARN_ENV}")
+        _echo()(
+            f"no state machine ARN given: running the pipeline on this machine ({args.state_dir})"
+        )
+        return cmd_run(args)
+    sfn, session = operator.stepfunctions(args.region or operator.region_of(arn), args.profile)
+    started = operator.trigger(sfn, arn, leaderboards, bootstrap, operator.caller(session))
+    print(f"started {started.name}")
+    print(f"  execution      {started.execution_arn}")
+    print(f"  correlation id {started.correlation_id}")
+    if not args.wait:
+        print(f"  follow it      leaderboard status {started.execution_arn}")
+        return 0
+    final = operator.follow(sfn, started.execution_arn, _echo())
+    view = operator.aws_view(final, operator.history(sfn, started.execution_arn))
+    print("\n".join(["", *operator.format_view(view)]))
+    return 0 if final["status"] == "SUCCEEDED" else 1
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from common import operator
+
+    machine = _state_machine_arn(args)
+    if not operator.is_execution_arn(args.execution) and machine is None:
+        _aws_only(
+            args, f"give an execution ARN, --state-machine-arn or {operator.STATE_MACHINE_ARN_ENV}"
+        )
+        return _local_status(args)
+    arn: str | None = None
+    if operator.is_execution_arn(args.execution):
+        arn = operator.parse_execution_arn(args.execution)
+    elif args.execution and machine:
+        arn = operator.execution_arn(machine, args.execution)
+    target = arn or str(machine)
+    sfn, _ = operator.stepfunctions(args.region or operator.region_of(target), args.profile)
+    if arn is None:
+        print(f"latest executions of {target}")
+        print(
+            "\n".join(
+                operator.format_executions(operator.latest_executions(sfn, target, args.limit))
+            )
+        )
+        return 0
+    view = operator.aws_view(operator.describe(sfn, arn), operator.history(sfn, arn))
+    print("\n".join(operator.format_view(view)))
+    return 0
+
+
+def _local_status(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from common import operator
+    from common.local_runner import ExecutionStore, LocalRunError
+
+    store = ExecutionStore(Path(args.state_dir))
+    try:
+        if args.execution:
+            record = store.load(args.execution)
+        else:
+            originals = [r for r in store.all() if r.redrive_of is None]
+            if not originals:
+                print(f"no local executions in {args.state_dir}: `leaderboard run` starts one")
+                return 0
+            record = originals[-1]
+        lines = operator.format_view(operator.local_view(record))
+        for number, name in enumerate(record.redrives, start=1):
+            redriven = operator.format_view(operator.local_view(store.load(name)))
+            lines += ["", f"redrive {number}: {redriven[0]}", *redriven[1:]]
+    except LocalRunError as exc:
+        raise UsageError(str(exc)) from None
+    print("\n".join(lines))
+    return 0
+
+
+def _redrive_aws(args: argparse.Namespace) -> int:
+    from common import operator
+
+    arn = operator.parse_execution_arn(args.execution)
+    sfn, _ = operator.stepfunctions(args.region or operator.region_of(arn), args.profile)
+    print("\n".join(operator.format_redrive(operator.redrive(sfn, arn))))
+    return 0
+
+
+# --- snapshots (common.snapshots) -------------------------------------------------------------------
+def _database_url(args: argparse.Namespace) -> str:
+    import os
+
+    url = args.database_url or os.environ.get("DATABASE_URL")
+    if not url:
+        raise UsageError("no database: give --database-url URL or set DATABASE_URL")
+    return str(url)
+
+
+@contextlib.contextmanager
+def _snapshot_db(args: argparse.Namespace, *, read_only: bool = False) -> Iterator[Any]:
+    """A connection to the snapshots' database; unknown leaderboards and snapshots are bad input."""
+    import psycopg
+
+    from common import db
+    from common.errors import LeaderboardNotFound, SnapshotNotFound
+
+    try:
+        # Autocommit: each operator function's transaction is then a real one, not a savepoint
+        # inside a transaction that closing the connection would roll back.
+        with db.connect(_database_url(args), read_only=read_only, autocommit=True) as conn:
+            yield conn
+    except psycopg.ProgrammingError:
+        raise UsageError("--database-url: not a PostgreSQL URL or connection string") from None
+    except (SnapshotNotFound, LeaderboardNotFound) as exc:
+        raise UsageError(f"{exc} (see `leaderboard snapshots list`)") from None
+
+
+def _snapshot(conn: Any, args: argparse.Namespace) -> Any:
+    """The snapshot named by id, or by identifier and --leaderboard."""
+    import uuid
+
+    from common import snapshots
+
+    try:
+        snapshot_id = str(uuid.UUID(args.snapshot))
+    except ValueError:
+        if not args.leaderboard:
+            raise UsageError(
+                f"SNAPSHOT: {args.snapshot[:100]!r} is not a snapshot id (UUID); to name a "
+                "snapshot by its identifier, add --leaderboard SLUG"
+            ) from None
+        return snapshots.snapshot_by_identifier(conn, args.leaderboard, args.snapshot)
+    info = snapshots.get_snapshot(conn, snapshot_id)
+    if args.leaderboard and info.leaderboard_slug != args.leaderboard:
+        raise UsageError(
+            f"SNAPSHOT: {snapshot_id} belongs to {info.leaderboard_slug}, not {args.leaderboard}"
+        )
+    return info
+
+
+def _shown(conn: Any, slug: str) -> str:
+    from common import snapshots
+
+    latest = snapshots.latest_public_snapshot(conn, slug)
+    shown = latest.snapshot_identifier if latest else "no snapshot"
+    return f"BixArena now shows {shown} for {slug}"
+
+
+def cmd_snapshots_list(args: argparse.Namespace) -> int:
+    import json
+
+    from common import snapshots
+    from common.snapshot_report import snapshot_table
+
+    with _snapshot_db(args, read_only=True) as conn:
+        found = snapshots.recent_snapshots(conn, args.leaderboard, args.visibility, args.limit)
+    if args.format == "json":
+        print(json.dumps([snapshots.as_dict(info) for info in found], indent=2))
+    else:
+        print(snapshot_table(found))
+    return 0
+
+
+def cmd_snapshots_show(args: argparse.Namespace) -> int:
+    import json
+
+    from common import snapshots
+    from common.snapshot_report import entries_table, snapshot_heading
+
+    with _snapshot_db(args, read_only=True) as conn:
+        info = _snapshot(conn, args)
+        entries = snapshots.snapshot_entries(conn, info.id)
+    if args.format == "json":
+        document = {**snapshots.as_dict(info), "entries": [snapshots.as_dict(e) for e in entries]}
+        print(json.dumps(document, indent=2))
+    else:
+        print(snapshot_heading(info))
+        print(entries_table(entries))
+    return 0
+
+
+def cmd_snapshots_visibility(args: argparse.Namespace) -> int:
+    from common import snapshots
+
+    with _snapshot_db(args) as conn:
+        info = snapshots.set_visibility(conn, _snapshot(conn, args).id, args.visibility)
+        print(f"{info.leaderboard_slug} {info.snapshot_identifier} is now {info.visibility}")
+        print(_shown(conn, info.leaderboard_slug))
+    return 0
+
+
+def cmd_snapshots_delete(args: argparse.Namespace) -> int:
+    from common import snapshots
+
+    with _snapshot_db(args) as conn:
+        info = _snapshot(conn, args)
+        what = (
+            f"{info.leaderboard_slug} {info.snapshot_identifier} "
+            f"({info.visibility}, {info.entry_count} entries, id {info.id})"
+        )
+        if not args.yes:
+            if not sys.stdin.isatty():
+                raise UsageError(
+                    "snapshots delete: standard input is not a terminal to confirm on; pass --yes"
+                )
+            try:
+                answer = input(f"delete {what} and its entries? [y/N] ")
+            except EOFError:
+                answer = ""
+            if answer.strip().lower() not in ("y", "yes"):
+                print("nothing deleted")
+                return 1
+        snapshots.delete_snapshot(conn, info.id)
+        print(f"deleted {what}")
+        print(_shown(conn, info.leaderboard_slug))
     return 0
 
 
@@ -255,16 +502,198 @@ def build_parser() -> argparse.ArgumentParser:
     p_run.set_defaults(func=cmd_run)
 
     p_redrive = sub.add_parser(
-        "redrive", parents=[local], help="resume a failed local execution where it stopped"
+        "redrive",
+        parents=[local],
+        help="resume a failed execution where it stopped (AWS: an ARN; else a local one)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=(
+            "Resume a failed execution where it stopped, with the same input.\n"
+            "EXECUTION an ARN: Step Functions RedriveExecution (FAILED, TIMED_OUT or ABORTED,\n"
+            "stopped less than 14 days ago, no redrive running; exit 1 with the reason if not).\n"
+            "EXECUTION a local name, or none: the local execution (default: the last failed one)."
+        ),
+        epilog=(
+            "examples:\n"
+            "  leaderboard redrive arn:aws:states:us-east-1:123456789012:execution:"
+            "bixarena-leaderboard-prod:manual-20260101T120000Z-1a2b3c4d\n"
+            "  leaderboard redrive                  (the last failed local execution)"
+        ),
     )
     p_redrive.add_argument(
-        "execution", nargs="?", help="execution name (default: the last failed one)"
+        "execution",
+        nargs="?",
+        metavar="EXECUTION",
+        help="an AWS execution ARN, or a local execution name (default: the last failed one)",
     )
+    p_redrive.add_argument("--region", help="AWS region (default: the ARN's region)")
+    p_redrive.add_argument("--profile", help="AWS profile (default: the usual AWS configuration)")
     p_redrive.set_defaults(func=cmd_redrive)
 
     p_execs = sub.add_parser("executions", help="list local executions and their status")
     p_execs.add_argument("--state-dir", default=".local", help="default .local")
     p_execs.set_defaults(func=cmd_executions)
+
+    # --- operator tools ----------------------------------------------------------------------------
+    aws = argparse.ArgumentParser(add_help=False)
+    aws.add_argument(
+        "--state-machine-arn",
+        metavar="ARN",
+        help="the deployed state machine (default: $LEADERBOARD_STATE_MACHINE_ARN)",
+    )
+    aws.add_argument("--region", help="AWS region (default: the ARN's region)")
+    aws.add_argument("--profile", help="AWS profile (default: the usual AWS configuration)")
+    examples = argparse.RawDescriptionHelpFormatter
+
+    p_trigger = sub.add_parser(
+        "trigger",
+        parents=[aws, local],
+        formatter_class=examples,
+        help="start a manual run now (on AWS, or locally without a state machine ARN)",
+        description=(
+            "Start a manual run of the pipeline: the execution input has trigger 'manual',\n"
+            "requested_by = your AWS identity (STS), a correlation id and run_at = now.\n"
+            "Refused (exit 1) while a RUNNING execution covers one of the leaderboards.\n"
+            "With neither --state-machine-arn nor LEADERBOARD_STATE_MACHINE_ARN, the run\n"
+            "happens on this machine instead, exactly like `leaderboard run`\n"
+            "(--database-url, --slack-webhook and --state-dir apply to that local run only)."
+        ),
+        epilog=(
+            "examples:\n"
+            "  export LEADERBOARD_STATE_MACHINE_ARN=arn:aws:states:us-east-1:123456789012:"
+            "stateMachine:bixarena-leaderboard-prod\n"
+            "  leaderboard trigger --leaderboards all\n"
+            "  leaderboard trigger --leaderboards overall,genomics --bootstrap 2000 --wait\n"
+            "  leaderboard trigger --leaderboards overall --profile ops --region us-east-1\n"
+            "  leaderboard trigger --leaderboards overall          (no ARN: a local run)"
+        ),
+    )
+    p_trigger.add_argument(
+        "--leaderboards",
+        required=True,
+        metavar="all|SLUG,...",
+        help="'all' or comma-separated slugs of BixArena's reference leaderboards",
+    )
+    p_trigger.add_argument(
+        "--bootstrap", type=int, default=1000, help="bootstrap replicates, 10..10000 (default 1000)"
+    )
+    p_trigger.add_argument(
+        "--wait",
+        action="store_true",
+        help="follow the execution to its end, printing states as they complete "
+        "(exit 1 when it does not succeed); a local run always waits",
+    )
+    p_trigger.set_defaults(func=cmd_trigger)
+
+    p_status = sub.add_parser(
+        "status",
+        parents=[aws],
+        formatter_class=examples,
+        help="show an execution state by state, or the latest executions",
+        description=(
+            "Show one execution: its states with their durations (each leaderboard's Map\n"
+            "iteration on its own line), the failing state with its error and cause, the\n"
+            "redrive count and status, and the console link.\n"
+            "EXECUTION is an execution ARN, or a name (with a state machine ARN). With a state\n"
+            "machine ARN and no EXECUTION: the latest executions. Without any ARN: the local\n"
+            "executions of `leaderboard run` (a name, or the latest one)."
+        ),
+        epilog=(
+            "examples:\n"
+            "  leaderboard status arn:aws:states:us-east-1:123456789012:execution:"
+            "bixarena-leaderboard-prod:manual-20260101T120000Z-1a2b3c4d\n"
+            "  leaderboard status manual-20260101T120000Z-1a2b3c4d --state-machine-arn ARN\n"
+            "  leaderboard status --state-machine-arn ARN     (the 10 latest executions)\n"
+            "  leaderboard status                             (the latest local execution)"
+        ),
+    )
+    p_status.add_argument("execution", nargs="?", metavar="EXECUTION", help="ARN or name")
+    p_status.add_argument(
+        "--limit",
+        type=_positive_int,
+        default=10,
+        help="executions to list without EXECUTION (default 10)",
+    )
+    p_status.add_argument(
+        "--state-dir", default=".local", help="where local executions are kept (default .local)"
+    )
+    p_status.set_defaults(func=cmd_status)
+
+    p_snap = sub.add_parser(
+        "snapshots",
+        help="list, show, publish, unpublish or delete leaderboard snapshots in a database",
+        description=(
+            "Leaderboard snapshots in BixArena's database (--database-url or DATABASE_URL).\n"
+            "BixArena shows, per leaderboard, its newest public snapshot."
+        ),
+        formatter_class=examples,
+    )
+    snap_sub = p_snap.add_subparsers(dest="snapshots_command", required=True, metavar="ACTION")
+    database = argparse.ArgumentParser(add_help=False)
+    database.add_argument(
+        "--database-url", metavar="URL", help="BixArena's PostgreSQL (default: $DATABASE_URL)"
+    )
+    formats = argparse.ArgumentParser(add_help=False)
+    formats.add_argument(
+        "--format", choices=("table", "json"), default="table", help="output format"
+    )
+    named = argparse.ArgumentParser(add_help=False)
+    named.add_argument(
+        "snapshot", metavar="SNAPSHOT", help="snapshot id (UUID), or identifier with --leaderboard"
+    )
+    named.add_argument(
+        "--leaderboard", metavar="SLUG", help="the leaderboard of a snapshot named by identifier"
+    )
+    by_name = "examples:\n  leaderboard snapshots {0} 0b9f6c1e-8d1a-4c1e-9a34-2f1f0f7a6d11\n  leaderboard snapshots {0} snapshot_2026-01-01_06-00-00 --leaderboard overall"
+
+    p_list = snap_sub.add_parser(
+        "list",
+        parents=[database, formats],
+        formatter_class=examples,
+        help="snapshots newest first, with their entry counts",
+        epilog="examples:\n  leaderboard snapshots list --leaderboard overall --visibility public --limit 5",
+    )
+    p_list.add_argument("--leaderboard", metavar="SLUG", help="only this leaderboard's snapshots")
+    p_list.add_argument("--visibility", choices=("public", "private"), help="only these")
+    p_list.add_argument(
+        "--limit", type=_positive_int, default=20, help="at most this many (default 20)"
+    )
+    p_list.set_defaults(func=cmd_snapshots_list)
+
+    p_show = snap_sub.add_parser(
+        "show",
+        parents=[named, database, formats],
+        formatter_class=examples,
+        help="a snapshot and its entries: rank, model, score, CI, votes",
+        epilog=by_name.format("show"),
+    )
+    p_show.set_defaults(func=cmd_snapshots_show)
+
+    for action, visibility, text in (
+        ("publish", "public", "make a snapshot public (BixArena shows the newest public one)"),
+        ("unpublish", "private", "make a snapshot private again"),
+    ):
+        p_vis = snap_sub.add_parser(
+            action,
+            parents=[named, database],
+            formatter_class=examples,
+            help=text,
+            epilog=by_name.format(action),
+        )
+        p_vis.set_defaults(func=cmd_snapshots_visibility, visibility=visibility)
+
+    p_delete = snap_sub.add_parser(
+        "delete",
+        parents=[named, database],
+        formatter_class=examples,
+        help="delete a snapshot and its entries (asks first unless --yes)",
+        description=(
+            "Delete a snapshot; its entries go with it. Asks for confirmation on a terminal;\n"
+            "without a terminal, --yes is required (else exit 2). Declining exits 1."
+        ),
+        epilog=by_name.format("delete") + " --yes",
+    )
+    p_delete.add_argument("--yes", action="store_true", help="delete without asking")
+    p_delete.set_defaults(func=cmd_snapshots_delete)
 
     return parser
 

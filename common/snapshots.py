@@ -333,3 +333,46 @@ def as_dict(info: SnapshotInfo | EntryRow) -> dict[str, Any]:
             value = str(value)
         out[key] = value
     return out
+
+
+# --- operator CLI lookups (leaderboard snapshots list/show) ------------------------------------
+def leaderboard_id(conn: psycopg.Connection, slug: str) -> str:
+    """The id of the leaderboard with this slug; LeaderboardNotFound when there is none."""
+    row = conn.execute("SELECT id::text FROM api.leaderboard WHERE slug = %s", (slug,)).fetchone()
+    if row is None:
+        raise LeaderboardNotFound(f"leaderboard: no leaderboard {slug[:100]!r}")
+    return str(row[0])
+
+
+def recent_snapshots(
+    conn: psycopg.Connection,
+    leaderboard: str | None = None,
+    visibility: Visibility | None = None,
+    limit: int = 20,
+) -> list[SnapshotInfo]:
+    """The newest snapshots first (across leaderboards unless one is named), at most ``limit``."""
+    if visibility is not None and visibility not in VISIBILITIES:
+        raise InvalidInput(f"visibility: expected one of {', '.join(VISIBILITIES)}")
+    if leaderboard is not None:
+        leaderboard_id(conn, leaderboard)
+    with conn.cursor(row_factory=class_row(SnapshotInfo)) as cur:
+        cur.execute(
+            "SELECT" + _SNAPSHOT_COLUMNS + _SNAPSHOT_FROM
+            + "WHERE (%(slug)s::text IS NULL OR l.slug = %(slug)s)"
+            " AND (%(visibility)s::text IS NULL OR s.visibility = %(visibility)s)"
+            " ORDER BY s.created_at DESC, l.slug, s.id DESC LIMIT %(limit)s",
+            {"slug": leaderboard, "visibility": visibility, "limit": limit},
+        )  # fmt: skip
+        return cur.fetchall()
+
+
+def snapshot_by_identifier(
+    conn: psycopg.Connection, leaderboard: str, snapshot_identifier: str
+) -> SnapshotInfo:
+    """A snapshot named by its leaderboard's slug and its identifier."""
+    found = find_snapshot(conn, leaderboard_id(conn, leaderboard), snapshot_identifier)
+    if found is None:
+        raise SnapshotNotFound(
+            f"snapshot: {leaderboard} has no snapshot {snapshot_identifier[:100]!r}"
+        )
+    return found

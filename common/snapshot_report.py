@@ -1,0 +1,55 @@
+"""What ``leaderboard snapshots`` prints: snapshots and their entries as fixed-width text.
+
+Pure formatting over ``common.snapshots`` rows, so the text can be checked without a terminal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC
+
+from common.snapshots import EntryRow, SnapshotInfo
+
+
+def _created(info: SnapshotInfo) -> str:
+    return f"{info.created_at.astimezone(UTC):%Y-%m-%d %H:%M:%S}"
+
+
+def snapshot_table(infos: Sequence[SnapshotInfo]) -> str:
+    """Snapshots in the order given: id, identifier, leaderboard, visibility, created, entries."""
+    if not infos:
+        return "no snapshots"
+    header = (
+        f"{'id':<36}  {'identifier':<28}  {'leaderboard':<27}  {'visibility':<10}  "
+        f"{'created (UTC)':<19}  {'entries':>7}  description"
+    )
+    lines = [header, "-" * len(header)]
+    for info in infos:
+        lines.append(
+            f"{info.id:<36}  {info.snapshot_identifier:<28}  {info.leaderboard_slug:<27}  "
+            f"{info.visibility:<10}  {_created(info):<19}  {info.entry_count:>7}  "
+            f"{info.description or ''}"
+        )
+    return "\n".join(lines)
+
+
+def snapshot_heading(info: SnapshotInfo) -> str:
+    """One snapshot in two lines: what and when, then its id and description."""
+    return (
+        f"{info.leaderboard_slug} {info.snapshot_identifier} ({info.visibility}), "
+        f"created {_created(info)} UTC, {info.entry_count} entries\n"
+        f"  id {info.id}" + (f"  {info.description}" if info.description else "")
+    )
+
+
+def entries_table(rows: Sequence[EntryRow]) -> str:
+    """A snapshot's entries: rank, model, score, 95% CI, votes."""
+    header = f"{'rank':>4}  {'model':<32} {'score':>9}  {'95% CI':<21} {'votes':>7}"
+    lines = [header, "-" * len(header)]
+    for row in rows:
+        ci = f"{row.bootstrap_q025:.1f} .. {row.bootstrap_q975:.1f}"
+        lines.append(
+            f"{row.rank:>4}  {row.model_name[:32]:<32} {row.bt_score:>9.1f}  {ci:<21} "
+            f"{row.vote_count:>7}"
+        )
+    return "\n".join(lines)
