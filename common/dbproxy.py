@@ -9,87 +9,91 @@ running, so a redrive finds the database as it was.
 from __future__ import annotations
 
 import contextlib
+import multiprocessing
+import multiprocessing.process
 import socket
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
 
 _CHUNK = 256 * 1024
 
 
 @dataclass
 class DatabaseProxy:
-    """Forwards 127.0.0.1:``port`` to the server at ``target`` (a Unix socket path or host:port)."""
+    """Forwards 127.0.0.1:``port`` to the server at ``target`` (a Unix socket path or host:port).
+
+    The forwarding runs in a child process: the stages run in this process, and a database driver
+    blocking in C while holding the GIL must not starve the threads that carry its own bytes.
+    Switching off terminates the child, which closes the listener and every open connection.
+    """
 
     target: str
     port: int = 0
-    _listener: socket.socket | None = None
-    _connections: set[socket.socket] = field(default_factory=set)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _process: multiprocessing.process.BaseProcess | None = None
 
     def start(self) -> int:
-        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind(("127.0.0.1", self.port))
-        listener.listen(64)
-        self.port = listener.getsockname()[1]
-        self._listener = listener
-        threading.Thread(
-            target=self._accept, args=(listener,), daemon=True, name="db-proxy"
-        ).start()
+        context = multiprocessing.get_context("spawn")
+        receiver, sender = context.Pipe(duplex=False)
+        process = context.Process(target=_serve, args=(self.target, self.port, sender), daemon=True)
+        process.start()
+        sender.close()
+        if not receiver.poll(_START_TIMEOUT_S):
+            process.terminate()
+            raise RuntimeError(f"the database proxy did not start within {_START_TIMEOUT_S} s")
+        self.port = receiver.recv()
+        self._process = process
         return self.port
 
     @property
     def up(self) -> bool:
-        return self._listener is not None
+        return self._process is not None
 
     def stop(self) -> None:
         """Refuse new connections and cut the open ones."""
-        listener, self._listener = self._listener, None
-        if listener is not None:
-            with contextlib.suppress(OSError):
-                listener.shutdown(socket.SHUT_RDWR)
-            listener.close()
-        with self._lock:
-            for conn in list(self._connections):
-                with contextlib.suppress(OSError):
-                    conn.shutdown(socket.SHUT_RDWR)
-                conn.close()
-            self._connections.clear()
+        process, self._process = self._process, None
+        if process is not None:
+            process.terminate()
+            process.join(5)
 
-    def _open_upstream(self) -> socket.socket:
-        if self.target.startswith("/"):
-            upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            upstream.connect(self.target)
-            return upstream
-        host, _, port = self.target.rpartition(":")
-        return socket.create_connection((host, int(port)))
 
-    def _accept(self, listener: socket.socket) -> None:
-        while True:
-            try:
-                client, _ = listener.accept()
-            except OSError:
-                return
-            try:
-                upstream = self._open_upstream()
-            except OSError:
-                client.close()
-                continue
-            with self._lock:
-                self._connections.update((client, upstream))
-            for src, dst in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(src, dst), daemon=True).start()
+_START_TIMEOUT_S = 20
 
-    def _pipe(self, src: socket.socket, dst: socket.socket) -> None:
+
+def _serve(target: str, port: int, ready: Connection) -> None:
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", port))
+    listener.listen(64)
+    ready.send(listener.getsockname()[1])
+    ready.close()
+    while True:
+        client, _ = listener.accept()
         try:
-            while data := src.recv(_CHUNK):
-                dst.sendall(data)
+            upstream = _open_upstream(target)
         except OSError:
-            pass
-        finally:
-            for sock in (src, dst):
-                with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
-            with self._lock:
-                self._connections.discard(src)
-                self._connections.discard(dst)
+            client.close()
+            continue
+        for src, dst in ((client, upstream), (upstream, client)):
+            threading.Thread(target=_pipe, args=(src, dst), daemon=True).start()
+
+
+def _open_upstream(target: str) -> socket.socket:
+    if target.startswith("/"):
+        upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        upstream.connect(target)
+        return upstream
+    host, _, port = target.rpartition(":")
+    return socket.create_connection((host, int(port)))
+
+
+def _pipe(src: socket.socket, dst: socket.socket) -> None:
+    try:
+        while data := src.recv(_CHUNK):
+            dst.sendall(data)
+    except OSError:
+        pass
+    finally:
+        for sock in (src, dst):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
