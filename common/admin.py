@@ -28,8 +28,14 @@ from common.contracts import (
     parse_leaderboards,
     parse_run_request,
 )
-from common.errors import ConfigurationError, InvalidInput, LeaderboardNotFound, PipelineError
-from common.executions import RunInProgress, Selection, StepFunctionsUnavailable
+from common.errors import (
+    ConfigurationError,
+    InvalidInput,
+    LeaderboardNotFound,
+    PipelineError,
+    StepFunctionsUnavailable,
+)
+from common.executions import RunInProgress, Selection
 
 DEFAULT_MAX_BODY_BYTES = 4096
 BODY_KEYS = ("leaderboards", "bootstrap")

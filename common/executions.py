@@ -19,7 +19,12 @@ from typing import Any, Literal
 from botocore.exceptions import BotoCoreError, ClientError
 
 from common.contracts import RunRequest, parse_run_request
-from common.errors import ConfigurationError, InvalidInput, PipelineError, TransientError
+from common.errors import (
+    ConfigurationError,
+    InvalidInput,
+    PipelineError,
+    StepFunctionsUnavailable,
+)
 
 Selection = list[str] | Literal["all"]
 
@@ -46,10 +51,6 @@ _CONFIGURATION_CODES = frozenset(
         "ResourceNotFound",
     }
 )
-
-
-class StepFunctionsUnavailable(TransientError):
-    """Step Functions throttled the call, hit its execution limit, or could not be reached."""
 
 
 class RunInProgress(PipelineError):

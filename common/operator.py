@@ -30,11 +30,10 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from common.contracts import REFERENCE_LEADERBOARDS, RunRequest, parse_run_request
-from common.errors import ConfigurationError, InvalidInput, PipelineError
+from common.errors import ConfigurationError, InvalidInput, PipelineError, StepFunctionsUnavailable
 from common.executions import (
     RunInProgress,
     Selection,
-    StepFunctionsUnavailable,
     parse_input,
     refuse_overlap,
     running_executions,

@@ -29,11 +29,15 @@ from moto import mock_aws
 from common import admin
 from common.auth import Principal
 from common.contracts import REFERENCE_LEADERBOARDS, parse_run_request
-from common.errors import ConfigurationError, InvalidInput, LeaderboardNotFound
+from common.errors import (
+    ConfigurationError,
+    InvalidInput,
+    LeaderboardNotFound,
+    StepFunctionsUnavailable,
+)
 from common.executions import (
     RunInProgress,
     RunningExecution,
-    StepFunctionsUnavailable,
     overlapping,
     parse_input,
     refuse_overlap,
