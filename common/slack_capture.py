@@ -17,6 +17,15 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from common.slack import (
+    MAX_BLOCKS,
+    MAX_CONTEXT_ELEMENTS,
+    MAX_FIELD_TEXT,
+    MAX_FIELDS,
+    MAX_HEADER_TEXT,
+    MAX_SECTION_TEXT,
+)
+
 # What Slack puts in the body of each refusal.
 BODIES = {
     400: "invalid_payload",
@@ -27,12 +36,6 @@ BODIES = {
     500: "rollup_error",
     503: "service_unavailable",
 }
-MAX_BLOCKS = 50
-MAX_SECTION_TEXT = 3000
-MAX_HEADER_TEXT = 150
-MAX_FIELD_TEXT = 2000
-MAX_FIELDS = 10
-MAX_CONTEXT_ELEMENTS = 10
 
 
 def block_problems(payload: Any) -> list[str]:
