@@ -118,6 +118,7 @@ def run(options: RunOptions, echo: Echo) -> ExecutionRecord:
         )
         arn = pipeline.start(dict(request), name)
         record = pipeline.wait(arn, on_event=_printer(echo))
+        _alert_failure(pipeline, record, echo)
         report(record, url, echo, slack=pipeline.slack.received if pipeline.slack else None)
     return record
 
@@ -137,6 +138,7 @@ def redrive(name: str | None, options: RunOptions, echo: Echo) -> ExecutionRecor
     ) as pipeline:
         echo(f"redriving {original.name} (failed: {original.error})")
         record = pipeline.redrive(original, on_event=_printer(echo))
+        _alert_failure(pipeline, record, echo)
         report(record, url, echo, slack=pipeline.slack.received if pipeline.slack else None)
     return record
 
@@ -154,6 +156,15 @@ def executions(state_dir: Path, echo: Echo) -> list[ExecutionRecord]:
         started = r.started_at[:19].replace("T", " ")
         echo(f"{r.name:<38} {r.status:<10} {started:<20} {r.seconds:>8.1f}  {extra}")
     return records
+
+
+def _alert_failure(pipeline: LocalPipeline, record: ExecutionRecord, echo: Echo) -> None:
+    """A failed run alerts as on AWS (the stack's rule sends it to notify in failure mode)."""
+    if record.status == "SUCCEEDED":
+        return
+    result = pipeline.notify_failure(record)
+    if isinstance(result, dict) and "errorType" in result:
+        echo(f"the failure alert was not sent: {result['errorType']}: {result.get('errorMessage')}")
 
 
 def report(

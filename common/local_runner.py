@@ -38,6 +38,7 @@ REGION = "us-east-1"
 ACCOUNT = "123456789012"
 POLL_S = 0.05
 FINAL_STATUSES = ("SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED")
+_END_EVENTS = ("ExecutionSucceeded", "ExecutionFailed", "ExecutionTimedOut", "ExecutionAborted")
 INTERPRETER_DRAIN_S = 60.0
 """How long closing a pipeline waits for the interpreter's leftover threads (see _setup)."""
 
@@ -448,6 +449,9 @@ class LocalPipeline:
             if described["status"] in FINAL_STATUSES:
                 break
             time.sleep(POLL_S)
+        # moto lets a failed Map's other iterations run on (AWS aborts them): what they log after
+        # the execution ended is not its history, and would make a redrive skip their work.
+        history = _until_end(history)
         record = ExecutionRecord(
             name=described["name"],
             execution_arn=execution_arn,
@@ -561,6 +565,13 @@ class _AnyAttribute(dict[str, str]):
 
     def __missing__(self, key: str) -> str:
         return self._value if key == "Ref" else f"{self._value}.{key}"
+
+
+def _until_end(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    for index, event in enumerate(history):
+        if event["type"] in _END_EVENTS:
+            return history[: index + 1]
+    return history
 
 
 def _epoch_ms(iso: str) -> int:
