@@ -1,0 +1,357 @@
+"""End to end: the deployed state machine definition, run locally over a real PostgreSQL.
+
+Each test executes the synthesized stack's definition with moto's interpreter and the real stage
+handlers (``common.local_runner``) over a fresh clone of a simulated arena, with faults injected
+where the test says, and checks what users would see: the public snapshots in BixArena's tables,
+the Slack messages, the execution's outcome, and what a redrive leaves behind. Retry backoff is
+recorded instead of slept (``retry_sleeps``) and checked against the documented policy.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from collections import Counter
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from common import simulate
+from common.cli import main
+from common.failures import failure_point
+from common.local_runner import ExecutionStore
+from common.run_report import published_results, slack_preview
+from tests.e2e_fixtures import (
+    RANKED,
+    SPARSE,
+    STATE_NAMES,
+    TEMPLATE_CACHE,
+    TRANSIENT_BACKOFF,
+    SnapshotView,
+    backoff_for,
+    deployed_settings,
+    e2e_arena,
+    e2e_db,
+    e2e_template,
+    engine_snapshot,
+    execute,
+    expected,
+    pipeline,
+    run_request,
+    slack_sections,
+    slack_top_lines,
+    snapshots_in,
+    task_failures,
+)
+from tests.stage_fixtures import ARENA_MODELS, ARENA_SEED, SEED_NOW
+
+__all__ = ["e2e_arena", "e2e_db", "e2e_template", "expected"]
+
+Template = dict[str, Any]
+Expected = dict[str, SnapshotView]
+RUN_AT_NEXT_DAY = "2025-06-02T06:00:00Z"
+IDENTIFIER = "snapshot_2025-06-01_06-00-00"
+
+
+def _published_once(expected: Expected) -> dict[str, list[SnapshotView]]:
+    """The database after one clean run: one public snapshot per ranked leaderboard."""
+    return {slug: [expected[slug]] for slug in RANKED}
+
+
+def _movement(rank: int, previous: int | None) -> str:
+    if previous is None:
+        return "new"
+    return (
+        f"↑{previous - rank}"
+        if previous > rank
+        else f"↓{rank - previous}"
+        if previous < rank
+        else "="
+    )
+
+
+# --- the happy path -------------------------------------------------------------------------------
+def test_scheduled_runs_publish_the_engines_entries_and_slack_shows_the_moves(
+    e2e_template: Template, e2e_db: str, expected: Expected, tmp_path: Path
+) -> None:
+    with pipeline(e2e_template, e2e_db, tmp_path) as running:
+        first = execute(running, "e2e-day-1")
+        assert running.slack is not None
+        webhook = running.slack.url
+        first_messages = list(running.slack.received)
+    assert first.status == "SUCCEEDED", first.error
+    assert snapshots_in(e2e_db) == _published_once(expected)
+    published, skipped = published_results(first.history)
+    results = {r["slug"]: r for r in published}
+    assert sorted(results) == sorted(RANKED)
+    for slug, result in results.items():
+        assert result["snapshot_identifier"] == IDENTIFIER
+        assert (result["visibility"], result["created"]) == ("public", True)
+        assert result["previous_snapshot_identifier"] is None
+        assert result["entry_count"] == len(expected[slug].entries)
+    assert skipped == [{"slug": SPARSE, "reason": "fewer than 30 battles (0)"}]
+    assert len(first_messages) == 1
+    message = first_messages[0]
+    assert IDENTIFIER in message["text"]
+    sections = slack_sections(message)
+    assert sorted(sections) == sorted(RANKED)
+    assert all("first public snapshot" in text for text in sections.values())
+    assert f"{SPARSE}: fewer than 30 battles (0)" in slack_preview(message)
+    overall_top = [(rank, model) for rank, model, _ in slack_top_lines(sections["overall"])]
+    assert overall_top == [(e.rank, e.model) for e in expected["overall"].entries[:5]]
+    logs = (tmp_path / "functions.jsonl").read_text()
+    assert "votes fetched" in logs and webhook not in logs and "/services/" not in logs
+
+    # A day later: new battles, and a model that was not there yesterday.
+    next_day = simulate.simulate_arena(ARENA_MODELS + 1, 3000, seed=ARENA_SEED, battle_seed=1)
+    simulate.write_database(next_day, e2e_db, now=SEED_NOW + timedelta(days=1))
+    with pipeline(e2e_template, e2e_db, tmp_path) as running:
+        second = execute(running, "e2e-day-2", run_at=RUN_AT_NEXT_DAY)
+        assert running.slack is not None
+        (message,) = running.slack.received
+    assert second.status == "SUCCEEDED", second.error
+    min_evals = deployed_settings(e2e_template).min_evals
+    stored = snapshots_in(e2e_db)
+    moved = 0
+    sections = slack_sections(message)
+    for slug in RANKED:
+        before, after = stored[slug]
+        assert before == expected[slug]
+        assert after == engine_snapshot(e2e_db, slug, RUN_AT_NEXT_DAY, min_evals=min_evals)
+        previous_rank = {e.model: e.rank for e in before.entries}
+        result = next(r for r in published_results(second.history)[0] if r["slug"] == slug)
+        assert result["previous_snapshot_identifier"] == before.identifier
+        assert [(t["model"], t["rank"], t["previous_rank"]) for t in result["top"]] == [
+            (e.model, e.rank, previous_rank.get(e.model)) for e in after.entries[:10]
+        ]
+        assert result["new_models"] == [
+            e.model for e in after.entries if e.model not in previous_rank
+        ]
+        now_ranked = {e.model for e in after.entries}
+        assert result["dropped_models"] == [
+            e.model for e in before.entries if e.model not in now_ranked
+        ]
+        lines = slack_top_lines(sections[slug])
+        assert lines == [
+            (e.rank, e.model, _movement(e.rank, previous_rank.get(e.model)))
+            for e in after.entries[:5]
+        ]
+        assert f"vs `{before.identifier}`" in sections[slug]
+        moved += sum(move != "=" for _, _, move in lines)
+    assert moved > 0, "the new day's votes should move some model in a top 5"
+    assert "New: SimModel 012" in sections["overall"]
+
+
+# --- transient failures ---------------------------------------------------------------------------
+TRANSIENT_ERROR = {
+    "fetch": "DatabaseUnavailable",
+    "rank": "StorageUnavailable",
+    "publish": "DatabaseUnavailable",
+    "notify": "SlackUnavailable",
+}
+
+
+@pytest.mark.parametrize("stage", ["fetch", "rank", "publish", "notify"])
+def test_a_transient_failure_in_a_stage_is_retried_with_backoff_and_the_run_succeeds(
+    stage: str,
+    e2e_template: Template,
+    e2e_db: str,
+    expected: Expected,
+    tmp_path: Path,
+    retry_sleeps: list[float],
+) -> None:
+    with pipeline(e2e_template, e2e_db, tmp_path, f"{stage}:transient:2") as running:
+        record = execute(running, f"e2e-transient-{stage}")
+        assert running.slack is not None
+        messages = list(running.slack.received)
+    assert record.status == "SUCCEEDED", record.error
+    failed = task_failures(record, STATE_NAMES[stage])
+    assert sum(len(errors) for errors in failed.values()) == 2
+    assert {e for errors in failed.values() for e in errors} == {TRANSIENT_ERROR[stage]}
+    assert sorted(retry_sleeps) == backoff_for([len(errors) for errors in failed.values()])
+    assert snapshots_in(e2e_db) == _published_once(expected)
+    assert len(messages) == 1 and IDENTIFIER in messages[0]["text"]
+
+
+# --- permanent failures and redrive ---------------------------------------------------------------
+@pytest.mark.parametrize("stage", ["fetch", "rank", "publish", "notify"])
+def test_a_permanent_failure_stops_at_its_state_alerts_and_a_redrive_publishes_once(
+    stage: str,
+    e2e_template: Template,
+    e2e_db: str,
+    expected: Expected,
+    tmp_path: Path,
+    retry_sleeps: list[float],
+) -> None:
+    state = STATE_NAMES[stage]
+    with pipeline(e2e_template, e2e_db, tmp_path, f"{stage}:permanent") as running:
+        record = execute(running, f"e2e-permanent-{stage}")
+        alert_result = running.notify_failure(record)
+        assert running.slack is not None
+        messages = list(running.slack.received)
+    assert (record.status, record.error) == ("FAILED", "InjectedFailure")
+    point = failure_point(record.history)
+    assert (point.state, point.error) == (state, "InjectedFailure")
+    assert retry_sleeps == []
+    # Nothing half-done is visible: before Notify nothing at all, at Notify complete snapshots.
+    assert snapshots_in(e2e_db) == ({} if stage != "notify" else _published_once(expected))
+
+    assert alert_result["posted"] is True and alert_result["mode"] == "failure"
+    (alert,) = messages
+    assert f"Leaderboard run failed at {state}" in alert["text"]
+    assert f"InjectedFailure: injected permanent failure in {stage}" in alert["text"]
+    preview = slack_preview(alert)
+    assert f"`{state}`" in preview and "`InjectedFailure`" in preview
+    assert f"leaderboard redrive {record.name}" in preview
+    if stage in ("rank", "publish"):
+        assert re.search(rf"\*Leaderboard\*\n({'|'.join(RANKED)})\n", preview)
+
+    with pipeline(e2e_template, e2e_db, tmp_path) as running:
+        redriven = running.redrive(record)
+        assert running.slack is not None
+        messages = list(running.slack.received)
+    assert redriven.status == "SUCCEEDED", redriven.error
+    assert snapshots_in(e2e_db) == _published_once(expected)
+    (message,) = messages
+    assert (
+        message["text"].startswith("Leaderboard snapshot published")
+        and IDENTIFIER in message["text"]
+    )
+    saved = ExecutionStore(tmp_path).load(record.name)
+    assert (saved.status, saved.redrives) == ("SUCCEEDED", [redriven.name])
+
+
+# --- the database and Slack down ------------------------------------------------------------------
+@pytest.mark.parametrize("stage", ["fetch", "publish"])
+def test_database_down_fails_at_the_stage_after_its_retries_and_a_redrive_completes(
+    stage: str,
+    e2e_template: Template,
+    e2e_db: str,
+    expected: Expected,
+    tmp_path: Path,
+    retry_sleeps: list[float],
+) -> None:
+    state = STATE_NAMES[stage]
+    with pipeline(e2e_template, e2e_db, tmp_path, f"db:down:{stage}") as running:
+        record = execute(running, f"e2e-db-down-{stage}")
+    assert (record.status, record.error) == ("FAILED", "DatabaseUnavailable")
+    point = failure_point(record.history)
+    assert point.state == state
+    failed = task_failures(record, state)
+    assert failed[point.iteration] == ["DatabaseUnavailable"] * (len(TRANSIENT_BACKOFF) + 1)
+    # Other leaderboards' retries may interleave with the failed one's: its schedule is in there.
+    assert Counter(TRANSIENT_BACKOFF) <= Counter(retry_sleeps)
+    assert set(retry_sleeps) <= set(TRANSIENT_BACKOFF)
+    assert snapshots_in(e2e_db) == {}
+
+    with pipeline(e2e_template, e2e_db, tmp_path) as running:
+        redriven = running.redrive(record)
+    assert redriven.status == "SUCCEEDED", redriven.error
+    assert snapshots_in(e2e_db) == _published_once(expected)
+
+
+def test_slack_down_keeps_the_snapshots_and_a_redrive_sends_exactly_one_message(
+    e2e_template: Template,
+    e2e_db: str,
+    expected: Expected,
+    tmp_path: Path,
+    retry_sleeps: list[float],
+) -> None:
+    with pipeline(e2e_template, e2e_db, tmp_path, "slack:500") as running:
+        record = execute(running, "e2e-slack-down")
+        alert_result = running.notify_failure(record)
+        assert running.slack is not None
+        attempts, received = running.slack.attempts, list(running.slack.received)
+    assert (record.status, record.error) == ("FAILED", "SlackUnavailable")
+    assert failure_point(record.history).state == "Notify"
+    assert retry_sleeps == TRANSIENT_BACKOFF
+    # The run's five attempts, then the failure alert, which cannot get through either.
+    assert (attempts, received) == (len(TRANSIENT_BACKOFF) + 2, [])
+    assert alert_result["errorType"] == "SlackUnavailable"
+    assert snapshots_in(e2e_db) == _published_once(expected)
+
+    with pipeline(e2e_template, e2e_db, tmp_path) as running:
+        redriven = running.redrive(record)
+        assert running.slack is not None
+        received = list(running.slack.received)
+    assert redriven.status == "SUCCEEDED", redriven.error
+    assert len(received) == 1 and IDENTIFIER in received[0]["text"]
+    assert snapshots_in(e2e_db) == _published_once(expected)
+
+
+# --- two runs at once -----------------------------------------------------------------------------
+def test_two_runs_started_together_for_the_same_time_publish_one_snapshot_each(
+    e2e_template: Template, e2e_db: str, expected: Expected, tmp_path: Path
+) -> None:
+    with pipeline(e2e_template, e2e_db, tmp_path) as running:
+        arns = [running.start(run_request(), name) for name in ("e2e-twin-a", "e2e-twin-b")]
+        records = [running.wait(arn) for arn in arns]
+        assert running.slack is not None
+        messages = list(running.slack.received)
+    assert [r.status for r in records] == ["SUCCEEDED", "SUCCEEDED"], [r.error for r in records]
+    assert snapshots_in(e2e_db) == _published_once(expected)
+    by_run = [{r["slug"]: r for r in published_results(r.history)[0]} for r in records]
+    for slug in RANKED:
+        a, b = by_run[0][slug], by_run[1][slug]
+        assert a["snapshot_id"] == b["snapshot_id"]
+        assert sorted([a["created"], b["created"]]) == [False, True]
+    assert len(messages) == 2
+
+
+# --- the command line -----------------------------------------------------------------------------
+def test_the_command_line_runs_redrives_and_lists_local_executions(
+    e2e_template: Template,
+    e2e_db: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # The CLI keeps its template cache in its state dir: give it the session's, not a synthesis.
+    shutil.copytree(TEMPLATE_CACHE / "templates", tmp_path / "templates")
+    local = ["--database-url", e2e_db, "--state-dir", str(tmp_path)]
+    run = ["run", *local, "--leaderboards", "overall,genetics", "--bootstrap", "20"]
+
+    assert main(run) == 0
+    out = capsys.readouterr().out
+    assert "execution SUCCEEDED" in out
+    header = re.search(r"^overall: snapshot (snapshot_\S+) \(public\), [\d,]+ votes$", out, re.M)
+    assert header is not None
+    table = re.findall(r"^\s*(\d+)  (SimModel \d{3})\s", out[header.end() :], re.M)
+    (overall,) = [s for s in snapshots_in(e2e_db)["overall"] if s.identifier == header[1]]
+    assert [(int(rank), model) for rank, model in table] == [
+        (e.rank, e.model) for e in overall.entries
+    ]
+
+    assert main([*run, "--inject-fault", "publish:permanent"]) == 1
+    out = capsys.readouterr().out
+    assert "execution FAILED: InjectedFailure" in out
+    assert "Leaderboard run failed at Publish" in out
+    failed = ExecutionStore(tmp_path).last_failed()
+
+    assert main(["executions", "--state-dir", str(tmp_path)]) == 0
+    listing = capsys.readouterr().out
+    assert re.search(rf"^{failed.name}\s+FAILED\s.*InjectedFailure", listing, re.M)
+    assert len(re.findall(r"^local-\S+\s+SUCCEEDED\s", listing, re.M)) == 1
+
+    assert main(["redrive", *local]) == 0
+    out = capsys.readouterr().out
+    assert f"redriving {failed.name}" in out and "execution SUCCEEDED" in out
+    assert main(["executions", "--state-dir", str(tmp_path)]) == 0
+    listing = capsys.readouterr().out
+    assert re.search(rf"^{failed.name}\s+SUCCEEDED\s.*redriven 1x", listing, re.M)
+
+    assert main(["redrive", *local]) == 2
+    assert "no failed local execution to redrive" in capsys.readouterr().err
+    assert main([*run, "--inject-fault", "rank:sometimes"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--inject-fault 'rank:sometimes'" in err
+    assert main(["run", *local, "--leaderboards", "Overall!"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--leaderboards: 'Overall!'" in err
+    # The first run's snapshots and the redriven run's, nothing from the refused commands.
+    stored = snapshots_in(e2e_db)
+    assert {slug: [s.visibility for s in found] for slug, found in stored.items()} == {
+        "genetics": ["public", "public"],
+        "overall": ["public", "public"],
+    }
