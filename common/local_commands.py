@@ -18,18 +18,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from common import db, localdb, simulate
+from common import db, localdb, simulate, snapshots
 from common.contracts import parse_run_request
 from common.faults import FaultPlan
 from common.local_runner import ExecutionRecord, ExecutionStore, LocalPipeline, new_execution_name
 from common.run_report import (
     ProgressPrinter,
-    TableRow,
-    leaderboard_table,
     published_results,
     slack_preview,
     stage_durations,
 )
+from common.snapshot_report import entries_table
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 Echo = Callable[[str], None]
@@ -190,7 +189,7 @@ def report(
         echo(
             f"{result['slug']}: snapshot {result['snapshot_identifier']} ({result['visibility']}), {result['vote_count']:,} votes"
         )
-        echo(leaderboard_table(snapshot_rows(database_url, result["snapshot_id"])))
+        echo(snapshot_table(database_url, result["snapshot_id"]))
     for result in results[1:]:
         top = result["top"][0]["model"] if result.get("top") else "-"
         echo(
@@ -206,38 +205,14 @@ def report(
             echo(_indent(slack_preview(message)))
 
 
-def snapshot_rows(database_url: str, snapshot_id: str) -> list[TableRow]:
-    """A snapshot's entries with each model's rank in the leaderboard's previous public snapshot."""
-    query = """
-        WITH this AS (
-            SELECT id, leaderboard_id, created_at FROM api.leaderboard_snapshot WHERE id = %(id)s
-        ), previous AS (
-            SELECT s.id FROM api.leaderboard_snapshot s, this
-            WHERE s.leaderboard_id = this.leaderboard_id AND s.visibility = 'public'
-              AND s.id <> this.id AND s.created_at <= this.created_at
-            ORDER BY s.created_at DESC LIMIT 1
-        )
-        SELECT e.rank, m.name, e.bt_score, e.bootstrap_q025, e.bootstrap_q975, e.vote_count, p.rank
-        FROM api.leaderboard_entry e
-        JOIN api.model m ON m.id = e.model_id
-        LEFT JOIN api.leaderboard_entry p ON p.model_id = e.model_id AND p.snapshot_id = (SELECT id FROM previous)
-        WHERE e.snapshot_id = %(id)s
-        ORDER BY e.rank, m.name
-    """
+def snapshot_table(database_url: str, snapshot_id: str) -> str:
+    """A snapshot's entries, with each model's move since the leaderboard's previous public one."""
     with db.connect(database_url, read_only=True) as conn:
-        rows = conn.execute(query, {"id": snapshot_id}).fetchall()
-    return [
-        TableRow(
-            rank=r[0],
-            model=r[1],
-            bt_score=float(r[2]),
-            bootstrap_q025=float(r[3]),
-            bootstrap_q975=float(r[4]),
-            vote_count=r[5],
-            previous_rank=r[6],
-        )
-        for r in rows
-    ]
+        snapshot = snapshots.get_snapshot(conn, snapshot_id)
+        previous = snapshots.previous_public_snapshot(conn, snapshot)
+        rows = snapshots.snapshot_entries(conn, snapshot_id)
+        before = snapshots.snapshot_entries(conn, previous.id) if previous else []
+    return entries_table(rows, {row.model_id: row.rank for row in before})
 
 
 def _database(options: RunOptions, echo: Echo, *, seed: bool = True) -> str:

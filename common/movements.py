@@ -66,3 +66,11 @@ def movements(
         new_models=[m.name for m in ordered if m.model_id not in before],
         dropped_models=[m.name for m in gone],
     )
+
+
+def rank_change(rank: int, previous_rank: int | None) -> str:
+    """A rank change as people read it: ↑2, ↓1, = (unchanged) or new."""
+    if previous_rank is None:
+        return "new"
+    change = previous_rank - rank
+    return f"↑{change}" if change > 0 else f"↓{-change}" if change < 0 else "="

@@ -1,4 +1,4 @@
-"""What a local run prints: progress from the execution history, then the published leaderboard.
+"""What a local run prints: progress from the execution history, timings, the Slack message.
 
 Pure formatting over Step Functions history events (as boto3 returns them) and plain rows, so the
 same text can be checked in tests without running anything.
@@ -10,22 +10,12 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, TypedDict
+from typing import Any
 
 from common.redrive import iteration_of
 
 _ENTERED = ("TaskStateEntered", "MapStateEntered", "PassStateEntered", "ChoiceStateEntered")
 _EXITED = ("TaskStateExited", "MapStateExited")
-
-
-class TableRow(TypedDict):
-    rank: int
-    model: str
-    bt_score: float
-    bootstrap_q025: float
-    bootstrap_q975: float
-    vote_count: int
-    previous_rank: int | None
 
 
 def _details(event: dict[str, Any]) -> dict[str, Any]:
@@ -157,29 +147,6 @@ def published_results(
             output = json.loads(_details(event).get("output") or "{}")
             return list(output.get("results") or []), list(output.get("skipped") or [])
     return [], []
-
-
-def movement(rank: int, previous_rank: int | None) -> str:
-    if previous_rank is None:
-        return "new"
-    if previous_rank > rank:
-        return f"↑{previous_rank - rank}"
-    if previous_rank < rank:
-        return f"↓{rank - previous_rank}"
-    return "="
-
-
-def leaderboard_table(rows: Sequence[TableRow]) -> str:
-    """The leaderboard as a fixed-width table: rank, model, score, 95% CI, votes, movement."""
-    header = f"{'rank':>4}  {'model':<28} {'score':>8}  {'95% CI':<17} {'votes':>7}  {'move':<5}"
-    lines = [header, "-" * len(header)]
-    for row in rows:
-        ci = f"{row['bootstrap_q025']:.1f} .. {row['bootstrap_q975']:.1f}"
-        lines.append(
-            f"{row['rank']:>4}  {row['model'][:28]:<28} {row['bt_score']:>8.1f}  {ci:<17} "
-            f"{row['vote_count']:>7}  {movement(row['rank'], row['previous_rank']):<5}"
-        )
-    return "\n".join(lines)
 
 
 def slack_preview(message: dict[str, Any]) -> str:

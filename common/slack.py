@@ -29,6 +29,7 @@ from slack_sdk.webhook import WebhookClient
 from common.contracts import NotifyEvent, PublishResult, RunContext, SummaryEntry, parse_timestamp
 from common.errors import ConfigurationError, SlackRejected, SlackUnavailable
 from common.failures import FailureReport, trim
+from common.movements import rank_change
 
 MAX_BLOCKS = 50
 MAX_SECTION_TEXT = 3000
@@ -209,13 +210,7 @@ def trigger_text(trigger: str | None, requested_by: str | None) -> str:
 
 def movement(entry: SummaryEntry, has_previous: bool) -> str:
     """Rank change against the previous public snapshot: ↑2, ↓1, = or new."""
-    if not has_previous:
-        return ""
-    previous = entry["previous_rank"]
-    if previous is None:
-        return "new"
-    change = previous - entry["rank"]
-    return f"↑{change}" if change > 0 else f"↓{-change}" if change < 0 else "="
+    return rank_change(entry["rank"], entry["previous_rank"]) if has_previous else ""
 
 
 def _visibility(results: list[PublishResult]) -> str:

@@ -1,13 +1,14 @@
-"""What ``leaderboard snapshots`` prints: snapshots and their entries as fixed-width text.
+"""What ``leaderboard snapshots`` and a local run print: snapshots and their entries as text.
 
 Pure formatting over ``common.snapshots`` rows, so the text can be checked without a terminal.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC
 
+from common.movements import rank_change
 from common.snapshots import EntryRow, SnapshotInfo
 
 
@@ -42,14 +43,20 @@ def snapshot_heading(info: SnapshotInfo) -> str:
     )
 
 
-def entries_table(rows: Sequence[EntryRow]) -> str:
-    """A snapshot's entries: rank, model, score, 95% CI, votes."""
+def entries_table(rows: Sequence[EntryRow], previous_ranks: Mapping[str, int] | None = None) -> str:
+    """A snapshot's entries: rank, model, score, 95% CI, votes, and with ``previous_ranks``
+    (model id -> rank in the previous public snapshot) how each model moved."""
     header = f"{'rank':>4}  {'model':<32} {'score':>9}  {'95% CI':<21} {'votes':>7}"
+    if previous_ranks is not None:
+        header += "  move"
     lines = [header, "-" * len(header)]
     for row in rows:
         ci = f"{row.bootstrap_q025:.1f} .. {row.bootstrap_q975:.1f}"
-        lines.append(
+        line = (
             f"{row.rank:>4}  {row.model_name[:32]:<32} {row.bt_score:>9.1f}  {ci:<21} "
             f"{row.vote_count:>7}"
         )
+        if previous_ranks is not None:
+            line += f"  {rank_change(row.rank, previous_ranks.get(row.model_id))}"
+        lines.append(line)
     return "\n".join(lines)

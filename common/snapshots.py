@@ -158,7 +158,9 @@ def snapshot_entries(conn: psycopg.Connection, snapshot_id: str) -> list[EntryRo
         return cur.fetchall()
 
 
-def _previous_public(conn: psycopg.Connection, snapshot: SnapshotInfo) -> SnapshotInfo | None:
+def previous_public_snapshot(
+    conn: psycopg.Connection, snapshot: SnapshotInfo
+) -> SnapshotInfo | None:
     """The newest public snapshot of the same leaderboard created before ``snapshot``."""
     with conn.cursor(row_factory=class_row(SnapshotInfo)) as cur:
         cur.execute(
@@ -278,7 +280,7 @@ def publish_entries(
             snapshot = find_snapshot(conn, leaderboard_id, snapshot_identifier)
         if snapshot is None:  # the concurrent inserter we waited for rolled back
             raise SnapshotNotFound(f"{slug}: {snapshot_identifier} vanished while publishing")
-        previous = _previous_public(conn, snapshot)
+        previous = previous_public_snapshot(conn, snapshot)
         current = _ranked(snapshot_entries(conn, snapshot.id))
         before = _ranked(snapshot_entries(conn, previous.id)) if previous else None
     moved = movements(current, before)

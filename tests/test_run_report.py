@@ -8,8 +8,6 @@ from typing import Any
 
 from common.run_report import (
     ProgressPrinter,
-    leaderboard_table,
-    movement,
     published_results,
     stage_durations,
 )
@@ -101,38 +99,6 @@ def test_durations_and_results() -> None:
     assert skipped == [{"slug": "genetics", "reason": "sparse"}]
 
 
-def test_table_and_movements() -> None:
-    assert [movement(3, 5), movement(3, 1), movement(2, 2), movement(1, None)] == [
-        "↑2",
-        "↓2",
-        "=",
-        "new",
-    ]
-    table = leaderboard_table(
-        [
-            {
-                "rank": 1,
-                "model": "A",
-                "bt_score": 1050.04,
-                "bootstrap_q025": 1040.0,
-                "bootstrap_q975": 1060.0,
-                "vote_count": 99,
-                "previous_rank": 2,
-            }
-        ]
-    )
-    assert table.splitlines()[2].split() == [
-        "1",
-        "A",
-        "1050.0",
-        "1040.0",
-        "..",
-        "1060.0",
-        "99",
-        "↑1",
-    ]
-
-
 def test_slack_preview_renders_blocks() -> None:
     from common.run_report import slack_preview
 
@@ -163,3 +129,27 @@ def test_slack_preview_renders_blocks() -> None:
         "manual  4 s",
     ]
     assert slack_preview({"text": "only text"}) == "only text"
+
+
+def test_rank_changes_and_the_entries_table_with_moves() -> None:
+    from decimal import Decimal
+
+    from common.movements import rank_change
+    from common.snapshot_report import entries_table
+    from common.snapshots import EntryRow
+
+    assert [rank_change(3, 5), rank_change(3, 1), rank_change(2, 2), rank_change(1, None)] == [
+        "↑2",
+        "↓2",
+        "=",
+        "new",
+    ]
+    rows = [
+        EntryRow("m1", "a", "A", 1, Decimal("1050.04"), Decimal("1040"), Decimal("1060"), 99),
+        EntryRow("m2", "b", "B", 2, Decimal("990.5"), Decimal("980"), Decimal("1001"), 50),
+    ]
+    with_moves = entries_table(rows, {"m1": 2}).splitlines()
+    assert with_moves[0].split()[-1] == "move"
+    assert with_moves[2].split() == ["1", "A", "1050.0", "1040.0", "..", "1060.0", "99", "↑1"]
+    assert with_moves[3].split()[-1] == "new"
+    assert "move" not in entries_table(rows).splitlines()[0]
