@@ -314,7 +314,10 @@ def set_visibility(
         ).fetchone()
         if updated is None:
             raise SnapshotNotFound(f"snapshot_id: no snapshot {snapshot_id}")
-        return get_snapshot(conn, snapshot_id)
+        info = get_snapshot(conn, snapshot_id)
+    # Inside a transaction the caller already had open, the block above was only a savepoint.
+    conn.commit()
+    return info
 
 
 def delete_snapshot(conn: psycopg.Connection, snapshot_id: str) -> SnapshotInfo:
@@ -322,6 +325,7 @@ def delete_snapshot(conn: psycopg.Connection, snapshot_id: str) -> SnapshotInfo:
     with conn.transaction():
         info = get_snapshot(conn, snapshot_id)
         conn.execute("DELETE FROM api.leaderboard_snapshot WHERE id = %s", (info.id,))
+    conn.commit()
     return info
 
 

@@ -342,3 +342,27 @@ def test_an_unreachable_database_fails_without_showing_the_password(
     assert (code, out) == (1, "")
     assert "DatabaseUnavailable: cannot connect to PostgreSQL" in _one_line(err)
     assert "s3cret-Passw0rd" not in err + out + caplog.text
+
+
+def test_visibility_and_delete_commit_even_inside_an_open_transaction(database_url: str) -> None:
+    import psycopg
+
+    from common import snapshots
+
+    with psycopg.connect(database_url) as setup:
+        row = setup.execute(
+            "INSERT INTO api.leaderboard_snapshot (leaderboard_id, snapshot_identifier)"
+            " VALUES ('11111111-1111-1111-1111-111111111111', 'snapshot_2026-01-01_00-00-00') RETURNING id::text"
+        ).fetchone()
+    assert row
+    for change in (
+        lambda c: snapshots.set_visibility(c, row[0], "public"),
+        lambda c: snapshots.delete_snapshot(c, row[0]),
+    ):
+        conn = psycopg.connect(database_url)
+        conn.execute("SELECT 1")  # a transaction is now open on this connection
+        change(conn)
+        conn.close()  # closing without commit rolls back whatever was not committed
+        with psycopg.connect(database_url) as other:
+            state = other.execute("SELECT visibility FROM api.leaderboard_snapshot").fetchall()
+        assert state == expected
