@@ -355,10 +355,11 @@ def test_visibility_and_delete_commit_even_inside_an_open_transaction(database_u
             " VALUES ('11111111-1111-1111-1111-111111111111', 'snapshot_2026-01-01_00-00-00') RETURNING id::text"
         ).fetchone()
     assert row
-    for change in (
-        lambda c: snapshots.set_visibility(c, row[0], "public"),
-        lambda c: snapshots.delete_snapshot(c, row[0]),
-    ):
+    steps = [
+        (lambda c: snapshots.set_visibility(c, row[0], "public"), [("public",)]),
+        (lambda c: snapshots.delete_snapshot(c, row[0]), []),
+    ]
+    for change, expected in steps:
         conn = psycopg.connect(database_url)
         conn.execute("SELECT 1")  # a transaction is now open on this connection
         change(conn)
