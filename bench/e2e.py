@@ -1,0 +1,164 @@
+"""End-to-end benchmarks: the deployed state machine, run locally, on a million votes.
+
+The local runner (``common.local_runner``: the synthesized stack's definition in moto's
+interpreter, the real handlers in-process, PostgreSQL through the switchable proxy) executes one
+scheduled-style run, B = 1000, on an embedded PostgreSQL seeded by ``common.simulate`` with 100
+models and enough battles for about 1M votes in ``overall``. Each run executes in a fresh process
+(see ``bench.isolated``): one cold execution, as a day's scheduled run meets it.
+
+``e2e/1M`` runs ``overall`` (1M votes); ``e2e-all/1M`` runs every leaderboard of the same arena
+(``overall`` and 20 categories sharing its battles). ``seconds`` is the execution's wall time from
+its history (start to end, moto's interpreter included; setting up the stand-ins, ``setup_s``, is
+not). Extra keys, each stage's wall time from the history: ``fetch_s``, ``rank_and_publish_s`` (the
+Map), ``notify_s``, and the Map's inner stages summed over leaderboards, ``rank_sum_s`` and
+``publish_sum_s``. Locally the Map's iterations share this machine's cores and one interpreter
+(on AWS each is its own Lambda), so with several leaderboards ``rank_sum_s`` exceeds the time one
+rank takes alone.
+
+The seeded database is kept in ``.local/bench/postgres`` and reused when its size matches;
+snapshots of earlier benchmark runs are deleted first, so every measured run publishes into the
+same database.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from datetime import UTC, datetime
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from bench import Benchmark, isolated, mark_start
+from common import localdb, simulate
+
+MODELS = 100
+VOTES = 1_000_000
+BOOTSTRAP = 1000
+SEED = 1
+BENCH_DIR = Path(os.environ.get("LEADERBOARD_LOCAL_DIR", ".local")) / "bench"
+# Share of simulated battles that count for `overall`: voted x validated x biomedical.
+OVERALL_SHARE = (
+    (1 - simulate.UNVOTED_RATE) * (1 - simulate.UNVALIDATED_RATE) * simulate.BIOMEDICAL_RATE
+)
+
+
+def seeded_database(votes: int, models: int = MODELS) -> str:
+    """URL of the bench arena with about ``votes`` votes in ``overall``; seeded once, then reused."""
+    battles = math.ceil(votes / OVERALL_SHARE)
+    admin = localdb.embedded_server(BENCH_DIR / "postgres")
+    name = f"bench_e2e_{models}x{battles}_s{SEED}"
+    url = localdb.with_database(admin, name)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+    if exists:
+        with psycopg.connect(url) as conn:
+            row = conn.execute("SELECT count(*) FROM api.battle").fetchone()
+        if row and row[0] == battles:
+            return url
+    url = localdb.create_database(admin, name, replace=True)
+    print(f"#   seeding {battles:,} battles into {name} (once; kept in {BENCH_DIR})", flush=True)
+    simulate.write_database(simulate.simulate_arena(models, battles, seed=SEED), url)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("VACUUM ANALYZE")
+    return url
+
+
+def _stage_seconds(history: list[dict[str, Any]]) -> dict[str, float]:
+    from common.run_report import stage_durations
+
+    durations = dict(stage_durations(history))
+    return {
+        "fetch_s": round(durations.get("Fetch", 0.0), 3),
+        "rank_and_publish_s": round(durations.get("RankAndPublish", 0.0), 3),
+        "notify_s": round(durations.get("Notify", 0.0), 3),
+        "rank_sum_s": round(durations.get("Rank", 0.0), 3),
+        "publish_sum_s": round(durations.get("Publish", 0.0), 3),
+    }
+
+
+def _run(url: str, state_dir: str, leaderboards: list[str] | str) -> dict[str, Any]:
+    """One local execution over ``leaderboards``, in this fresh process."""
+    os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
+    from common.local_commands import REPO_ROOT, template
+    from common.local_runner import ExecutionStore, LocalPipeline
+    from common.run_report import published_results
+
+    stack = template(REPO_ROOT / ".local")
+    run_at = datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    request = {
+        "leaderboards": leaderboards,
+        "bootstrap": BOOTSTRAP,
+        "trigger": "scheduled",
+        "run_at": run_at,
+    }
+    started = time.perf_counter()
+    with LocalPipeline(
+        stack,
+        database_url=url,
+        store=ExecutionStore(Path(state_dir)),
+        log_path=Path(state_dir) / "functions.jsonl",
+    ) as pipeline:
+        setup_s = time.perf_counter() - started
+        mark_start()
+        record = pipeline.wait(pipeline.start(request, f"bench-e2e-{run_at[:19].replace(':', '')}"))
+    if record.status != "SUCCEEDED":
+        raise SystemExit(f"e2e bench: the run {record.status}: {record.error}: {record.cause}")
+    events = record.history
+    total = (
+        datetime.fromisoformat(str(events[-1]["timestamp"]))
+        - datetime.fromisoformat(str(events[0]["timestamp"]))
+    ).total_seconds()
+    results, skipped = published_results(events)
+    return {
+        "seconds": round(total, 3),
+        **_stage_seconds(events),
+        "setup_s": round(setup_s, 3),
+        "overall_votes": next(r["vote_count"] for r in results if r["slug"] == "overall"),
+        "leaderboards": len(results),
+        "skipped": len(skipped),
+    }
+
+
+def _clear_snapshots(url: str) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("DELETE FROM api.leaderboard_snapshot")
+
+
+def _e2e(name: str, leaderboards: list[str] | str) -> list[dict[str, Any]]:
+    url = seeded_database(VOTES)
+    _clear_snapshots(url)
+    measured = isolated(_run, url, str(BENCH_DIR / "e2e"), leaderboards)
+    return [
+        {
+            "bench": name,
+            "baseline": None,
+            "baseline_seconds": None,
+            "speedup": None,
+            **measured,
+            "models": MODELS,
+            "bootstrap": BOOTSTRAP,
+            "notes": [
+                f"{measured['leaderboards']} leaderboard(s) ranked, {measured['skipped']} skipped;"
+                " one cold execution in a fresh process; seconds = execution wall time from its"
+                " history; peak_mb includes moto and its in-process copy of the S3 objects",
+            ],
+        }
+    ]
+
+
+BENCHMARKS = [
+    Benchmark(
+        "e2e/1M",
+        "local run of the deployed definition: overall, 100 models, ~1M votes, B=1000",
+        partial(_e2e, "e2e/1M", ["overall"]),
+    ),
+    Benchmark(
+        "e2e-all/1M",
+        "the same arena, every leaderboard (overall + 20 categories), B=1000",
+        partial(_e2e, "e2e-all/1M", "all"),
+    ),
+]
