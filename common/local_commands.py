@@ -67,7 +67,10 @@ def template(state_dir: Path) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="leaderboard-synth-") as outdir:
         synthesized = synthesize_template(outdir=outdir)
     cached.parent.mkdir(parents=True, exist_ok=True)
-    cached.write_text(json.dumps(synthesized))
+    # Concurrent runs and test sessions share the cache: never let one read a half-written file.
+    partial = cached.with_suffix(f".{uuid.uuid4().hex}.tmp")
+    partial.write_text(json.dumps(synthesized))
+    partial.replace(cached)
     return synthesized
 
 
