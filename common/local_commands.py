@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 from common import db, localdb, simulate, snapshots
 from common.contracts import parse_run_request
+from common.failures import summarize_cause
 from common.faults import FaultPlan
 from common.local_runner import ExecutionRecord, ExecutionStore, LocalPipeline, new_execution_name
 from common.run_report import (
@@ -176,7 +177,7 @@ def report(
     echo("")
     echo(f"{record.name}: {record.status} in {record.seconds:.1f} s")
     if record.error:
-        echo(f"  failed with {record.error}: {record.cause or ''}"[:400])
+        echo(f"  failed with {record.error}: {summarize_cause(record.cause)}")
         echo("  fix the cause, then `leaderboard redrive` resumes it where it stopped")
     timings = ", ".join(
         f"{name} {seconds:.2f} s" for name, seconds in stage_durations(record.history)
