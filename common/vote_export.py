@@ -17,6 +17,7 @@ transaction, in a fixed order, so the same run writes the same bytes again.
 
 from __future__ import annotations
 
+import selectors
 import uuid
 from collections.abc import Generator, Iterable, Iterator
 from contextlib import closing
@@ -247,9 +248,10 @@ def copy_out(
 
     It talks to libpq through ``conn.pgconn`` (psycopg's documented low-level escape hatch):
     psycopg's ``Copy.read()`` goes once through its wait loop per row, which at a million rows
-    costs more than the parsing and the Parquet writing together; a blocking PQgetCopyData loop
-    costs a fraction of it. Values are bound client-side (``ClientCursor.mogrify``), as psycopg
-    does for COPY anyway.
+    costs more than the parsing and the Parquet writing together. Here libpq is polled without
+    blocking and the wait for more data is a selector, so the GIL is free while the server works
+    (a blocking libpq call would hold it). Values are bound client-side
+    (``ClientCursor.mogrify``), as psycopg does for COPY anyway.
     """
     if conn.info.transaction_status != libpq.TransactionStatus.INTRANS:
         raise CopyFormatError("copy_out must run inside the export's open transaction")
@@ -257,37 +259,62 @@ def copy_out(
         sql.SQL("COPY ({}) TO STDOUT (FORMAT binary)").format(statement), params
     )
     pgconn = conn.pgconn
-    pgconn.send_query(query.encode())
-    started = pgconn.get_result()
-    if started is None or started.status != libpq.ExecStatus.COPY_OUT:
-        _drain_results(pgconn)
-        if started is None:
-            raise psycopg.OperationalError(pgconn.get_error_message())
-        raise psycopg.errors.error_from_result(started)
-    finished = False
-    try:
-        while True:
-            nbytes, data = pgconn.get_copy_data(0)
-            if nbytes == -1:
-                break
-            if nbytes < 0:
+    with selectors.DefaultSelector() as selector:
+        selector.register(pgconn.socket, selectors.EVENT_READ)
+        pgconn.send_query(query.encode())
+        started = _next_result(pgconn, selector)
+        if started is None or started.status != libpq.ExecStatus.COPY_OUT:
+            _drain_results(pgconn, selector)
+            if started is None:
                 raise psycopg.OperationalError(pgconn.get_error_message())
-            yield data
-        finished = True
-        _drain_results(pgconn, check=True)
-    finally:
-        if not finished and pgconn.status == libpq.ConnStatus.OK:
-            # Abandoned half-way (an error downstream): stop the server, leave the connection usable.
-            conn.cancel_safe()
-            while pgconn.get_copy_data(0)[0] >= 0:
-                pass
-            _drain_results(pgconn)
+            raise psycopg.errors.error_from_result(started)
+        finished = False
+        try:
+            while True:
+                nbytes, data = pgconn.get_copy_data(1)
+                if nbytes > 0:
+                    yield data
+                elif nbytes == 0:
+                    selector.select()
+                    pgconn.consume_input()
+                elif nbytes == -1:
+                    break
+                else:
+                    raise psycopg.OperationalError(pgconn.get_error_message())
+            finished = True
+            _drain_results(pgconn, selector, check=True)
+        finally:
+            if not finished and pgconn.status == libpq.ConnStatus.OK:
+                _abandon(conn, selector)
 
 
-def _drain_results(pgconn: Any, check: bool = False) -> None:
-    while (result := pgconn.get_result()) is not None:
+def _next_result(pgconn: Any, selector: selectors.BaseSelector) -> Any:
+    """PQgetResult without blocking in C: wait on the socket until a result is complete."""
+    while pgconn.is_busy():
+        selector.select()
+        pgconn.consume_input()
+    return pgconn.get_result()
+
+
+def _drain_results(pgconn: Any, selector: selectors.BaseSelector, check: bool = False) -> None:
+    while (result := _next_result(pgconn, selector)) is not None:
         if check and result.status != libpq.ExecStatus.COMMAND_OK:
             raise psycopg.errors.error_from_result(result)
+
+
+def _abandon(conn: psycopg.Connection, selector: selectors.BaseSelector) -> None:
+    """Stop a COPY left half-read (an error downstream) and leave the connection idle; the
+    transaction is then failed and the caller's exception is the one that propagates."""
+    pgconn = conn.pgconn
+    try:
+        conn.cancel_safe()
+        while (nbytes := pgconn.get_copy_data(1)[0]) >= 0:
+            if nbytes == 0:
+                selector.select()
+                pgconn.consume_input()
+        _drain_results(pgconn, selector)
+    except psycopg.Error:
+        pass
 
 
 def export_votes(

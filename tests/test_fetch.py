@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import io
 import json
+import threading
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -385,3 +387,37 @@ def test_copy_out_errors(seeded_url: str, pg_admin_url: str) -> None:
                 pass
     finally:
         conn.close()
+
+
+def test_copy_out_leaves_the_gil_free_while_the_server_works(seeded_url: str) -> None:
+    """A driver call blocking in C with the GIL held starves every other thread (the local
+    runner's database proxy hung on it); waiting on a selector does not. A counting thread must
+    make, while the server sleeps half a second, a good share of the progress it makes while
+    this thread sleeps as long."""
+    from psycopg import sql
+
+    ticks = 0
+    stop = threading.Event()
+
+    def count() -> None:
+        nonlocal ticks
+        while not stop.is_set():
+            ticks += 1
+
+    with psycopg.connect(seeded_url) as conn:
+        conn.execute("SELECT 1")
+        counter = threading.Thread(target=count)
+        counter.start()
+        try:
+            before = ticks
+            time.sleep(0.5)
+            idle = ticks - before
+            before = ticks
+            messages = list(vote_export.copy_out(conn, sql.SQL("SELECT 1 FROM pg_sleep(0.5)"), {}))
+            during = ticks - before
+        finally:
+            stop.set()
+            counter.join()
+    stream = b"".join(messages)
+    assert stream.startswith(vote_export.COPY_SIGNATURE) and stream.endswith(b"\xff\xff")
+    assert during > idle / 4
