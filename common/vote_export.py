@@ -112,10 +112,9 @@ def copy_row_batches(
 ) -> Iterator[np.ndarray]:
     """Cut a binary COPY stream of votes_query rows into structured arrays of whole rows."""
     buffer = bytearray()
-    stream = iter(chunks)
     header: int | None = None
     batch_bytes = rows_per_batch * COPY_ROW.itemsize
-    for chunk in stream:
+    for chunk in chunks:
         buffer += chunk
         if header is None:
             if len(buffer) < _HEADER_FIXED:
@@ -131,7 +130,7 @@ def copy_row_batches(
             del buffer[:header]
             header = 0
         while len(buffer) >= batch_bytes:
-            yield _checked(np.frombuffer(bytes(buffer[:batch_bytes]), dtype=COPY_ROW))
+            yield _checked(np.frombuffer(buffer[:batch_bytes], dtype=COPY_ROW))
             del buffer[:batch_bytes]
     if header != 0 or bytes(buffer[-2:]) != _TRAILER:
         raise CopyFormatError("COPY stream ended without its trailer")
@@ -139,7 +138,7 @@ def copy_row_batches(
     if rest % COPY_ROW.itemsize:
         raise CopyFormatError("COPY stream ended inside a row")
     if rest:
-        yield _checked(np.frombuffer(bytes(buffer[:rest]), dtype=COPY_ROW))
+        yield _checked(np.frombuffer(buffer[:rest], dtype=COPY_ROW))
 
 
 def _checked(rows: np.ndarray) -> np.ndarray:
