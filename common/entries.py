@@ -62,8 +62,9 @@ class EntriesDocument(TypedDict):
 
 
 def _round6(value: float | None) -> float:
+    """DECIMAL(10,6)'s six places; a ranked entry always has finite scores (ranking clips them)."""
     if value is None or not math.isfinite(value):
-        raise ArtifactCorrupt(f"ranking produced a non-finite score ({value})")
+        raise ValueError(f"a ranked entry has no finite score ({value})")
     return round(value, 6)
 
 
