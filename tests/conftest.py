@@ -64,6 +64,8 @@ def retry_sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
 # --- fetch, rank and publish stage fixtures (tests/stage_fixtures.py) -----------------------------
 from tests.stage_fixtures import (  # noqa: E402
     lambda_context,
+    publish_env,
+    readonly_seeded_url,
     seeded_template,
     seeded_url,
     stage_aws,
@@ -73,6 +75,8 @@ from tests.stage_fixtures import (  # noqa: E402
 
 __all__ = [
     "lambda_context",
+    "publish_env",
+    "readonly_seeded_url",
     "seeded_template",
     "seeded_url",
     "stage_aws",

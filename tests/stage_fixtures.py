@@ -59,17 +59,37 @@ def seeded_template(pg_admin_url: str) -> Iterator[str]:
     _drop(pg_admin_url, name)
 
 
-@pytest.fixture
-def seeded_url(pg_admin_url: str, seeded_template: str) -> Iterator[str]:
-    """A fresh copy of the seeded database for one test."""
-    name = f"stages_{os.getpid()}_{next(_clones)}"
-    with psycopg.connect(pg_admin_url, autocommit=True) as conn:
+def _clone(admin_url: str, template: str, name: str) -> str:
+    with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute(
             sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
-                sql.Identifier(name), sql.Identifier(seeded_template)
+                sql.Identifier(name), sql.Identifier(template)
             )
         )
-    yield localdb.with_database(pg_admin_url, name)
+    return localdb.with_database(admin_url, name)
+
+
+@pytest.fixture
+def seeded_url(pg_admin_url: str, seeded_template: str) -> Iterator[str]:
+    """A fresh copy of the seeded database for one test (publish tests write to it)."""
+    name = f"stages_{os.getpid()}_{next(_clones)}"
+    yield _clone(pg_admin_url, seeded_template, name)
+    _drop(pg_admin_url, name)
+
+
+@pytest.fixture(scope="session")
+def readonly_seeded_url(pg_admin_url: str, seeded_template: str) -> Iterator[str]:
+    """One copy of the seeded database shared by the tests that only read (fetch, rank); the
+    server refuses writes to it, so no test can change what the others read."""
+    name = f"stages_ro_{os.getpid()}"
+    url = _clone(pg_admin_url, seeded_template, name)
+    with psycopg.connect(pg_admin_url, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("ALTER DATABASE {} SET default_transaction_read_only = on").format(
+                sql.Identifier(name)
+            )
+        )
+    yield url
     _drop(pg_admin_url, name)
 
 
@@ -91,13 +111,24 @@ def stage_aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
         yield s3
 
 
-@pytest.fixture
-def stage_env(stage_aws: Any, seeded_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
-    """The environment a stage function gets, over the seeded database; returns its URL."""
+def _stage_env(monkeypatch: pytest.MonkeyPatch, url: str) -> str:
     for key in _STAGE_ENV:
         monkeypatch.delenv(key, raising=False)
-    monkeypatch.setenv("DATABASE_URL", seeded_url)
-    return seeded_url
+    monkeypatch.setenv("DATABASE_URL", url)
+    return url
+
+
+@pytest.fixture
+def stage_env(stage_aws: Any, readonly_seeded_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The environment a stage function gets, over the shared read-only seeded database;
+    returns its URL (for fetch and rank, which only read)."""
+    return _stage_env(monkeypatch, readonly_seeded_url)
+
+
+@pytest.fixture
+def publish_env(stage_aws: Any, seeded_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The environment of a stage over a fresh seeded database of its own; returns its URL."""
+    return _stage_env(monkeypatch, seeded_url)
 
 
 @pytest.fixture

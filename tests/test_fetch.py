@@ -345,9 +345,9 @@ def _votes_statement() -> tuple[Any, dict[str, Any]]:
     return votes_query("overall", FilterConfig(), datetime(2025, 6, 1, 6, tzinfo=UTC))
 
 
-def test_copy_out_abandoned_half_way_leaves_the_connection_usable(seeded_url: str) -> None:
+def test_copy_out_abandoned_half_way_leaves_the_connection_usable(readonly_seeded_url: str) -> None:
     statement, params = _votes_statement()
-    with psycopg.connect(seeded_url) as conn:
+    with psycopg.connect(readonly_seeded_url) as conn:
         conn.execute("SELECT 1")
         messages = vote_export.copy_out(conn, statement, params)
         assert next(messages)[:11] == vote_export.COPY_SIGNATURE
@@ -360,11 +360,11 @@ def test_copy_out_abandoned_half_way_leaves_the_connection_usable(seeded_url: st
         assert (complete - 21) % vote_export.COPY_ROW.itemsize == 0
 
 
-def test_copy_out_errors(seeded_url: str, pg_admin_url: str) -> None:
+def test_copy_out_errors(readonly_seeded_url: str, pg_admin_url: str) -> None:
     from psycopg import sql
 
     statement, params = _votes_statement()
-    with psycopg.connect(seeded_url) as conn:
+    with psycopg.connect(readonly_seeded_url) as conn:
         with pytest.raises(
             vote_export.CopyFormatError, match="inside the export's open transaction"
         ):
@@ -374,7 +374,7 @@ def test_copy_out_errors(seeded_url: str, pg_admin_url: str) -> None:
             next(vote_export.copy_out(conn, sql.SQL("SELECT * FROM api.nothing"), {}))
     # The server goes away mid-stream: a connection error, which db.connect maps to
     # DatabaseUnavailable.
-    conn = psycopg.connect(seeded_url)
+    conn = psycopg.connect(readonly_seeded_url)
     try:
         conn.execute("SELECT 1")
         endless = sql.SQL("SELECT a.id FROM api.battle a CROSS JOIN api.battle b")
@@ -389,7 +389,7 @@ def test_copy_out_errors(seeded_url: str, pg_admin_url: str) -> None:
         conn.close()
 
 
-def test_copy_out_leaves_the_gil_free_while_the_server_works(seeded_url: str) -> None:
+def test_copy_out_leaves_the_gil_free_while_the_server_works(readonly_seeded_url: str) -> None:
     """A driver call blocking in C with the GIL held starves every other thread (the local
     runner's database proxy hung on it); waiting on a selector does not. A counting thread must
     make, while the server sleeps half a second, a good share of the progress it makes while
@@ -404,7 +404,7 @@ def test_copy_out_leaves_the_gil_free_while_the_server_works(seeded_url: str) ->
         while not stop.is_set():
             ticks += 1
 
-    with psycopg.connect(seeded_url) as conn:
+    with psycopg.connect(readonly_seeded_url) as conn:
         conn.execute("SELECT 1")
         counter = threading.Thread(target=count)
         counter.start()

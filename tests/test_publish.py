@@ -51,7 +51,7 @@ def _chain(context: Any, slugs: list[str], **request: Any) -> dict[str, dict[str
 
 
 @pytest.fixture
-def ranked(stage_env: str, lambda_context: Any) -> dict[str, dict[str, Any]]:
+def ranked(publish_env: str, lambda_context: Any) -> dict[str, dict[str, Any]]:
     return _chain(lambda_context, ["overall", "genomics"])
 
 
@@ -66,13 +66,13 @@ def _entries_document(stage_aws: Any, event: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_published_snapshot_is_what_bixarena_reads(
-    ranked: dict[str, Any], stage_env: str, stage_aws: Any, lambda_context: Any
+    ranked: dict[str, Any], publish_env: str, stage_aws: Any, lambda_context: Any
 ) -> None:
     event = ranked["overall"]
     result = publish(event, lambda_context)
     document = _entries_document(stage_aws, event)
 
-    with psycopg.connect(stage_env) as conn:
+    with psycopg.connect(publish_env) as conn:
         latest = conn.execute(UPSTREAM_LATEST, ("overall",)).fetchone()
         assert latest is not None
         rows = conn.execute(UPSTREAM_ENTRIES, (latest[0],)).fetchall()
@@ -100,7 +100,7 @@ def test_published_snapshot_is_what_bixarena_reads(
 
 
 def test_second_run_reports_movements_against_the_previous_public_snapshot(
-    stage_env: str, stage_aws: Any, lambda_context: Any, monkeypatch: pytest.MonkeyPatch
+    publish_env: str, stage_aws: Any, lambda_context: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("MIN_EVALS", "700")
     first = publish(_chain(lambda_context, ["overall"])["overall"], lambda_context)
@@ -114,32 +114,32 @@ def test_second_run_reports_movements_against_the_previous_public_snapshot(
     assert second["new_models"] and not set(second["new_models"]) & set(before)
     for entry in second["top"]:
         assert entry["previous_rank"] == before.get(entry["model"])
-    with psycopg.connect(stage_env) as conn:
+    with psycopg.connect(publish_env) as conn:
         latest = conn.execute(UPSTREAM_LATEST, ("overall",)).fetchone()
     assert latest is not None and latest[1] == "snapshot_2025-06-02_06-00-00"
 
 
 def test_publish_false_leaves_the_snapshot_private(
-    stage_env: str, stage_aws: Any, lambda_context: Any
+    publish_env: str, stage_aws: Any, lambda_context: Any
 ) -> None:
     event = _chain(lambda_context, ["overall"], publish=False)["overall"]
     result = publish(event, lambda_context)
     assert result["visibility"] == "private" and result["created"]
-    with psycopg.connect(stage_env) as conn:
+    with psycopg.connect(publish_env) as conn:
         assert conn.execute(UPSTREAM_LATEST, ("overall",)).fetchone() is None
         assert snapshots.latest_public_snapshot(conn, "overall") is None
 
 
 def test_publish_twice_gives_one_snapshot_and_the_same_result(
-    ranked: dict[str, Any], stage_env: str, lambda_context: Any
+    ranked: dict[str, Any], publish_env: str, lambda_context: Any
 ) -> None:
     first = publish(ranked["genomics"], lambda_context)
-    entries = _count(stage_env, "leaderboard_entry")
+    entries = _count(publish_env, "leaderboard_entry")
     second = publish(ranked["genomics"], lambda_context)
     assert (first["created"], second["created"]) == (True, False)
     assert {**second, "created": True} == first
-    assert _count(stage_env, "leaderboard_snapshot") == 1
-    assert _count(stage_env, "leaderboard_entry") == entries == first["entry_count"]
+    assert _count(publish_env, "leaderboard_snapshot") == 1
+    assert _count(publish_env, "leaderboard_entry") == entries == first["entry_count"]
 
 
 def _waiting_on_locks(url: str, expected: int, timeout_s: float = 20.0) -> None:
@@ -157,7 +157,7 @@ def _waiting_on_locks(url: str, expected: int, timeout_s: float = 20.0) -> None:
 
 
 def test_concurrent_publishes_of_one_run_make_one_snapshot(
-    ranked: dict[str, Any], stage_env: str, stage_aws: Any
+    ranked: dict[str, Any], publish_env: str, stage_aws: Any
 ) -> None:
     event = ranked["overall"]
     uri = parse_s3_uri(event["entries_uri"])
@@ -168,7 +168,7 @@ def test_concurrent_publishes_of_one_run_make_one_snapshot(
     results: list[Any] = []
 
     def one_publish() -> None:
-        with psycopg.connect(stage_env) as conn:
+        with psycopg.connect(publish_env) as conn:
             result = snapshots.publish_entries(
                 conn,
                 slug="overall",
@@ -182,27 +182,27 @@ def test_concurrent_publishes_of_one_run_make_one_snapshot(
 
     # Hold the entry table so that both transactions are in flight at once: one waits to insert
     # its entries, the other waits on the first one's snapshot row (ON CONFLICT).
-    with psycopg.connect(stage_env) as blocker:
+    with psycopg.connect(publish_env) as blocker:
         blocker.execute("LOCK TABLE api.leaderboard_entry IN EXCLUSIVE MODE")
         threads = [threading.Thread(target=one_publish) for _ in range(2)]
         for thread in threads:
             thread.start()
-        _waiting_on_locks(stage_env, 2)
+        _waiting_on_locks(publish_env, 2)
         blocker.rollback()
     for thread in threads:
         thread.join(30)
     assert len(results) == 2
     assert results[0]["snapshot_id"] == results[1]["snapshot_id"]
     assert sorted(r["created"] for r in results) == [False, True]
-    assert _count(stage_env, "leaderboard_snapshot") == 1
-    assert _count(stage_env, "leaderboard_entry") == event["ranked_count"]
+    assert _count(publish_env, "leaderboard_snapshot") == 1
+    assert _count(publish_env, "leaderboard_entry") == event["ranked_count"]
 
 
 def test_a_publish_killed_before_commit_leaves_nothing(
-    ranked: dict[str, Any], stage_env: str, lambda_context: Any
+    ranked: dict[str, Any], publish_env: str, lambda_context: Any
 ) -> None:
     # A deferred trigger runs at COMMIT, after every entry is inserted: it kills the session.
-    with psycopg.connect(stage_env) as conn:
+    with psycopg.connect(publish_env) as conn:
         conn.execute(
             "CREATE FUNCTION public.die_at_commit() RETURNS trigger LANGUAGE plpgsql AS $$"
             " BEGIN PERFORM pg_terminate_backend(pg_backend_pid()); PERFORM pg_sleep(10);"
@@ -214,25 +214,27 @@ def test_a_publish_killed_before_commit_leaves_nothing(
         )
     with pytest.raises(DatabaseUnavailable):
         publish(ranked["overall"], lambda_context)
-    assert _count(stage_env, "leaderboard_snapshot") == _count(stage_env, "leaderboard_entry") == 0
+    assert (
+        _count(publish_env, "leaderboard_snapshot") == _count(publish_env, "leaderboard_entry") == 0
+    )
 
-    with psycopg.connect(stage_env) as conn:
+    with psycopg.connect(publish_env) as conn:
         conn.execute("DROP TRIGGER die_at_commit ON api.leaderboard_entry")
     result = publish(ranked["overall"], lambda_context)
-    assert result["created"] and _count(stage_env, "leaderboard_snapshot") == 1
+    assert result["created"] and _count(publish_env, "leaderboard_snapshot") == 1
 
 
 def test_entries_for_deleted_models_are_refused(
-    ranked: dict[str, Any], stage_env: str, stage_aws: Any, lambda_context: Any
+    ranked: dict[str, Any], publish_env: str, stage_aws: Any, lambda_context: Any
 ) -> None:
     event = ranked["overall"]
     gone = [e["model_id"] for e in _entries_document(stage_aws, event)["entries"][:2]]
-    with psycopg.connect(stage_env) as conn:
+    with psycopg.connect(publish_env) as conn:
         conn.execute("DELETE FROM api.model WHERE id = ANY(%s::uuid[])", (gone,))
     with pytest.raises(ModelNotFound) as caught:
         publish(event, lambda_context)
     assert all(model_id in str(caught.value) for model_id in gone)
-    assert _count(stage_env, "leaderboard_snapshot") == 0
+    assert _count(publish_env, "leaderboard_snapshot") == 0
 
 
 def _rewrite(stage_aws: Any, event: dict[str, Any], change: Any) -> None:
@@ -254,7 +256,7 @@ def _rewrite(stage_aws: Any, event: dict[str, Any], change: Any) -> None:
 )
 def test_corrupt_entries_are_refused_and_nothing_is_written(
     ranked: dict[str, Any],
-    stage_env: str,
+    publish_env: str,
     stage_aws: Any,
     lambda_context: Any,
     change: Any,
@@ -264,11 +266,11 @@ def test_corrupt_entries_are_refused_and_nothing_is_written(
     _rewrite(stage_aws, event, change)
     with pytest.raises(ArtifactCorrupt, match=message):
         publish(event, lambda_context)
-    assert _count(stage_env, "leaderboard_snapshot") == 0
+    assert _count(publish_env, "leaderboard_snapshot") == 0
 
 
 def test_missing_or_unreadable_entries(
-    ranked: dict[str, Any], stage_env: str, stage_aws: Any, lambda_context: Any
+    ranked: dict[str, Any], publish_env: str, stage_aws: Any, lambda_context: Any
 ) -> None:
     event = ranked["overall"]
     with pytest.raises(ArtifactMissing):
@@ -276,17 +278,17 @@ def test_missing_or_unreadable_entries(
     put_object(stage_aws, event["entries_uri"], b"{not json")
     with pytest.raises(ArtifactCorrupt, match="not a JSON document"):
         publish(event, lambda_context)
-    assert _count(stage_env, "leaderboard_snapshot") == 0
+    assert _count(publish_env, "leaderboard_snapshot") == 0
 
 
 def test_nothing_ranked_publishes_nothing(
-    stage_env: str, lambda_context: Any, monkeypatch: pytest.MonkeyPatch
+    publish_env: str, lambda_context: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("MIN_EVALS", "100000")
     event = _chain(lambda_context, ["genomics"])["genomics"]
     with pytest.raises(NotEnoughData, match="fewer than 100000 evaluations"):
         publish(event, lambda_context)
-    assert _count(stage_env, "leaderboard_snapshot") == 0
+    assert _count(publish_env, "leaderboard_snapshot") == 0
 
 
 @pytest.mark.parametrize(
@@ -303,13 +305,13 @@ def test_nothing_ranked_publishes_nothing(
     ],
 )
 def test_malformed_events_are_refused(
-    ranked: dict[str, Any], stage_env: str, lambda_context: Any, change: Any, field: str
+    ranked: dict[str, Any], publish_env: str, lambda_context: Any, change: Any, field: str
 ) -> None:
     event = payload(ranked["overall"])
     change(event)
     with pytest.raises(InvalidInput, match=field):
         publish(event, lambda_context)
-    assert _count(stage_env, "leaderboard_snapshot") == 0
+    assert _count(publish_env, "leaderboard_snapshot") == 0
 
 
 def test_database_down_is_transient(
@@ -320,14 +322,14 @@ def test_database_down_is_transient(
         publish(ranked["overall"], lambda_context)
 
 
-def test_operator_functions(ranked: dict[str, Any], stage_env: str, lambda_context: Any) -> None:
+def test_operator_functions(ranked: dict[str, Any], publish_env: str, lambda_context: Any) -> None:
     public = publish(ranked["overall"], lambda_context)
     private_event = _chain(
         lambda_context, ["overall"], run_at="2025-06-02T06:00:00Z", publish=False
     )
     private = publish(private_event["overall"], lambda_context)
     genomics = publish(ranked["genomics"], lambda_context)
-    with psycopg.connect(stage_env) as conn:
+    with psycopg.connect(publish_env) as conn:
         listed = snapshots.list_snapshots(conn)
         assert [(s.leaderboard_slug, s.snapshot_identifier, s.visibility) for s in listed] == [
             ("genomics", "snapshot_2025-06-01_06-00-00", "public"),
@@ -368,7 +370,7 @@ def test_operator_functions(ranked: dict[str, Any], stage_env: str, lambda_conte
             snapshots.set_visibility(conn, public["snapshot_id"], "hidden")  # type: ignore[arg-type]
         with pytest.raises(InvalidInput, match="snapshot_id"):
             snapshots.delete_snapshot(conn, "1 OR 1=1")
-    assert _count(stage_env, "leaderboard_snapshot") == 2
+    assert _count(publish_env, "leaderboard_snapshot") == 2
 
 
 # --- pure helpers -------------------------------------------------------------------------------
