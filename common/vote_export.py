@@ -98,12 +98,20 @@ class Leaderboard:
 class ExportedVotes:
     parquet: pa.Buffer
     vote_count: int
-    models_used: np.ndarray
-    """Boolean mask over the catalogue's rows: the models in at least one vote."""
+    model_votes: np.ndarray
+    """Per catalogue row: the evaluations the model took part in."""
+
+    @property
+    def models_used(self) -> np.ndarray:
+        """Boolean mask over the catalogue's rows: the models in at least one vote."""
+        return self.model_votes > 0
 
     @property
     def model_count(self) -> int:
         return int(self.models_used.sum())
+
+    def models_with(self, min_evals: int) -> int:
+        return int((self.model_votes >= max(min_evals, 1)).sum())
 
 
 # --- pure parts -----------------------------------------------------------------------------------
@@ -203,13 +211,26 @@ def votes_batch(rows: np.ndarray, catalogue: Catalogue) -> tuple[pa.RecordBatch,
 
 
 def sparse_reason(
-    vote_count: int, model_count: int, min_battles: int, min_models: int
+    vote_count: int,
+    model_count: int,
+    min_battles: int,
+    min_models: int,
+    *,
+    models_over_min_evals: int | None = None,
+    min_evals: int = 0,
 ) -> str | None:
-    """Why a leaderboard is too sparse to rank, or None when it is not."""
+    """Why a leaderboard is too sparse to rank, or None when it is not.
+
+    Beyond upstream's gate (battles, models), a leaderboard where no model reaches ``min_evals``
+    evaluations is skipped too: every entry would be dropped after the fit, and an empty
+    snapshot must neither be published nor fail the whole run.
+    """
     if vote_count < min_battles:
         return f"fewer than {min_battles} battles ({vote_count})"
     if model_count < min_models:
         return f"fewer than {min_models} models ({model_count})"
+    if models_over_min_evals == 0:
+        return f"no model with {min_evals} evaluations"
     return None
 
 
@@ -326,7 +347,7 @@ def export_votes(
     """Stream one leaderboard's votes into Parquet bytes (one row group per batch); runs inside
     the transaction that read ``catalogue``."""
     statement, params = votes_query(slug, filters.for_leaderboard(slug), run_at)
-    used = np.zeros(catalogue.table.num_rows, dtype=bool)
+    model_votes = np.zeros(catalogue.table.num_rows, dtype=np.int64)
     count = 0
     sink = pa.BufferOutputStream()
     with (
@@ -341,9 +362,9 @@ def export_votes(
         for rows in copy_row_batches(messages, ROWS_PER_GROUP):
             batch, models = votes_batch(rows, catalogue)
             writer.write_batch(batch)
-            used[models] = True
+            model_votes += np.bincount(models, minlength=len(model_votes))
             count += len(rows)
-    return ExportedVotes(parquet=sink.getvalue(), vote_count=count, models_used=used)
+    return ExportedVotes(parquet=sink.getvalue(), vote_count=count, model_votes=model_votes)
 
 
 def open_snapshot(conn: psycopg.Connection) -> None:
@@ -361,6 +382,7 @@ def fetch_leaderboards(
     *,
     min_battles: int,
     min_models: int,
+    min_evals: int = 0,
 ) -> tuple[list[LeaderboardBatch], list[Skipped]]:
     """Export every selected leaderboard's votes and models under ``prefix``; skip sparse ones."""
     open_snapshot(conn)
@@ -372,8 +394,9 @@ def fetch_leaderboards(
         for board in boards:
             exported = export_votes(conn, board.slug, filters, run_at, catalogue)
             reason = sparse_reason(
-                exported.vote_count, exported.model_count, min_battles, min_models
-            )
+                exported.vote_count, exported.model_count, min_battles, min_models,
+                models_over_min_evals=exported.models_with(min_evals), min_evals=min_evals,
+            )  # fmt: skip
             if reason is not None:
                 skipped.append(Skipped(slug=board.slug, reason=reason))
                 continue

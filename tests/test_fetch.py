@@ -219,6 +219,10 @@ def test_sparse_leaderboards_are_skipped_with_the_reason(
     monkeypatch.setenv("MIN_MODELS", "13")
     result = fetch(fetch_event(leaderboards=["overall"]), lambda_context)
     assert result["skipped"] == [{"slug": "overall", "reason": "fewer than 13 models (12)"}]
+    monkeypatch.setenv("MIN_MODELS", "4")
+    monkeypatch.setenv("MIN_EVALS", "100000")
+    result = fetch(fetch_event(leaderboards=["overall"]), lambda_context)
+    assert result["skipped"] == [{"slug": "overall", "reason": "no model with 100000 evaluations"}]
 
 
 def test_filter_configuration_is_honored(
@@ -327,6 +331,11 @@ def test_sparse_reason() -> None:
     assert vote_export.sparse_reason(30, 4, 30, 4) is None
     assert vote_export.sparse_reason(29, 9, 30, 4) == "fewer than 30 battles (29)"
     assert vote_export.sparse_reason(99, 3, 30, 4) == "fewer than 4 models (3)"
+    assert (
+        vote_export.sparse_reason(99, 9, 30, 4, models_over_min_evals=0, min_evals=10)
+        == "no model with 10 evaluations"
+    )
+    assert vote_export.sparse_reason(99, 9, 30, 4, models_over_min_evals=1, min_evals=10) is None
 
 
 def test_run_at_is_the_only_clock(stage_env: str, stage_aws: Any, lambda_context: Any) -> None:

@@ -284,8 +284,10 @@ def test_missing_or_unreadable_entries(
 def test_nothing_ranked_publishes_nothing(
     publish_env: str, lambda_context: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # Fetch skips such a leaderboard; publish still refuses an empty snapshot on its own.
+    fetched = payload(fetch(fetch_event(leaderboards=["genomics"]), lambda_context))
     monkeypatch.setenv("MIN_EVALS", "100000")
-    event = _chain(lambda_context, ["genomics"])["genomics"]
+    event = payload(rank(rank_events(fetched)[0], lambda_context))
     with pytest.raises(NotEnoughData, match="fewer than 100000 evaluations"):
         publish(event, lambda_context)
     assert _count(publish_env, "leaderboard_snapshot") == 0

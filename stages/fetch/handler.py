@@ -33,6 +33,7 @@ def handler(event: Any, context: Any) -> FetchResult:
         boards, skipped = vote_export.fetch_leaderboards(
             conn, request["leaderboards"], filters, run_at, parse_s3_uri(run["artifacts_prefix"]),
             min_battles=settings.min_battles, min_models=settings.min_models,
+            min_evals=settings.min_evals,
         )  # fmt: skip
     metrics.add_metric(
         name="BattlesFetched", unit=MetricUnit.Count, value=sum(b["vote_count"] for b in boards)
