@@ -22,7 +22,6 @@ same database.
 
 from __future__ import annotations
 
-import math
 import os
 import time
 from datetime import UTC, datetime
@@ -33,38 +32,10 @@ from typing import Any
 import psycopg
 
 from bench import Benchmark, isolated, mark_start
-from common import localdb, simulate
+from bench.arena import BENCH_DIR, MODELS, seeded_database
 
-MODELS = 100
 VOTES = 1_000_000
 BOOTSTRAP = 1000
-SEED = 1
-BENCH_DIR = Path(os.environ.get("LEADERBOARD_LOCAL_DIR", ".local")) / "bench"
-# Share of simulated battles that count for `overall`: voted x validated x biomedical.
-OVERALL_SHARE = (
-    (1 - simulate.UNVOTED_RATE) * (1 - simulate.UNVALIDATED_RATE) * simulate.BIOMEDICAL_RATE
-)
-
-
-def seeded_database(votes: int, models: int = MODELS) -> str:
-    """URL of the bench arena with about ``votes`` votes in ``overall``; seeded once, then reused."""
-    battles = math.ceil(votes / OVERALL_SHARE)
-    admin = localdb.embedded_server(BENCH_DIR / "postgres")
-    name = f"bench_e2e_{models}x{battles}_s{SEED}"
-    url = localdb.with_database(admin, name)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
-    if exists:
-        with psycopg.connect(url) as conn:
-            row = conn.execute("SELECT count(*) FROM api.battle").fetchone()
-        if row and row[0] == battles:
-            return url
-    url = localdb.create_database(admin, name, replace=True)
-    print(f"#   seeding {battles:,} battles into {name} (once; kept in {BENCH_DIR})", flush=True)
-    simulate.write_database(simulate.simulate_arena(models, battles, seed=SEED), url)
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("VACUUM ANALYZE")
-    return url
 
 
 def _stage_seconds(history: list[dict[str, Any]]) -> dict[str, float]:

@@ -16,7 +16,6 @@ Seeded databases are kept in ``.local/bench-postgres`` and reused when their siz
 
 from __future__ import annotations
 
-import math
 import os
 import tempfile
 import time
@@ -28,16 +27,9 @@ from typing import Any
 import psycopg
 
 from bench import Benchmark, isolated, mark_start
-from common import localdb, simulate
+from bench.arena import MODELS, seeded_database
 
-MODELS = 100
-SEED = 1
-DATA_DIR = Path(os.environ.get("LEADERBOARD_LOCAL_DIR", ".local")) / "bench-postgres"
 BUCKET = "bench-artifacts"
-# Share of simulated battles that end up in `overall`: voted x validated x biomedical.
-OVERALL_SHARE = (
-    (1 - simulate.UNVOTED_RATE) * (1 - simulate.UNVALIDATED_RATE) * simulate.BIOMEDICAL_RATE
-)
 
 BASELINE_QUERY = """
 SELECT e.id AS evaluation_id, b.model1_id, b.model2_id, e.outcome, e.created_at AS evaluated_at
@@ -46,34 +38,6 @@ JOIN api.battle b ON b.id = e.battle_id
 JOIN api.battle_validation v ON v.id = b.effective_validation_id
 WHERE v.is_biomedical AND e.created_at <= %(until)s
 """
-
-
-def _seeded(votes: int) -> str:
-    """URL of a database holding a simulated arena with about ``votes`` votes in ``overall``."""
-    battles = math.ceil(votes / OVERALL_SHARE)
-    admin = localdb.embedded_server(DATA_DIR)
-    name = f"bench_fetch_{MODELS}x{battles}_s{SEED}"
-    url = localdb.with_database(admin, name)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
-    if exists:
-        with psycopg.connect(url) as conn:
-            row = conn.execute("SELECT count(*) FROM api.battle").fetchone()
-        if row and row[0] == battles:
-            return url
-    url = localdb.create_database(admin, name, replace=True)
-    print(f"#   seeding {battles} battles into {name} (once; kept in {DATA_DIR})", flush=True)
-    # In a child process: a child's ru_maxrss starts from its parent's, so the parent of the
-    # measured processes must never hold the simulated arena.
-    isolated(_seed, url, battles)
-    return url
-
-
-def _seed(url: str, battles: int) -> dict[str, Any]:
-    simulate.write_database(simulate.simulate_arena(MODELS, battles, seed=SEED), url)
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("VACUUM ANALYZE")
-    return {}
 
 
 def _aws_env(url: str) -> None:
@@ -209,7 +173,7 @@ def _size(n: int) -> str:
 
 
 def _fetch_speed(votes: int) -> list[dict[str, Any]]:
-    url = _seeded(votes)
+    url = seeded_database(votes)
     run_at = _now()
     ours = isolated(_ours, url, run_at, 3, None)
     base = isolated(_baseline, url, run_at)
@@ -237,7 +201,7 @@ def _fetch_speed(votes: int) -> list[dict[str, Any]]:
 
 
 def _memory(votes: int) -> list[dict[str, Any]]:
-    url = _seeded(votes)
+    url = seeded_database(votes)
     run_at = _now()
     with tempfile.TemporaryDirectory(prefix="bench-fetch-") as folder:
         fetched = isolated(_ours, url, run_at, 1, folder)

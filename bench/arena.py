@@ -1,0 +1,50 @@
+"""The benchmarks' simulated arena: an embedded PostgreSQL seeded once by ``common.simulate``,
+then reused by every benchmark that reads it (fetch, e2e) while its size matches."""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from bench import isolated
+from common import localdb, simulate
+
+MODELS = 100
+SEED = 1
+BENCH_DIR = Path(os.environ.get("LEADERBOARD_LOCAL_DIR", ".local")) / "bench"
+# Share of simulated battles that count for `overall`: voted x validated x biomedical.
+OVERALL_SHARE = (
+    (1 - simulate.UNVOTED_RATE) * (1 - simulate.UNVALIDATED_RATE) * simulate.BIOMEDICAL_RATE
+)
+
+
+def seeded_database(votes: int, models: int = MODELS) -> str:
+    """URL of a database holding a simulated arena with about ``votes`` votes in ``overall``."""
+    battles = math.ceil(votes / OVERALL_SHARE)
+    admin = localdb.embedded_server(BENCH_DIR / "postgres")
+    name = f"bench_{models}x{battles}_s{SEED}"
+    url = localdb.with_database(admin, name)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+    if exists:
+        with psycopg.connect(url) as conn:
+            row = conn.execute("SELECT count(*) FROM api.battle").fetchone()
+        if row and row[0] == battles:
+            return url
+    url = localdb.create_database(admin, name, replace=True)
+    print(f"#   seeding {battles:,} battles into {name} (once; kept in {BENCH_DIR})", flush=True)
+    # In a child process: a child's ru_maxrss starts from its parent's, so the parent of the
+    # measured processes must never hold the simulated arena.
+    isolated(_seed, url, models, battles)
+    return url
+
+
+def _seed(url: str, models: int, battles: int) -> dict[str, Any]:
+    simulate.write_database(simulate.simulate_arena(models, battles, seed=SEED), url)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("VACUUM ANALYZE")
+    return {}
