@@ -36,7 +36,9 @@ from common.slack_capture import SlackServer
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
-POLL_S = 0.05
+POLL_S = (0.05, 0.5)
+"""Polling interval bounds: moto answers each poll with the whole history, serialized while the
+stages wait for the GIL, so a long run is polled less and less often (up to every 0.5 s)."""
 FINAL_STATUSES = ("SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED")
 _END_EVENTS = ("ExecutionSucceeded", "ExecutionFailed", "ExecutionTimedOut", "ExecutionAborted")
 INTERPRETER_DRAIN_S = 60.0
@@ -439,6 +441,7 @@ class LocalPipeline:
         """Follow an execution to its end, then save it (with the bucket's objects)."""
         seen = 0
         history: list[dict[str, Any]] = []
+        interval, longest = POLL_S
         while True:
             described = self.sfn.describe_execution(executionArn=execution_arn)
             history = self._history(execution_arn)
@@ -448,7 +451,8 @@ class LocalPipeline:
             seen = len(history)
             if described["status"] in FINAL_STATUSES:
                 break
-            time.sleep(POLL_S)
+            time.sleep(interval)
+            interval = min(interval * 1.5, longest)
         # moto lets a failed Map's other iterations run on (AWS aborts them): what they log after
         # the execution ended is not its history, and would make a redrive skip their work.
         history = _until_end(history)
