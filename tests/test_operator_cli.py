@@ -21,53 +21,13 @@ from common import cli, moto_lambda, operator
 from common.errors import DatabaseUnavailable, InvalidInput
 from common.local_runner import ExecutionRecord, ExecutionStore
 from common.redrive import plan_redrive, redrive_definition
+from tests.toy_pipeline import DEFINITION, create_functions, create_role
 
 REGION = "eu-west-1"
 ACCOUNT = "123456789012"
 MACHINE = "bixarena-leaderboard-test"
 SM_ARN = f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:{MACHINE}"
 CALLER = f"arn:aws:sts::{ACCOUNT}:user/moto"
-
-
-def _task(function: str, nxt: str | None, retry: bool = False) -> dict[str, Any]:
-    state: dict[str, Any] = {
-        "Type": "Task",
-        "Resource": "arn:aws:states:::lambda:invoke",
-        "Parameters": {"FunctionName": function, "Payload.$": "$"},
-        "OutputPath": "$.Payload",
-    }
-    if retry:
-        state["Retry"] = [
-            {"ErrorEquals": ["DatabaseUnavailable"], "IntervalSeconds": 1, "MaxAttempts": 2}
-        ]
-    state.update({"Next": nxt} if nxt else {"End": True})
-    return state
-
-
-# The pipeline's shape: Fetch -> Map over leaderboards (Rank -> Publish) -> Notify.
-DEFINITION: dict[str, Any] = {
-    "StartAt": "Fetch",
-    "States": {
-        "Fetch": _task("fetch", "RankAndPublish"),
-        "RankAndPublish": {
-            "Type": "Map",
-            "ItemsPath": "$.leaderboards",
-            "ItemSelector": {"run.$": "$.run", "leaderboard.$": "$$.Map.Item.Value"},
-            "MaxConcurrency": 1,
-            "ResultPath": "$.results",
-            "ItemProcessor": {
-                "ProcessorConfig": {"Mode": "INLINE"},
-                "StartAt": "Rank",
-                "States": {
-                    "Rank": _task("rank", "Publish", retry=True),
-                    "Publish": _task("publish", None),
-                },
-            },
-            "Next": "Notify",
-        },
-        "Notify": _task("notify", None),
-    },
-}
 
 
 @dataclass
@@ -82,7 +42,7 @@ class Stages:
         if name == "fetch":
             return {
                 "run": {"run_id": "r"},
-                "leaderboards": [{"slug": s} for s in event["leaderboards"]],
+                "leaderboards": [{"slug": s} for s in event["request"]["leaderboards"]],
             }
         if name == "rank" and event["leaderboard"]["slug"] in self.flaky:
             self.flaky.discard(event["leaderboard"]["slug"])
@@ -103,7 +63,9 @@ def idle_sfn() -> Iterator[Any]:
     """Step Functions in moto that does not execute: started executions stay RUNNING."""
     with mock_aws():
         sfn = boto3.client("stepfunctions", region_name=REGION)
-        sfn.create_state_machine(name=MACHINE, definition=json.dumps(DEFINITION), roleArn=_role())
+        sfn.create_state_machine(
+            name=MACHINE, definition=json.dumps(DEFINITION), roleArn=create_role(REGION)
+        )
         yield sfn
 
 
@@ -115,23 +77,11 @@ def live() -> Iterator[tuple[Any, Stages]]:
         mock_aws(config={"stepfunctions": {"execute_state_machine": True}}),
         moto_lambda.in_process(stages),
     ):
-        role = _role()
-        lam = boto3.client("lambda", region_name=REGION)
-        for name in ("fetch", "rank", "publish", "notify"):
-            lam.create_function(
-                FunctionName=name,
-                Role=role,
-                PackageType="Image",
-                Code={"ImageUri": f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/leaderboard:test"},
-            )
+        role = create_role(REGION)
+        create_functions(role, REGION)
         sfn = boto3.client("stepfunctions", region_name=REGION)
         sfn.create_state_machine(name=MACHINE, definition=json.dumps(DEFINITION), roleArn=role)
         yield sfn, stages
-
-
-def _role() -> str:
-    iam = boto3.client("iam", region_name=REGION)
-    return str(iam.create_role(RoleName="sfn", AssumeRolePolicyDocument="{}")["Role"]["Arn"])
 
 
 def _execute(sfn: Any, name: str, leaderboards: list[str]) -> dict[str, Any]:

@@ -14,56 +14,9 @@ from moto import mock_aws
 from common import moto_lambda
 from common.errors import DatabaseUnavailable, InvalidInput
 from common.redrive import NotRedrivable, plan_redrive, redrive_definition
+from tests.toy_pipeline import DEFINITION, create_functions, create_role, task
 
 REGION = "us-east-1"
-
-
-def _task(function: str, parameters: dict[str, Any], nxt: str | None) -> dict[str, Any]:
-    state: dict[str, Any] = {
-        "Type": "Task",
-        "Resource": "arn:aws:states:::lambda:invoke",
-        "Parameters": {"FunctionName": function, **parameters},
-        "OutputPath": "$.Payload",
-        "Retry": [
-            {
-                "ErrorEquals": ["DatabaseUnavailable"],
-                "IntervalSeconds": 1,
-                "MaxAttempts": 2,
-                "BackoffRate": 2,
-            }
-        ],
-    }
-    state.update({"Next": nxt} if nxt else {"End": True})
-    return state
-
-
-DEFINITION: dict[str, Any] = {
-    "StartAt": "Fetch",
-    "States": {
-        "Fetch": _task(
-            "fetch",
-            {"Payload": {"request.$": "$", "execution_name.$": "$$.Execution.Name"}},
-            "RankAndPublish",
-        ),
-        "RankAndPublish": {
-            "Type": "Map",
-            "ItemsPath": "$.leaderboards",
-            "ItemSelector": {"run.$": "$.run", "leaderboard.$": "$$.Map.Item.Value"},
-            "MaxConcurrency": 1,
-            "ResultPath": "$.results",
-            "ItemProcessor": {
-                "ProcessorConfig": {"Mode": "INLINE"},
-                "StartAt": "Rank",
-                "States": {
-                    "Rank": _task("rank", {"Payload.$": "$"}, "Publish"),
-                    "Publish": _task("publish", {"Payload.$": "$"}, None),
-                },
-            },
-            "Next": "Notify",
-        },
-        "Notify": _task("notify", {"Payload": {"run.$": "$.run", "results.$": "$.results"}}, None),
-    },
-}
 
 
 class ToyStages:
@@ -94,22 +47,6 @@ def sfn() -> Iterator[Any]:
         yield boto3.client("stepfunctions", region_name=REGION)
 
 
-def _role() -> str:
-    iam = boto3.client("iam", region_name=REGION)
-    return iam.create_role(RoleName="sfn", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
-
-
-def _functions(role: str) -> None:
-    lam = boto3.client("lambda", region_name=REGION)
-    for name in ("fetch", "rank", "publish", "notify"):
-        lam.create_function(
-            FunctionName=name,
-            Role=role,
-            PackageType="Image",
-            Code={"ImageUri": "123456789012.dkr.ecr.us-east-1.amazonaws.com/leaderboard:local"},
-        )
-
-
 def _run(
     sfn: Any, definition: dict[str, Any], name: str, payload: Any, role: str
 ) -> dict[str, Any]:
@@ -136,8 +73,8 @@ def test_moto_still_has_the_patched_method() -> None:
 def test_handler_errors_reach_the_state_machine_as_lambda_errors(
     sfn: Any, retry_sleeps: list[float]
 ) -> None:
-    role = _role()
-    _functions(role)
+    role = create_role(REGION)
+    create_functions(role, REGION)
     attempts: list[str] = []
 
     def flaky(name: str, event: Any, context: moto_lambda.InvocationContext) -> Any:
@@ -147,7 +84,7 @@ def test_handler_errors_reach_the_state_machine_as_lambda_errors(
             raise DatabaseUnavailable("connection refused")
         return {"ok": True}
 
-    definition = {"StartAt": "Only", "States": {"Only": _task("fetch", {"Payload.$": "$"}, None)}}
+    definition = {"StartAt": "Only", "States": {"Only": task("fetch", {"Payload.$": "$"}, None)}}
     with moto_lambda.in_process(flaky):
         result = _run(sfn, definition, "flaky", {}, role)
     assert result["status"] == "SUCCEEDED", result
@@ -160,8 +97,8 @@ def test_handler_errors_reach_the_state_machine_as_lambda_errors(
 def test_redrive_reruns_only_the_failed_leaderboard_from_its_failed_state(
     sfn: Any, retry_sleeps: list[float]
 ) -> None:
-    role = _role()
-    _functions(role)
+    role = create_role(REGION)
+    create_functions(role, REGION)
     stages = ToyStages()
     stages.broken.add(("publish", "genetics"))
     with moto_lambda.in_process(stages):
@@ -197,8 +134,8 @@ def test_redrive_reruns_only_the_failed_leaderboard_from_its_failed_state(
 
 
 def test_redrive_of_a_failed_first_state_keeps_the_execution_name(sfn: Any) -> None:
-    role = _role()
-    _functions(role)
+    role = create_role(REGION)
+    create_functions(role, REGION)
     stages = ToyStages()
 
     def fetch_down(name: str, event: Any, context: moto_lambda.InvocationContext) -> Any:
@@ -219,8 +156,8 @@ def test_redrive_of_a_failed_first_state_keeps_the_execution_name(sfn: Any) -> N
 
 
 def test_a_succeeded_execution_is_not_redrivable(sfn: Any) -> None:
-    role = _role()
-    _functions(role)
+    role = create_role(REGION)
+    create_functions(role, REGION)
     with moto_lambda.in_process(ToyStages()):
         done = _run(sfn, DEFINITION, "run-3", {"leaderboards": ["overall"]}, role)
     assert done["status"] == "SUCCEEDED"
@@ -229,8 +166,8 @@ def test_a_succeeded_execution_is_not_redrivable(sfn: Any) -> None:
 
 
 def test_a_failed_redrive_can_be_redriven_again(sfn: Any, retry_sleeps: list[float]) -> None:
-    role = _role()
-    _functions(role)
+    role = create_role(REGION)
+    create_functions(role, REGION)
     stages = ToyStages()
     stages.broken.add(("publish", "genetics"))
     with moto_lambda.in_process(stages):
