@@ -1,4 +1,4 @@
-"""The benchmarks' simulated arena: an embedded PostgreSQL seeded once by ``common.simulate``,
+"""The benchmarks' simulated arena: an embedded PostgreSQL seeded once by ``local.simulate``,
 then reused by every benchmark that reads it (fetch, e2e) while its size matches."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Any
 import psycopg
 
 from bench import isolated
-from common import localdb, simulate
+from local import postgres, simulate
 
 MODELS = 100
 SEED = 1
@@ -25,9 +25,9 @@ OVERALL_SHARE = (
 def seeded_database(votes: int, models: int = MODELS) -> str:
     """URL of a database holding a simulated arena with about ``votes`` votes in ``overall``."""
     battles = math.ceil(votes / OVERALL_SHARE)
-    admin = localdb.embedded_server(BENCH_DIR / "postgres")
+    admin = postgres.embedded_server(BENCH_DIR / "postgres")
     name = f"bench_{models}x{battles}_s{SEED}"
-    url = localdb.with_database(admin, name)
+    url = postgres.with_database(admin, name)
     with psycopg.connect(admin, autocommit=True) as conn:
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
     if exists:
@@ -35,7 +35,7 @@ def seeded_database(votes: int, models: int = MODELS) -> str:
             row = conn.execute("SELECT count(*) FROM api.battle").fetchone()
         if row and row[0] == battles:
             return url
-    url = localdb.create_database(admin, name, replace=True)
+    url = postgres.create_database(admin, name, replace=True)
     print(f"#   seeding {battles:,} battles into {name} (once; kept in {BENCH_DIR})", flush=True)
     # In a child process: a child's ru_maxrss starts from its parent's, so the parent of the
     # measured processes must never hold the simulated arena.

@@ -1,8 +1,8 @@
 """End-to-end benchmarks: the deployed state machine, run locally, on a million votes.
 
-The local runner (``common.local_runner``: the synthesized stack's definition in moto's
+The local runner (``local.pipeline``: the synthesized stack's definition in moto's
 interpreter, the real handlers in-process, PostgreSQL through the switchable proxy) executes one
-scheduled-style run, B = 1000, on an embedded PostgreSQL seeded by ``common.simulate`` with 100
+scheduled-style run, B = 1000, on an embedded PostgreSQL seeded by ``local.simulate`` with 100
 models and enough battles for about 1M votes in ``overall``. Each run executes in a fresh process
 (see ``bench.isolated``): one cold execution, as a day's scheduled run meets it.
 
@@ -39,7 +39,7 @@ BOOTSTRAP = 1000
 
 
 def _stage_seconds(history: list[dict[str, Any]]) -> dict[str, float]:
-    from common.run_report import stage_durations
+    from cli.report import stage_durations
 
     durations = dict(stage_durations(history))
     return {
@@ -54,9 +54,9 @@ def _stage_seconds(history: list[dict[str, Any]]) -> dict[str, float]:
 def _run(url: str, state_dir: str, leaderboards: list[str] | str) -> dict[str, Any]:
     """One local execution over ``leaderboards``, in this fresh process."""
     os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
-    from common.local_commands import REPO_ROOT, template
-    from common.local_runner import ExecutionStore, LocalPipeline
-    from common.run_report import published_results
+    from cli.local_run import REPO_ROOT, template
+    from cli.report import published_results
+    from local.pipeline import ExecutionStore, LocalPipeline
 
     stack = template(REPO_ROOT / ".local")
     run_at = datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")

@@ -1,6 +1,6 @@
 """Fetch benchmarks: votes from a real PostgreSQL into Parquet in (moto's) S3.
 
-``fetch/1M``: an embedded PostgreSQL seeded by ``common.simulate`` (100 models, enough battles for
+``fetch/1M``: an embedded PostgreSQL seeded by ``local.simulate`` (100 models, enough battles for
 about 1M votes in ``overall`` after upstream's filters) and the fetch stage's handler exporting
 ``overall`` (binary COPY -> NumPy -> Parquet -> S3), best of 3 after a warm-up run; against the
 baseline "as upstream does it": the same filtered rows fetched with psycopg's ``dict_row`` and
@@ -53,7 +53,7 @@ def _aws_env(url: str) -> None:
 
 
 def _context() -> Any:
-    from common.moto_lambda import InvocationContext
+    from local.moto_lambda import InvocationContext
 
     return InvocationContext(
         "bench", "arn:aws:lambda:us-east-1:123456789012:function:bench", 3008, 900

@@ -17,7 +17,7 @@ from typing import Any
 
 from bench import Benchmark, isolated, mark_start
 from bench.e2e import BENCH_DIR
-from common import localdb
+from local import postgres
 
 MODELS = 100
 BATTLES = 1_000_000
@@ -25,7 +25,7 @@ BATTLES = 1_000_000
 
 def _command(argv: list[str]) -> dict[str, Any]:
     """``leaderboard`` with ``argv``, in this fresh process; its one output line comes back."""
-    from common.cli import main
+    from cli.main import main
 
     mark_start()
     printed = io.StringIO()
@@ -56,8 +56,8 @@ def _measurement(name: str, measured: dict[str, Any], target: str) -> dict[str, 
 def _simulate() -> list[dict[str, Any]]:
     size = f"{BATTLES // 1_000_000}M"
     common = ["simulate", "--models", str(MODELS), "--battles", str(BATTLES)]
-    admin = localdb.embedded_server(BENCH_DIR / "postgres")
-    url = localdb.create_database(admin, "bench_simulate", replace=True)
+    admin = postgres.embedded_server(BENCH_DIR / "postgres")
+    url = postgres.create_database(admin, "bench_simulate", replace=True)
     into_database = isolated(_command, [*common, "--database-url", url])
     with tempfile.TemporaryDirectory(prefix="bench-simulate-") as folder:
         into_parquet = isolated(_command, [*common, "--output", str(Path(folder, "arena.parquet"))])

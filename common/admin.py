@@ -5,7 +5,7 @@ from the request body to the leaderboards and bootstrap count wanted (the pipeli
 plus a whitelist of known leaderboards since the endpoint has no database access), from those to
 the execution input, and from a named error to its HTTP status and JSON body
 ``{"error": code, "message": ...}``. Messages come from our own errors, which never hold the
-token. The Step Functions calls live in ``common.executions``; the handler strings them together.
+token. The Step Functions calls live in ``common.stepfunctions.executions``; the handler strings them together.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from common.errors import (
     PipelineError,
     StepFunctionsUnavailable,
 )
-from common.executions import RunInProgress, Selection
+from common.stepfunctions.executions import RunInProgress, Selection
 
 DEFAULT_MAX_BODY_BYTES = 4096
 BODY_KEYS = ("leaderboards", "bootstrap")

@@ -28,8 +28,8 @@ from slack_sdk.webhook import WebhookClient
 
 from common.contracts import NotifyEvent, PublishResult, RunContext, SummaryEntry, parse_timestamp
 from common.errors import ConfigurationError, SlackRejected, SlackUnavailable
-from common.failures import FailureReport, trim
 from common.movements import rank_change
+from common.stepfunctions.failures import FailureReport, trim
 
 MAX_BLOCKS = 50
 MAX_SECTION_TEXT = 3000

@@ -25,7 +25,6 @@ import psycopg
 from psycopg.rows import class_row
 
 from common.contracts import PublishResult, snapshot_description
-from common.entries import EntriesDocument
 from common.errors import (
     InvalidInput,
     LeaderboardNotFound,
@@ -34,6 +33,7 @@ from common.errors import (
     SnapshotNotFound,
 )
 from common.movements import RankedModel, movements
+from common.rank import EntriesDocument
 
 Visibility = Literal["public", "private"]
 VISIBILITIES: tuple[str, str] = ("public", "private")

@@ -172,7 +172,7 @@ class LeaderboardStack(Stack):
             )
         )
         # To refuse a second run over the same leaderboards, the admin function reads the input
-        # of each RUNNING execution (common.executions.running_executions).
+        # of each RUNNING execution (common.stepfunctions.executions.running_executions).
         admin.add_to_role_policy(
             iam.PolicyStatement(
                 actions=["states:DescribeExecution"], resources=[self.executions_arn]

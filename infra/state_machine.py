@@ -4,7 +4,7 @@
 chain in a throwaway stack around given function ARNs and returns the Amazon States Language
 document as a dict: no synthesis of the full stack, no AWS account. The local runner instead reads
 the definition back from the synthesized stack (``infra.app.synthesize_template`` and
-``common.stack_template``), so that it runs exactly what is deployed.
+``infra.stack_template``), so that it runs exactly what is deployed.
 
 No Catch and no Fail state on purpose (docs/adr/0003-no-catch-to-fail.md): a failed execution
 stops at the failing state, so a redrive resumes there with the same input.
@@ -22,8 +22,8 @@ from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
-from common import stack_template
 from common.errors import TRANSIENT_ERRORS
+from infra import stack_template
 
 STAGES = ("fetch", "rank", "publish", "notify")
 STATE_NAMES = {"fetch": "Fetch", "rank": "Rank", "publish": "Publish", "notify": "Notify"}

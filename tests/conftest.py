@@ -18,7 +18,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from common import localdb
+from local import postgres
 
 _counter = itertools.count()
 
@@ -31,8 +31,8 @@ def pg_admin_url() -> str:
         return url
     data_dir = Path(tempfile.mkdtemp(prefix="leaderboard-test-pg-")) / "data"
     try:
-        return localdb.embedded_server(data_dir)
-    except localdb.EmbeddedPostgresFailed as exc:
+        return postgres.embedded_server(data_dir)
+    except postgres.EmbeddedPostgresFailed as exc:
         pytest.fail(f"a real PostgreSQL is required and could not be started: {exc}", pytrace=False)
 
 
@@ -40,7 +40,7 @@ def pg_admin_url() -> str:
 def database_url(pg_admin_url: str) -> Iterator[str]:
     """A fresh database with BixArena's schema and reference leaderboards, dropped afterwards."""
     name = f"test_{os.getpid()}_{next(_counter)}"
-    url = localdb.create_database(pg_admin_url, name, replace=True)
+    url = postgres.create_database(pg_admin_url, name, replace=True)
     yield url
     with psycopg.connect(pg_admin_url, autocommit=True) as conn:
         conn.execute(

@@ -24,15 +24,16 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from common import localdb, stack_template
+from cli.local_run import REPO_ROOT, template
 from common.config import Settings
 from common.contracts import parse_timestamp, snapshot_description, snapshot_identifier
-from common.faults import FaultPlan
-from common.local_commands import REPO_ROOT, template
-from common.local_runner import ExecutionRecord, ExecutionStore, LocalPipeline
 from common.ranking import Votes, rank_votes
-from common.redrive import iteration_of
 from common.snapshots import decimal6
+from infra import stack_template
+from local import postgres
+from local.faults import FaultPlan
+from local.pipeline import ExecutionRecord, ExecutionStore, LocalPipeline
+from local.redrive import iteration_of
 from tests.stage_fixtures import RUN_AT
 
 SPARSE = "rare-diseases"
@@ -82,7 +83,7 @@ def e2e_arena(pg_admin_url: str, seeded_template: str) -> Iterator[str]:
     """Name of the database every e2e test clones: the seeded arena plus the sparse leaderboard."""
     name = f"e2e_seed_{os.getpid()}"
     _clone(pg_admin_url, seeded_template, name)
-    with psycopg.connect(localdb.with_database(pg_admin_url, name), autocommit=True) as conn:
+    with psycopg.connect(postgres.with_database(pg_admin_url, name), autocommit=True) as conn:
         conn.execute(
             "INSERT INTO api.leaderboard (slug, name) VALUES (%s, %s)", (SPARSE, "Rare diseases")
         )
@@ -95,7 +96,7 @@ def expected(
     pg_admin_url: str, e2e_arena: str, e2e_template: dict[str, Any]
 ) -> dict[str, SnapshotView]:
     """What a clean run at RUN_AT publishes for each ranked leaderboard, by the ranking engine."""
-    url = localdb.with_database(pg_admin_url, e2e_arena)
+    url = postgres.with_database(pg_admin_url, e2e_arena)
     min_evals = deployed_settings(e2e_template).min_evals
     return {slug: engine_snapshot(url, slug, RUN_AT, min_evals=min_evals) for slug in RANKED}
 
@@ -105,7 +106,7 @@ def e2e_db(pg_admin_url: str, e2e_arena: str) -> Iterator[str]:
     """A fresh clone of the arena for one test."""
     name = f"e2e_{os.getpid()}_{next(_clones)}"
     _clone(pg_admin_url, e2e_arena, name)
-    yield localdb.with_database(pg_admin_url, name)
+    yield postgres.with_database(pg_admin_url, name)
     _drop(pg_admin_url, name)
 
 

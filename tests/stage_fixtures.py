@@ -22,9 +22,9 @@ import pytest
 from moto import mock_aws
 from psycopg import sql
 
-from common import localdb, simulate
-from common.moto_lambda import InvocationContext
 from common.observability import logger
+from local import postgres, simulate
+from local.moto_lambda import InvocationContext
 
 REGION = "us-east-1"
 BUCKET = "leaderboard-test-artifacts"
@@ -52,7 +52,7 @@ def _drop(admin_url: str, name: str) -> None:
 def seeded_template(pg_admin_url: str) -> Iterator[str]:
     """Name of a database holding the schema and the simulated arena (never used directly)."""
     name = f"stages_seed_{os.getpid()}"
-    url = localdb.create_database(pg_admin_url, name, replace=True)
+    url = postgres.create_database(pg_admin_url, name, replace=True)
     arena = simulate.simulate_arena(ARENA_MODELS, ARENA_BATTLES, seed=ARENA_SEED)
     simulate.write_database(arena, url, now=SEED_NOW)
     yield name
@@ -66,7 +66,7 @@ def _clone(admin_url: str, template: str, name: str) -> str:
                 sql.Identifier(name), sql.Identifier(template)
             )
         )
-    return localdb.with_database(admin_url, name)
+    return postgres.with_database(admin_url, name)
 
 
 @pytest.fixture

@@ -35,7 +35,8 @@ from common.errors import (
     LeaderboardNotFound,
     StepFunctionsUnavailable,
 )
-from common.executions import (
+from common.observability import logger
+from common.stepfunctions.executions import (
     RunInProgress,
     RunningExecution,
     overlapping,
@@ -44,7 +45,6 @@ from common.executions import (
     running_executions,
     start_execution,
 )
-from common.observability import logger
 from stages.admin import handler as admin_handler
 from tests.jwks_server import (
     AUDIENCE,

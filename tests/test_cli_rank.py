@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from common.cli import main
+from cli.main import main
 
 OUTCOMES = np.array(["model1", "model2", "tie"])
 

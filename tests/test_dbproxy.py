@@ -6,8 +6,8 @@ import psycopg
 import pytest
 
 from common import db
-from common.dbproxy import DatabaseProxy
 from common.errors import DatabaseUnavailable
+from local.dbproxy import DatabaseProxy
 
 
 def _socket_path(url: str) -> str:

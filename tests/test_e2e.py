@@ -1,7 +1,7 @@
 """End to end: the deployed state machine definition, run locally over a real PostgreSQL.
 
 Each test executes the synthesized stack's definition with moto's interpreter and the real stage
-handlers (``common.local_runner``) over a fresh clone of a simulated arena, with faults injected
+handlers (``local.pipeline``) over a fresh clone of a simulated arena, with faults injected
 where the test says, and checks what users would see: the public snapshots in BixArena's tables,
 the Slack messages, the execution's outcome, and what a redrive leaves behind. Retry backoff is
 recorded instead of slept (``retry_sleeps``) and checked against the documented policy.
@@ -18,11 +18,11 @@ from typing import Any
 
 import pytest
 
-from common import simulate
-from common.cli import main
-from common.failures import failure_point
-from common.local_runner import ExecutionStore
-from common.run_report import published_results, slack_preview
+from cli.main import main
+from cli.report import published_results, slack_preview
+from common.stepfunctions.failures import failure_point
+from local import simulate
+from local.pipeline import ExecutionStore
 from tests.e2e_fixtures import (
     RANKED,
     SPARSE,

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from common import failures
 from common.errors import InvalidInput
+from common.stepfunctions import failures
 
 REGION, ACCOUNT = "eu-west-1", "123456789012"
 MACHINE = f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:bixarena-leaderboard"

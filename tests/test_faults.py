@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from common.errors import DatabaseUnavailable, InvalidInput, SlackUnavailable, StorageUnavailable
-from common.faults import Fault, FaultPlan, InjectedFailure, parse_fault
+from local.faults import Fault, FaultPlan, InjectedFailure, parse_fault
 
 
 @pytest.mark.parametrize(

@@ -17,14 +17,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from common import vote_export
+from common import fetch as fetch_service
 from common.errors import (
     ConfigurationError,
     DatabaseUnavailable,
     InvalidInput,
     LeaderboardNotFound,
 )
-from common.faults import CLOSED_DATABASE_URL
+from local.faults import CLOSED_DATABASE_URL
 from stages.fetch.handler import handler as fetch
 from tests.stage_fixtures import (
     BUCKET,
@@ -291,14 +291,16 @@ def test_missing_bucket_is_a_configuration_error(
 
 # --- the binary COPY reader -----------------------------------------------------------------------
 def _copy_stream(rows: int, extension: bytes = b"") -> bytes:
-    data = np.zeros(rows, dtype=vote_export.COPY_ROW)
-    for name, value in vote_export._EXPECTED.items():
+    data = np.zeros(rows, dtype=fetch_service.COPY_ROW)
+    for name, value in fetch_service._EXPECTED.items():
         data[name] = value
     data["id"] = [f"{i:08d}-0000-4000-8000-000000000000".encode() for i in range(rows)]
     data["model1"] = [bytes([i % 5]) * 16 for i in range(rows)]
     data["model2"] = [bytes([(i + 1) % 5]) * 16 for i in range(rows)]
     data["outcome"] = np.arange(rows) % 3
-    header = vote_export.COPY_SIGNATURE + (0).to_bytes(4, "big") + len(extension).to_bytes(4, "big")
+    header = (
+        fetch_service.COPY_SIGNATURE + (0).to_bytes(4, "big") + len(extension).to_bytes(4, "big")
+    )
     return header + extension + data.tobytes() + b"\xff\xff"
 
 
@@ -306,7 +308,7 @@ def _copy_stream(rows: int, extension: bytes = b"") -> bytes:
 def test_copy_rows_survive_any_chunking(chunk: int) -> None:
     stream = _copy_stream(1000, extension=b"ext")
     chunks = [stream[i : i + chunk] for i in range(0, len(stream), chunk)]
-    batches = list(vote_export.copy_row_batches(chunks, rows_per_batch=300))
+    batches = list(fetch_service.copy_row_batches(chunks, rows_per_batch=300))
     assert [len(b) for b in batches] == [300, 300, 300, 100]
     rows = np.concatenate(batches)
     assert rows["id"][999] == b"00000999-0000-4000-8000-000000000000"
@@ -323,19 +325,19 @@ def test_copy_rows_survive_any_chunking(chunk: int) -> None:
     ],
 )
 def test_broken_copy_streams_are_refused(stream: bytes, message: str) -> None:
-    with pytest.raises(vote_export.CopyFormatError, match=message):
-        list(vote_export.copy_row_batches([stream], rows_per_batch=2))
+    with pytest.raises(fetch_service.CopyFormatError, match=message):
+        list(fetch_service.copy_row_batches([stream], rows_per_batch=2))
 
 
 def test_sparse_reason() -> None:
-    assert vote_export.sparse_reason(30, 4, 30, 4) is None
-    assert vote_export.sparse_reason(29, 9, 30, 4) == "fewer than 30 battles (29)"
-    assert vote_export.sparse_reason(99, 3, 30, 4) == "fewer than 4 models (3)"
+    assert fetch_service.sparse_reason(30, 4, 30, 4) is None
+    assert fetch_service.sparse_reason(29, 9, 30, 4) == "fewer than 30 battles (29)"
+    assert fetch_service.sparse_reason(99, 3, 30, 4) == "fewer than 4 models (3)"
     assert (
-        vote_export.sparse_reason(99, 9, 30, 4, models_over_min_evals=0, min_evals=10)
+        fetch_service.sparse_reason(99, 9, 30, 4, models_over_min_evals=0, min_evals=10)
         == "no model with 10 evaluations"
     )
-    assert vote_export.sparse_reason(99, 9, 30, 4, models_over_min_evals=1, min_evals=10) is None
+    assert fetch_service.sparse_reason(99, 9, 30, 4, models_over_min_evals=1, min_evals=10) is None
 
 
 def test_run_at_is_the_only_clock(stage_env: str, stage_aws: Any, lambda_context: Any) -> None:
@@ -358,15 +360,15 @@ def test_copy_out_abandoned_half_way_leaves_the_connection_usable(readonly_seede
     statement, params = _votes_statement()
     with psycopg.connect(readonly_seeded_url) as conn:
         conn.execute("SELECT 1")
-        messages = vote_export.copy_out(conn, statement, params)
-        assert next(messages)[:11] == vote_export.COPY_SIGNATURE
+        messages = fetch_service.copy_out(conn, statement, params)
+        assert next(messages)[:11] == fetch_service.COPY_SIGNATURE
         messages.close()
         # The COPY was cancelled: the transaction failed, the connection is idle and usable.
         assert conn.info.transaction_status == psycopg.pq.TransactionStatus.INERROR
         conn.rollback()
         assert conn.execute("SELECT count(*) FROM api.model").fetchone() == (12,)
-        complete = sum(len(m) for m in vote_export.copy_out(conn, statement, params))
-        assert (complete - 21) % vote_export.COPY_ROW.itemsize == 0
+        complete = sum(len(m) for m in fetch_service.copy_out(conn, statement, params))
+        assert (complete - 21) % fetch_service.COPY_ROW.itemsize == 0
 
 
 def test_copy_out_errors(readonly_seeded_url: str, pg_admin_url: str) -> None:
@@ -375,19 +377,19 @@ def test_copy_out_errors(readonly_seeded_url: str, pg_admin_url: str) -> None:
     statement, params = _votes_statement()
     with psycopg.connect(readonly_seeded_url) as conn:
         with pytest.raises(
-            vote_export.CopyFormatError, match="inside the export's open transaction"
+            fetch_service.CopyFormatError, match="inside the export's open transaction"
         ):
-            next(vote_export.copy_out(conn, statement, params))
+            next(fetch_service.copy_out(conn, statement, params))
         conn.execute("SELECT 1")
         with pytest.raises(psycopg.errors.UndefinedTable):
-            next(vote_export.copy_out(conn, sql.SQL("SELECT * FROM api.nothing"), {}))
+            next(fetch_service.copy_out(conn, sql.SQL("SELECT * FROM api.nothing"), {}))
     # The server goes away mid-stream: a connection error, which db.connect maps to
     # DatabaseUnavailable.
     conn = psycopg.connect(readonly_seeded_url)
     try:
         conn.execute("SELECT 1")
         endless = sql.SQL("SELECT a.id FROM api.battle a CROSS JOIN api.battle b")
-        messages = vote_export.copy_out(conn, endless, {})
+        messages = fetch_service.copy_out(conn, endless, {})
         next(messages)
         with psycopg.connect(pg_admin_url, autocommit=True) as admin:
             admin.execute("SELECT pg_terminate_backend(%s)", (conn.info.backend_pid,))
@@ -422,11 +424,13 @@ def test_copy_out_leaves_the_gil_free_while_the_server_works(readonly_seeded_url
             time.sleep(0.5)
             idle = ticks - before
             before = ticks
-            messages = list(vote_export.copy_out(conn, sql.SQL("SELECT 1 FROM pg_sleep(0.5)"), {}))
+            messages = list(
+                fetch_service.copy_out(conn, sql.SQL("SELECT 1 FROM pg_sleep(0.5)"), {})
+            )
             during = ticks - before
         finally:
             stop.set()
             counter.join()
     stream = b"".join(messages)
-    assert stream.startswith(vote_export.COPY_SIGNATURE) and stream.endswith(b"\xff\xff")
+    assert stream.startswith(fetch_service.COPY_SIGNATURE) and stream.endswith(b"\xff\xff")
     assert during > idle / 4

@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from common import vote_export
+from common import fetch
 from common.errors import ConfigurationError
 from common.filters import FilterConfig, LeaderboardFilters, parse_filters, votes_query
 
@@ -111,9 +111,7 @@ def arena(database_url: str) -> tuple[str, dict[str, str]]:
 
 def _selected(url: str, slug: str, filters: LeaderboardFilters, votes: dict[str, str]) -> set[str]:
     with psycopg.connect(url) as conn:
-        exported = vote_export.export_votes(
-            conn, slug, filters, RUN_AT, vote_export.model_catalogue(conn)
-        )
+        exported = fetch.export_votes(conn, slug, filters, RUN_AT, fetch.model_catalogue(conn))
     table = pq.read_table(pa.BufferReader(exported.parquet))
     label = {vote: name for name, vote in votes.items()}
     return {label[v] for v in table.column("evaluation_id").to_pylist()}

@@ -22,10 +22,9 @@ from aws_cdk import App, Validations
 from aws_cdk.assertions import Match, Template
 from cfnlint.api import lint_file
 
-from common import stack_template
 from common.admin import BODY_KEYS
 from common.errors import TRANSIENT_ERRORS
-from infra import check_image
+from infra import check_image, stack_template
 from infra.app import build_app
 from infra.config import CONTEXT_KEYS, InvalidContext, parse_context
 from infra.state_machine import LAMBDA_SERVICE_RETRY, STAGES, TRANSIENT_RETRY, render_definition

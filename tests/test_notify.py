@@ -15,7 +15,6 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from common import failures, moto_lambda
 from common.errors import (
     ConfigurationError,
     InvalidInput,
@@ -24,8 +23,10 @@ from common.errors import (
     SlackUnavailable,
     TopicUnavailable,
 )
-from common.moto_lambda import InvocationContext
-from common.slack_capture import SlackServer, block_problems
+from common.stepfunctions import failures
+from local import moto_lambda
+from local.moto_lambda import InvocationContext
+from local.slack_server import SlackServer, block_problems
 from stages.notify.handler import handler
 from tests.test_slack import notify_event
 

@@ -17,10 +17,11 @@ import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
-from common import cli, moto_lambda, operator
+from cli import main, stepfunctions
 from common.errors import DatabaseUnavailable, InvalidInput
-from common.local_runner import ExecutionRecord, ExecutionStore
-from common.redrive import plan_redrive, redrive_definition
+from local import moto_lambda
+from local.pipeline import ExecutionRecord, ExecutionStore
+from local.redrive import plan_redrive, redrive_definition
 from tests.toy_pipeline import DEFINITION, create_functions, create_role
 
 REGION = "eu-west-1"
@@ -54,7 +55,7 @@ class Stages:
 
 @pytest.fixture(autouse=True)
 def _no_ambient_configuration(monkeypatch: pytest.MonkeyPatch) -> None:
-    for variable in (operator.STATE_MACHINE_ARN_ENV, "AWS_PROFILE", "AWS_DEFAULT_PROFILE"):
+    for variable in (stepfunctions.STATE_MACHINE_ARN_ENV, "AWS_PROFILE", "AWS_DEFAULT_PROFILE"):
         monkeypatch.delenv(variable, raising=False)
 
 
@@ -97,7 +98,7 @@ def _execute(sfn: Any, name: str, leaderboards: list[str]) -> dict[str, Any]:
 
 def _cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     capsys.readouterr()
-    code = cli.main(list(argv))
+    code = main.main(list(argv))
     out, err = capsys.readouterr()
     return code, out, err
 
@@ -148,7 +149,7 @@ def test_trigger_starts_a_manual_run_as_the_caller(
 def test_trigger_reads_the_state_machine_from_the_environment(
     idle_sfn: Any, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv(operator.STATE_MACHINE_ARN_ENV, SM_ARN)
+    monkeypatch.setenv(stepfunctions.STATE_MACHINE_ARN_ENV, SM_ARN)
     code, _, _ = _cli(capsys, "trigger", "--leaderboards", "all")
     assert code == 0
     [execution] = idle_sfn.list_executions(stateMachineArn=SM_ARN)["executions"]
@@ -335,7 +336,7 @@ def test_status_of_a_running_execution(
     idle_sfn: Any, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     idle_sfn.start_execution(stateMachineArn=SM_ARN, name="run-3", input="{}")
-    monkeypatch.setenv(operator.STATE_MACHINE_ARN_ENV, SM_ARN)
+    monkeypatch.setenv(stepfunctions.STATE_MACHINE_ARN_ENV, SM_ARN)
     code, out, _ = _cli(capsys, "status", "run-3")
     assert code == 0
     assert out.startswith("run-3: RUNNING\n")
@@ -534,7 +535,7 @@ NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
     ],
 )
 def test_redrive_refusals(description: dict[str, Any], reason: str | None) -> None:
-    refusal = operator.redrive_refusal(description, NOW)
+    refusal = stepfunctions.redrive_refusal(description, NOW)
     assert refusal == reason if reason is None else reason in str(refusal)
 
 
@@ -549,21 +550,21 @@ def test_redrive_errors_from_step_functions() -> None:
         },
         "RedriveExecution",
     )
-    error = operator.redrive_error(refused, arn)
-    assert isinstance(error, operator.ExecutionNotRedrivable)
+    error = stepfunctions.redrive_error(refused, arn)
+    assert isinstance(error, stepfunctions.ExecutionNotRedrivable)
     assert str(error) == f"{arn} cannot be redriven: Execution can only be redriven within 14 days"
     unknown = ClientError({"Error": {"Code": "UnknownOperationException"}}, "RedriveExecution")
-    assert isinstance(operator.redrive_error(unknown, arn), operator.RedriveUnsupported)
+    assert isinstance(stepfunctions.redrive_error(unknown, arn), stepfunctions.RedriveUnsupported)
     missing = ClientError(
         {"Error": {"Code": "ExecutionDoesNotExist", "Message": "no such execution"}},
         "RedriveExecution",
     )
-    assert isinstance(operator.redrive_error(missing, arn), InvalidInput)
+    assert isinstance(stepfunctions.redrive_error(missing, arn), InvalidInput)
 
 
 def test_the_redrive_report() -> None:
     arn = f"{SM_ARN.replace('stateMachine', 'execution')}:run-1"
-    lines = operator.format_redrive(
+    lines = stepfunctions.format_redrive(
         {
             "executionArn": arn,
             "name": "run-1",

@@ -15,7 +15,6 @@ import pytest
 
 from common import snapshots
 from common.contracts import snapshot_description
-from common.entries import parse_entries
 from common.errors import (
     ArtifactCorrupt,
     ArtifactMissing,
@@ -25,9 +24,10 @@ from common.errors import (
     NotEnoughData,
     SnapshotNotFound,
 )
-from common.faults import CLOSED_DATABASE_URL
 from common.movements import RankedModel, movements
+from common.rank import parse_entries
 from common.storage import parse_s3_uri
+from local.faults import CLOSED_DATABASE_URL
 from stages.fetch.handler import handler as fetch
 from stages.publish.handler import handler as publish
 from stages.rank.handler import handler as rank

@@ -11,9 +11,9 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from common import moto_lambda
 from common.errors import DatabaseUnavailable, InvalidInput
-from common.redrive import NotRedrivable, plan_redrive, redrive_definition
+from local import moto_lambda
+from local.redrive import NotRedrivable, plan_redrive, redrive_definition
 from tests.toy_pipeline import DEFINITION, create_functions, create_role, task
 
 REGION = "us-east-1"

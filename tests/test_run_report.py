@@ -6,7 +6,7 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from common.run_report import (
+from cli.report import (
     ProgressPrinter,
     published_results,
     stage_durations,
@@ -100,7 +100,7 @@ def test_durations_and_results() -> None:
 
 
 def test_slack_preview_renders_blocks() -> None:
-    from common.run_report import slack_preview
+    from cli.report import slack_preview
 
     message = {
         "text": "fallback",
@@ -134,8 +134,8 @@ def test_slack_preview_renders_blocks() -> None:
 def test_rank_changes_and_the_entries_table_with_moves() -> None:
     from decimal import Decimal
 
+    from cli.tables import entries_table
     from common.movements import rank_change
-    from common.snapshot_report import entries_table
     from common.snapshots import EntryRow
 
     assert [rank_change(3, 5), rank_change(3, 1), rank_change(2, 2), rank_change(1, None)] == [

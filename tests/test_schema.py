@@ -7,8 +7,9 @@ import uuid
 import psycopg
 import pytest
 
+from cli.main import main
 from common import db
-from common.cli import main
+from local import schema
 
 OVERALL_ID = "11111111-1111-1111-1111-111111111111"
 
@@ -311,19 +312,19 @@ def test_deletes_cascade_and_set_null(conn: psycopg.Connection) -> None:
 
 
 def test_migrations_are_applied_once(database_url: str) -> None:
-    assert db.apply_migrations(database_url) == []
-    assert db.ensure_schema(database_url) == []
+    assert schema.apply_migrations(database_url) == []
+    assert schema.ensure_schema(database_url) == []
 
 
 def test_db_init_command_creates_the_schema_in_an_empty_database(pg_admin_url: str) -> None:
-    from common import localdb
+    from local import postgres
 
     with psycopg.connect(pg_admin_url, autocommit=True) as admin:
         admin.execute("DROP DATABASE IF EXISTS cli_init_test WITH (FORCE)")
         admin.execute("CREATE DATABASE cli_init_test")
-    url = localdb.with_database(pg_admin_url, "cli_init_test")
+    url = postgres.with_database(pg_admin_url, "cli_init_test")
     assert main(["db", "init", "--database-url", url]) == 0
-    assert db.schema_exists(url)
+    assert schema.schema_exists(url)
     assert main(["db", "init", "--database-url", url]) == 0
 
 

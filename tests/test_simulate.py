@@ -8,8 +8,8 @@ import numpy as np
 import psycopg
 import pyarrow.parquet as pq
 
-from common import simulate
-from common.cli import main
+from cli.main import main
+from local import simulate
 
 
 def test_arena_is_reproducible_and_realistic() -> None:

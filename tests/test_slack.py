@@ -13,8 +13,8 @@ import pytest
 from common import slack
 from common.contracts import NotifyEvent, PublishResult, SummaryEntry, parse_notify_event
 from common.errors import ConfigurationError, InvalidInput, SlackRejected, SlackUnavailable
-from common.failures import FailureReport
-from common.slack_capture import SlackServer, block_problems
+from common.stepfunctions.failures import FailureReport
+from local.slack_server import SlackServer, block_problems
 
 NOW = datetime(2025, 6, 1, 3, 4, 12, tzinfo=UTC)
 

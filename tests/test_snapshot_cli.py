@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import psycopg
 import pytest
 
-from common import cli
+from cli import main
 from common.contracts import snapshot_description
 
 MODELS = [("model-a", "Model A"), ("model-b", "Model B"), ("model-c", "Model C")]
@@ -75,7 +75,7 @@ def arena(database_url: str, monkeypatch: pytest.MonkeyPatch) -> Arena:
 
 def _cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     capsys.readouterr()
-    code = cli.main(list(argv))
+    code = main.main(list(argv))
     out, err = capsys.readouterr()
     return code, out, err
 

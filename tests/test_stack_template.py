@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from common.stack_template import TemplateError, functions, resolve, state_machine
+from infra.stack_template import TemplateError, functions, resolve, state_machine
 
 PSEUDO = {"AWS::Region": "us-east-1", "AWS::AccountId": "123456789012", "AWS::Partition": "aws"}
 VALUES = {

@@ -20,8 +20,8 @@ import boto3
 from botocore.config import Config
 
 from common import admin, auth
-from common.executions import refuse_overlap, running_executions, start_execution
 from common.observability import bind_correlation_id, logger
+from common.stepfunctions.executions import refuse_overlap, running_executions, start_execution
 
 # API Gateway gives up after 29 s and the function after 25 s: keep every call short, retry once.
 _SFN_CONFIG = Config(

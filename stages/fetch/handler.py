@@ -2,7 +2,7 @@
 leaderboard's votes and models from PostgreSQL (read-only) to Parquet under the run's prefix.
 
 Event ``FetchEvent`` -> ``FetchResult`` (see docs/state-machine.md); the work is in
-``common.runs`` (run context) and ``common.vote_export`` (filters, streaming, sparse gate).
+``common.run_context`` (run context) and ``common.fetch`` (filters, streaming, sparse gate).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 
-from common import db, runs, vote_export
+from common import db, fetch, run_context
 from common.config import Settings, database_url
 from common.contracts import FetchResult, parse_fetch_event
 from common.filters import parse_filters
@@ -22,15 +22,17 @@ from common.storage import parse_s3_uri
 
 @stage("fetch")
 def handler(event: Any, context: Any) -> FetchResult:
-    fetch = parse_fetch_event(event)
-    request = fetch["request"]
-    bind_correlation_id(request["correlation_id"] or fetch["execution_name"])
+    started = parse_fetch_event(event)
+    request = started["request"]
+    bind_correlation_id(request["correlation_id"] or started["execution_name"])
     settings = Settings.from_env()
     filters = parse_filters(settings.filters_json)
-    run_at = runs.run_start(request, fetch["execution_id"])
-    run = runs.derive_run(request, fetch["execution_id"], fetch["execution_name"], run_at, settings)
+    run_at = run_context.run_start(request, started["execution_id"])
+    run = run_context.derive_run(
+        request, started["execution_id"], started["execution_name"], run_at, settings
+    )
     with db.connect(database_url(settings), read_only=True) as conn:
-        boards, skipped = vote_export.fetch_leaderboards(
+        boards, skipped = fetch.fetch_leaderboards(
             conn, request["leaderboards"], filters, run_at, parse_s3_uri(run["artifacts_prefix"]),
             min_battles=settings.min_battles, min_models=settings.min_models,
             min_evals=settings.min_evals,

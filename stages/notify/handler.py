@@ -23,12 +23,13 @@ import boto3
 from aws_lambda_powertools.metrics import MetricUnit
 from botocore.exceptions import BotoCoreError, ClientError
 
-from common import failures, slack
+from common import slack
 from common.config import Settings, slack_webhook_url
 from common.contracts import parse_notify_event
 from common.errors import ConfigurationError, PipelineError, TopicUnavailable
 from common.observability import bind_correlation_id, logger, metrics
 from common.stage_runtime import stage
+from common.stepfunctions import failures
 
 
 @stage("notify")

@@ -14,8 +14,8 @@ from aws_lambda_powertools.metrics import MetricUnit
 from common import db, snapshots, storage
 from common.config import Settings, database_url
 from common.contracts import PublishResult, parse_rank_result
-from common.entries import parse_entries
 from common.observability import bind_correlation_id, logger, metrics
+from common.rank import parse_entries
 from common.stage_runtime import stage
 
 

@@ -1,6 +1,6 @@
 """Rank stage: one leaderboard's votes (Parquet in S3) -> Bradley-Terry entries (JSON in S3).
 
-Event ``RankEvent`` (one item of the Map) -> ``RankResult``; the work is in ``common.entries``
+Event ``RankEvent`` (one item of the Map) -> ``RankResult``; the work is in ``common.rank``
 over ``common.votes`` and ``common.ranking``. Deterministic: a rerun writes the same bytes.
 """
 
@@ -12,8 +12,8 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from common.config import Settings
 from common.contracts import RankResult, parse_rank_event
-from common.entries import rank_leaderboard
 from common.observability import bind_correlation_id, logger, metrics
+from common.rank import rank_leaderboard
 from common.stage_runtime import stage
 
 

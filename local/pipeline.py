@@ -3,8 +3,8 @@
 The runner takes the CloudFormation template the CDK app synthesizes, creates moto stand-ins for
 its resources (bucket, secrets, topic, functions, the state machine with its definition exactly
 as deployed), and executes it with moto's Step Functions interpreter. Lambda tasks run in-process
-in the real handlers (``common.moto_lambda``) with the environment the stack gives each function.
-PostgreSQL is real and reached through a switchable proxy (``common.dbproxy``); Slack is a URL
+in the real handlers (``local.moto_lambda``) with the environment the stack gives each function.
+PostgreSQL is real and reached through a switchable proxy (``local.dbproxy``); Slack is a URL
 you give or a local capture. Executions are saved under ``.local/`` with their history and the
 run's S3 objects, so ``leaderboard redrive`` in a later process resumes them.
 """
@@ -29,10 +29,12 @@ import psycopg
 from moto import mock_aws
 from moto.stepfunctions.parser.utils import TMP_THREADS
 
-from common import failures, moto_lambda, redrive, stack_template
-from common.dbproxy import DatabaseProxy
-from common.faults import FaultPlan
-from common.slack_capture import SlackServer
+from common.stepfunctions import failures
+from infra import stack_template
+from local import moto_lambda, redrive
+from local.dbproxy import DatabaseProxy
+from local.faults import FaultPlan
+from local.slack_server import SlackServer
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from common.redrive import iteration_of
+from local.redrive import iteration_of
 
 _ENTERED = ("TaskStateEntered", "MapStateEntered", "PassStateEntered", "ChoiceStateEntered")
 _EXITED = ("TaskStateExited", "MapStateExited")

@@ -1,10 +1,10 @@
 """The operator's Step Functions tools behind ``leaderboard trigger``, ``status`` and ``redrive``.
 
-Starting a manual run reuses the admin endpoint's rules (``common.executions``: refuse a run over a
+Starting a manual run reuses the admin endpoint's rules (``common.stepfunctions.executions``: refuse a run over a
 leaderboard that a RUNNING execution covers, then StartExecution with the pipeline's own input
 contract). Reading an execution is DescribeExecution plus GetExecutionHistory, turned by pure
 functions into an ``ExecutionView``: the states one by one with their durations (the Map's
-iterations per leaderboard), the failing state with its error and cause (``common.failures``),
+iterations per leaderboard), the failing state with its error and cause (``common.stepfunctions.failures``),
 the redrive count and status, the console link. Local executions (``.local/executions``) become
 the same view, so the operator reads one format whether the run was on AWS or on this machine.
 Redrive checks first what AWS would refuse (a run that did not fail, one stopped more than 14 days
@@ -29,9 +29,10 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from cli.report import ProgressPrinter
 from common.contracts import REFERENCE_LEADERBOARDS, RunRequest, parse_run_request
 from common.errors import ConfigurationError, InvalidInput, PipelineError, StepFunctionsUnavailable
-from common.executions import (
+from common.stepfunctions.executions import (
     RunInProgress,
     Selection,
     parse_input,
@@ -39,12 +40,17 @@ from common.executions import (
     running_executions,
     start_execution,
 )
-from common.failures import FailureReport, StatusChange, console_url, describe_failure, trim
-from common.redrive import iteration_of
-from common.run_report import ProgressPrinter
+from common.stepfunctions.failures import (
+    FailureReport,
+    StatusChange,
+    console_url,
+    describe_failure,
+    trim,
+)
+from local.redrive import iteration_of
 
 if TYPE_CHECKING:
-    from common.local_runner import ExecutionRecord
+    from local.pipeline import ExecutionRecord
 
 Echo = Callable[[str], None]
 

@@ -17,7 +17,8 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from common.db import apply_migrations, ensure_schema, redact
+from common.db import redact
+from local.schema import apply_migrations, ensure_schema
 
 __all__ = ["create_database", "database", "embedded_server", "redact", "with_database"]
 

@@ -44,16 +44,16 @@ def _non_negative_int(text: str) -> int:
 
 # --- db ------------------------------------------------------------------------------------------
 def cmd_db_init(args: argparse.Namespace) -> int:
-    from common import db
+    from local import schema
 
-    applied = db.apply_migrations(args.database_url)
+    applied = schema.apply_migrations(args.database_url)
     print(f"schema ready ({len(applied)} migration(s) applied: {', '.join(applied) or 'none'})")
     return 0
 
 
 # --- simulate --------------------------------------------------------------------------------------
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from common import simulate
+    from local import simulate
 
     if args.output and args.database_url:
         raise UsageError("give either --output or --database-url, not both")
@@ -62,13 +62,13 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         simulate.write_parquet(arena, args.output)
         print(f"wrote {args.battles} battles between {args.models} models to {args.output}")
         return 0
-    from common import localdb
+    from local import postgres
 
-    with localdb.database(args.database_url) as url:
+    with postgres.database(args.database_url) as url:
         counts = simulate.write_database(arena, url)
         print(
             f"wrote {counts['battles']} battles ({counts['evaluations']} evaluations) between "
-            f"{counts['models']} models to {localdb.redact(url)}"
+            f"{counts['models']} models to {postgres.redact(url)}"
         )
     return 0
 
@@ -111,8 +111,8 @@ def cmd_rank(args: argparse.Namespace) -> int:
 def _run_options(args: argparse.Namespace) -> object:
     from pathlib import Path
 
+    from cli.local_run import RunOptions
     from common.contracts import parse_bootstrap, parse_leaderboards
-    from common.local_commands import RunOptions
 
     return RunOptions(
         leaderboards=parse_leaderboards(getattr(args, "leaderboards", "all"), "--leaderboards"),
@@ -137,23 +137,23 @@ def _echo() -> Callable[[str], None]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from common import local_commands
+    from cli import local_run
 
     options = _run_options(args)
-    record = local_commands.run(options, _echo())  # type: ignore[arg-type]
+    record = local_run.run(options, _echo())  # type: ignore[arg-type]
     return 0 if record.status == "SUCCEEDED" else 1
 
 
 def cmd_redrive(args: argparse.Namespace) -> int:
-    from common import local_commands
-    from common.local_runner import LocalRunError
-    from common.operator import is_execution_arn
+    from cli import local_run
+    from cli.stepfunctions import is_execution_arn
+    from local.pipeline import LocalRunError
 
     if is_execution_arn(args.execution):
         return _redrive_aws(args)
     _aws_only(args, "a local execution is redriven on this machine")
     try:
-        record = local_commands.redrive(args.execution, _run_options(args), _echo())  # type: ignore[arg-type]
+        record = local_run.redrive(args.execution, _run_options(args), _echo())  # type: ignore[arg-type]
     except LocalRunError as exc:
         raise UsageError(str(exc)) from None
     return 0 if record.status == "SUCCEEDED" else 1
@@ -162,17 +162,17 @@ def cmd_redrive(args: argparse.Namespace) -> int:
 def cmd_executions(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from common import local_commands
+    from cli import local_run
 
-    local_commands.executions(Path(args.state_dir), print)
+    local_run.executions(Path(args.state_dir), print)
     return 0
 
 
-# --- operator tools: trigger, status, AWS redrive (common.operator) ------------------------------
+# --- operator tools: trigger, status, AWS redrive (cli.stepfunctions) ------------------------------
 def _state_machine_arn(args: argparse.Namespace) -> str | None:
     import os
 
-    from common.operator import STATE_MACHINE_ARN_ENV, parse_state_machine_arn
+    from cli.stepfunctions import STATE_MACHINE_ARN_ENV, parse_state_machine_arn
 
     arn = args.state_machine_arn or os.environ.get(STATE_MACHINE_ARN_ENV) or None
     return parse_state_machine_arn(arn) if arn else None
@@ -187,68 +187,77 @@ def _aws_only(args: argparse.Namespace, why: str) -> None:
 
 
 def cmd_trigger(args: argparse.Namespace) -> int:
-    from common import operator
+    from cli import stepfunctions
     from common.contracts import parse_bootstrap, parse_leaderboards
 
-    leaderboards = operator.known_leaderboards(
+    leaderboards = stepfunctions.known_leaderboards(
         parse_leaderboards(args.leaderboards, "--leaderboards")
     )
     bootstrap = parse_bootstrap(args.bootstrap, "--bootstrap")
     arn = _state_machine_arn(args)
     if arn is None:
-        _aws_only(args, f"give --state-machine-arn or set {operator.STATE_MACHINE_ARN_ENV}")
+        _aws_only(args, f"give --state-machine-arn or set {stepfunctions.STATE_MACHINE_ARN_ENV}")
         _echo()(
             f"no state machine ARN given: running the pipeline on this machine ({args.state_dir})"
         )
         return cmd_run(args)
-    sfn, session = operator.stepfunctions(args.region or operator.region_of(arn), args.profile)
-    started = operator.trigger(sfn, arn, leaderboards, bootstrap, operator.caller(session))
+    sfn, session = stepfunctions.stepfunctions(
+        args.region or stepfunctions.region_of(arn), args.profile
+    )
+    started = stepfunctions.trigger(
+        sfn, arn, leaderboards, bootstrap, stepfunctions.caller(session)
+    )
     print(f"started {started.name}")
     print(f"  execution      {started.execution_arn}")
     print(f"  correlation id {started.correlation_id}")
     if not args.wait:
         print(f"  follow it      leaderboard status {started.execution_arn}")
         return 0
-    final = operator.follow(sfn, started.execution_arn, _echo())
-    view = operator.aws_view(final, operator.history(sfn, started.execution_arn))
-    print("\n".join(["", *operator.format_view(view)]))
+    final = stepfunctions.follow(sfn, started.execution_arn, _echo())
+    view = stepfunctions.aws_view(final, stepfunctions.history(sfn, started.execution_arn))
+    print("\n".join(["", *stepfunctions.format_view(view)]))
     return 0 if final["status"] == "SUCCEEDED" else 1
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from common import operator
+    from cli import stepfunctions
 
     machine = _state_machine_arn(args)
-    if not operator.is_execution_arn(args.execution) and machine is None:
+    if not stepfunctions.is_execution_arn(args.execution) and machine is None:
         _aws_only(
-            args, f"give an execution ARN, --state-machine-arn or {operator.STATE_MACHINE_ARN_ENV}"
+            args,
+            f"give an execution ARN, --state-machine-arn or {stepfunctions.STATE_MACHINE_ARN_ENV}",
         )
         return _local_status(args)
     arn: str | None = None
-    if operator.is_execution_arn(args.execution):
-        arn = operator.parse_execution_arn(args.execution)
+    if stepfunctions.is_execution_arn(args.execution):
+        arn = stepfunctions.parse_execution_arn(args.execution)
     elif args.execution and machine:
-        arn = operator.execution_arn(machine, args.execution)
+        arn = stepfunctions.execution_arn(machine, args.execution)
     target = arn or str(machine)
-    sfn, _ = operator.stepfunctions(args.region or operator.region_of(target), args.profile)
+    sfn, _ = stepfunctions.stepfunctions(
+        args.region or stepfunctions.region_of(target), args.profile
+    )
     if arn is None:
         print(f"latest executions of {target}")
         print(
             "\n".join(
-                operator.format_executions(operator.latest_executions(sfn, target, args.limit))
+                stepfunctions.format_executions(
+                    stepfunctions.latest_executions(sfn, target, args.limit)
+                )
             )
         )
         return 0
-    view = operator.aws_view(operator.describe(sfn, arn), operator.history(sfn, arn))
-    print("\n".join(operator.format_view(view)))
+    view = stepfunctions.aws_view(stepfunctions.describe(sfn, arn), stepfunctions.history(sfn, arn))
+    print("\n".join(stepfunctions.format_view(view)))
     return 0
 
 
 def _local_status(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from common import operator
-    from common.local_runner import ExecutionStore, LocalRunError
+    from cli import stepfunctions
+    from local.pipeline import ExecutionStore, LocalRunError
 
     store = ExecutionStore(Path(args.state_dir))
     try:
@@ -260,9 +269,9 @@ def _local_status(args: argparse.Namespace) -> int:
                 print(f"no local executions in {args.state_dir}: `leaderboard run` starts one")
                 return 0
             record = originals[-1]
-        lines = operator.format_view(operator.local_view(record))
+        lines = stepfunctions.format_view(stepfunctions.local_view(record))
         for number, name in enumerate(record.redrives, start=1):
-            redriven = operator.format_view(operator.local_view(store.load(name)))
+            redriven = stepfunctions.format_view(stepfunctions.local_view(store.load(name)))
             lines += ["", f"redrive {number}: {redriven[0]}", *redriven[1:]]
     except LocalRunError as exc:
         raise UsageError(str(exc)) from None
@@ -271,11 +280,11 @@ def _local_status(args: argparse.Namespace) -> int:
 
 
 def _redrive_aws(args: argparse.Namespace) -> int:
-    from common import operator
+    from cli import stepfunctions
 
-    arn = operator.parse_execution_arn(args.execution)
-    sfn, _ = operator.stepfunctions(args.region or operator.region_of(arn), args.profile)
-    print("\n".join(operator.format_redrive(operator.redrive(sfn, arn))))
+    arn = stepfunctions.parse_execution_arn(args.execution)
+    sfn, _ = stepfunctions.stepfunctions(args.region or stepfunctions.region_of(arn), args.profile)
+    print("\n".join(stepfunctions.format_redrive(stepfunctions.redrive(sfn, arn))))
     return 0
 
 
@@ -342,8 +351,8 @@ def _shown(conn: Any, slug: str) -> str:
 def cmd_snapshots_list(args: argparse.Namespace) -> int:
     import json
 
+    from cli.tables import snapshot_table
     from common import snapshots
-    from common.snapshot_report import snapshot_table
 
     with _snapshot_db(args, read_only=True) as conn:
         found = snapshots.recent_snapshots(conn, args.leaderboard, args.visibility, args.limit)
@@ -357,8 +366,8 @@ def cmd_snapshots_list(args: argparse.Namespace) -> int:
 def cmd_snapshots_show(args: argparse.Namespace) -> int:
     import json
 
+    from cli.tables import entries_table, snapshot_heading
     from common import snapshots
-    from common.snapshot_report import entries_table, snapshot_heading
 
     with _snapshot_db(args, read_only=True) as conn:
         info = _snapshot(conn, args)

@@ -18,18 +18,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from common import db, localdb, simulate, snapshots
-from common.contracts import parse_run_request
-from common.failures import summarize_cause
-from common.faults import FaultPlan
-from common.local_runner import ExecutionRecord, ExecutionStore, LocalPipeline, new_execution_name
-from common.run_report import (
+from cli.report import (
     ProgressPrinter,
     published_results,
     slack_preview,
     stage_durations,
 )
-from common.snapshot_report import entries_table
+from cli.tables import entries_table
+from common import db, snapshots
+from common.contracts import parse_run_request
+from common.stepfunctions.failures import summarize_cause
+from local import postgres, simulate
+from local.faults import FaultPlan
+from local.pipeline import ExecutionRecord, ExecutionStore, LocalPipeline, new_execution_name
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 Echo = Callable[[str], None]
@@ -201,7 +202,7 @@ def report(
             f" {result['entry_count']} models, {result['vote_count']:,} votes, #1 {top}"
         )
     if results:
-        echo(f"snapshots written to {localdb.redact(database_url)}")
+        echo(f"snapshots written to {postgres.redact(database_url)}")
     if slack:
         echo("")
         echo("Slack message (local capture):")
@@ -222,8 +223,8 @@ def snapshot_table(database_url: str, snapshot_id: str) -> str:
 def _database(options: RunOptions, echo: Echo, *, seed: bool = True) -> str:
     if options.database_url:
         return options.database_url
-    url = localdb.create_database(
-        localdb.embedded_server(options.state_dir / "postgres"), "leaderboard_local"
+    url = postgres.create_database(
+        postgres.embedded_server(options.state_dir / "postgres"), "leaderboard_local"
     )
     if seed:
         seed_embedded(url, models=options.models, battles=options.battles, echo=echo)
