@@ -11,7 +11,6 @@ writes byte-identical output. ``parse_entries`` is the publish stage's validatin
 from __future__ import annotations
 
 import io
-import math
 import re
 from typing import Any, TypedDict
 
@@ -21,13 +20,12 @@ from common import storage
 from common.contracts import RankEvent, RankResult
 from common.errors import ArtifactCorrupt, InvalidInput
 from common.ranking import Ranking, rank_votes
+from common.scores import fits, round6
 from common.storage import S3Uri, parse_s3_uri
 from common.votes import read_votes
 
 ENTRIES_OBJECT = "entries.json"
 _UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
-DECIMAL_LIMIT = 10_000.0
-"""DECIMAL(10,6) holds |x| < 10^4."""
 
 
 class EntryRecord(TypedDict):
@@ -61,11 +59,11 @@ class EntriesDocument(TypedDict):
     unranked: list[UnrankedRecord]
 
 
-def _round6(value: float | None) -> float:
-    """DECIMAL(10,6)'s six places; a ranked entry always has finite scores (ranking clips them)."""
-    if value is None or not math.isfinite(value):
-        raise ValueError(f"a ranked entry has no finite score ({value})")
-    return round(value, 6)
+def _score(value: float | None) -> float:
+    """A ranked entry always has scores (the ranking gives every ranked model one)."""
+    if value is None:
+        raise ValueError("a ranked entry has no score")
+    return round6(value)
 
 
 def build_entries(
@@ -108,9 +106,9 @@ def build_entries(
                 model_id=e.model,
                 model_slug=slug,
                 model_name=name,
-                bt_score=_round6(e.bt_score),
-                bootstrap_q025=_round6(e.bootstrap_q025),
-                bootstrap_q975=_round6(e.bootstrap_q975),
+                bt_score=_score(e.bt_score),
+                bootstrap_q025=_score(e.bootstrap_q025),
+                bootstrap_q975=_score(e.bootstrap_q975),
                 rank=e.rank,
                 vote_count=e.vote_count,
             )
@@ -206,7 +204,7 @@ def parse_entries(
             _field(entry, key, int, at)
         for key in ("bt_score", "bootstrap_q025", "bootstrap_q975"):
             value = _field(entry, key, (int, float), at)
-            if not abs(value) < DECIMAL_LIMIT:
+            if not fits(value):
                 raise ArtifactCorrupt(f"{at}.{key}: {value} does not fit DECIMAL(10,6)")
         if not _UUID_RE.match(entry["model_id"]):
             raise ArtifactCorrupt(f"{at}.model_id: {entry['model_id'][:40]!r} is not a UUID")

@@ -18,7 +18,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import Decimal
 from typing import Any, Literal
 
 import psycopg
@@ -34,10 +34,10 @@ from common.errors import (
 )
 from common.movements import RankedModel, movements
 from common.rank import EntriesDocument
+from common.scores import as_decimal
 
 Visibility = Literal["public", "private"]
 VISIBILITIES: tuple[str, str] = ("public", "private")
-_SIX_PLACES = Decimal("0.000001")
 _UUID_RE = re.compile(
     r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 )
@@ -76,11 +76,6 @@ _SNAPSHOT_COLUMNS = """
 _SNAPSHOT_FROM = (
     " FROM api.leaderboard_snapshot s JOIN api.leaderboard l ON l.id = s.leaderboard_id "
 )
-
-
-def decimal6(value: float) -> Decimal:
-    """A float as DECIMAL(10,6) stores it: rounded half-even to six places."""
-    return Decimal(repr(value)).quantize(_SIX_PLACES, rounding=ROUND_HALF_EVEN)
 
 
 def _snapshot_id(value: str) -> str:
@@ -222,11 +217,11 @@ def _insert_snapshot(
                     leaderboard_id,
                     e["model_id"],
                     row[0],
-                    decimal6(e["bt_score"]),
+                    as_decimal(e["bt_score"]),
                     e["vote_count"],
                     e["rank"],
-                    decimal6(e["bootstrap_q025"]),
-                    decimal6(e["bootstrap_q975"]),
+                    as_decimal(e["bootstrap_q025"]),
+                    as_decimal(e["bootstrap_q975"]),
                 )
                 for e in document["entries"]
             ],

@@ -28,7 +28,7 @@ from cli.local_run import REPO_ROOT, template
 from common.config import Settings
 from common.contracts import parse_timestamp, snapshot_description, snapshot_identifier
 from common.ranking import Votes, rank_votes
-from common.snapshots import decimal6
+from common.scores import as_decimal
 from infra import stack_template
 from local import postgres
 from local.faults import FaultPlan
@@ -256,7 +256,7 @@ def engine_snapshot(
 def _stored(value: float | None) -> Decimal:
     """A score as DECIMAL(10,6) holds it."""
     assert value is not None
-    return decimal6(round(value, 6))
+    return as_decimal(value)
 
 
 # --- what the history says -----------------------------------------------------------------------

@@ -26,6 +26,7 @@ from common.errors import (
 )
 from common.movements import RankedModel, movements
 from common.rank import parse_entries
+from common.scores import as_decimal
 from common.storage import parse_s3_uri
 from local.faults import CLOSED_DATABASE_URL
 from stages.fetch.handler import handler as fetch
@@ -395,11 +396,13 @@ def test_movements() -> None:
 @pytest.mark.parametrize(
     ("value", "stored"),
     [
+        # Rounded from the exact binary value: 1012.3456795 is 1012.34567949999...
         (1012.3456785, "1012.345678"),
-        (1012.3456795, "1012.345680"),
+        (1012.3456795, "1012.345679"),
+        (1012.3456796, "1012.345680"),
         (-0.0000004, "0.000000"),
         (999.9999996, "1000.000000"),
     ],
 )
-def test_decimal6(value: float, stored: str) -> None:
-    assert snapshots.decimal6(value) == Decimal(stored)
+def test_scores_are_stored_with_six_places(value: float, stored: str) -> None:
+    assert as_decimal(value) == Decimal(stored)

@@ -13,7 +13,16 @@ from scipy.optimize import minimize
 from bench import upstream
 from common import ranking
 from common.errors import InvalidInput
-from common.ranking import Votes, aggregate, fit_ratings, rank_votes
+from common.ranking import (
+    Votes,
+    _bootstrap,
+    _likelihood,
+    aggregate,
+    bradley_terry,
+    counts,
+    fit_ratings,
+    rank_votes,
+)
 
 
 def arena(models: int, votes: int, seed: int = 0, spread: float = 100.0) -> tuple[Votes, dict]:
@@ -165,9 +174,9 @@ def test_bootstrap_intervals_agree_with_upstream_within_monte_carlo_noise() -> N
         assert abs(e.bootstrap_q975 - high[i]) < 0.25 * width
 
 
-def _problem(votes: Votes) -> ranking._Problem:
+def _problem(votes: Votes) -> _likelihood.Problem:
     counts = aggregate(votes)
-    return ranking._Problem.build(counts, np.ones(counts.n_models, dtype=bool))
+    return _likelihood.Problem.build(counts, np.ones(counts.n_models, dtype=bool))
 
 
 def test_replicate_draws_are_multinomial() -> None:
@@ -179,7 +188,7 @@ def test_replicate_draws_are_multinomial() -> None:
             ("c", "a", "model1", 9),
         ]
     )
-    cells = ranking._Cells.build(_problem(votes))
+    cells = _bootstrap.Cells.build(_problem(votes))
     x = cells.draw(np.random.default_rng(0), 200_000)
     n = int(cells.counts.sum())
     p = cells.counts / n
@@ -191,13 +200,13 @@ def test_replicate_draws_are_multinomial() -> None:
 def test_batched_replicate_fits_match_exact_newton() -> None:
     votes, _ = arena(15, 8000, seed=10)
     pb = _problem(votes)
-    r_full = ranking._fit_full(pb)
-    cells = ranking._Cells.build(pb)
+    r_full = _likelihood.fit_full(pb)
+    cells = _bootstrap.Cells.build(pb)
     x = cells.draw(np.random.default_rng(1), 40)
     s, n = np.asarray(x @ cells.to_score), np.asarray(x @ cells.to_total)
     h_inv = np.linalg.inv(pb.laplacian(pb.curvature(r_full[None], pb.total[None]))[0])
-    chord, failed = ranking._chord(pb, r_full, h_inv, s, n)
-    exact = ranking._newton(pb, np.tile(r_full, (40, 1)), s, n, 0.0, 1e-12)
+    chord, failed = _likelihood.chord(pb, r_full, h_inv, s, n)
+    exact = _likelihood.newton(pb, np.tile(r_full, (40, 1)), s, n, 0.0, 1e-12)
     assert not failed.any()
     assert np.abs(400 * (chord - exact)).max() < 1e-4
 
@@ -241,10 +250,10 @@ def test_significant_rank_counts_models_whose_interval_lies_above() -> None:
     low = np.array([1080.0, 1060.0, 985.0, 850.0])
     high = np.array([1120.0, 1110.0, 1060.0, 985.0])
     kept = np.ones(4, dtype=bool)
-    ranks = ranking._ranks(names, score, low, high, kept, significant=True)
+    ranks = bradley_terry._ranks(names, score, low, high, kept, significant=True)
     # Strictly above only: b's 1060 does not count against c's 1060, nor c's 985 against d's.
     assert ranks == {0: 1, 1: 1, 2: 2, 3: 3}
-    plain = ranking._ranks(names, score, low, high, kept, significant=False)
+    plain = bradley_terry._ranks(names, score, low, high, kept, significant=False)
     assert plain == {0: 1, 1: 2, 2: 3, 3: 4}
 
 
@@ -375,7 +384,7 @@ def test_self_comparison_is_invalid() -> None:
 def test_sorted_aggregation_matches_the_dense_one(monkeypatch: pytest.MonkeyPatch) -> None:
     votes, _ = arena(7, 3000, seed=15)
     dense = aggregate(votes)
-    monkeypatch.setattr(ranking, "_DENSE_CELL_LIMIT", 0)
+    monkeypatch.setattr(counts, "_DENSE_CELL_LIMIT", 0)
     sparse_ = aggregate(votes)
     for field in ("first", "second", "wins", "ties", "losses", "vote_count"):
         np.testing.assert_array_equal(getattr(dense, field), getattr(sparse_, field))
