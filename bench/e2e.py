@@ -56,7 +56,8 @@ def _run(url: str, state_dir: str, leaderboards: list[str] | str) -> dict[str, A
     os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
     from cli.local_run import REPO_ROOT, template
     from cli.report import published_results
-    from local.pipeline import ExecutionStore, LocalPipeline
+    from local.pipeline import LocalPipeline
+    from local.store import ExecutionStore
 
     stack = template(REPO_ROOT / ".local")
     run_at = datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")

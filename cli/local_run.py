@@ -30,7 +30,8 @@ from common.contracts import parse_run_request
 from common.stepfunctions.failures import summarize_cause
 from local import postgres, simulate
 from local.faults import FaultPlan
-from local.pipeline import ExecutionRecord, ExecutionStore, LocalPipeline, new_execution_name
+from local.pipeline import LocalPipeline, new_execution_name
+from local.store import ExecutionRecord, ExecutionStore
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 Echo = Callable[[str], None]
@@ -179,7 +180,9 @@ def report(
     echo(f"{record.name}: {record.status} in {record.seconds:.1f} s")
     if record.error:
         echo(f"  failed with {record.error}: {summarize_cause(record.cause)}")
-        echo("  fix the cause, then `leaderboard redrive` resumes it where it stopped")
+        # The alert names the console and the AWS CLI; on this machine the redrive is ours.
+        original = record.redrive_of or record.name
+        echo(f"  fix the cause, then `leaderboard redrive {original}` resumes it where it stopped")
     timings = ", ".join(
         f"{name} {seconds:.2f} s" for name, seconds in stage_durations(record.history)
     )

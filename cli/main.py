@@ -8,38 +8,14 @@ Exit codes: 0 success, 1 the run or command failed, 2 bad usage or bad input (on
 from __future__ import annotations
 
 import argparse
-import contextlib
 import sys
-from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
 
+from cli import snapshots
+from cli.arguments import UsageError, echo, non_negative_int, positive_int
 from common.errors import InvalidInput, PipelineError
 
 Handler = Callable[[argparse.Namespace], int]
-
-
-class UsageError(Exception):
-    """Bad arguments or bad input file: printed as one line, exit code 2."""
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
-    return value
 
 
 # --- db ------------------------------------------------------------------------------------------
@@ -126,34 +102,24 @@ def _run_options(args: argparse.Namespace) -> object:
     )
 
 
-def _echo() -> Callable[[str], None]:
-    """Print to the terminal even while the local functions' stdout goes to their log file."""
-    stream = sys.stdout
-
-    def echo(line: str) -> None:
-        print(line, file=stream, flush=True)
-
-    return echo
-
-
 def cmd_run(args: argparse.Namespace) -> int:
     from cli import local_run
 
     options = _run_options(args)
-    record = local_run.run(options, _echo())  # type: ignore[arg-type]
+    record = local_run.run(options, echo())  # type: ignore[arg-type]
     return 0 if record.status == "SUCCEEDED" else 1
 
 
 def cmd_redrive(args: argparse.Namespace) -> int:
     from cli import local_run
     from cli.stepfunctions import is_execution_arn
-    from local.pipeline import LocalRunError
+    from local.store import LocalRunError
 
     if is_execution_arn(args.execution):
         return _redrive_aws(args)
     _aws_only(args, "a local execution is redriven on this machine")
     try:
-        record = local_run.redrive(args.execution, _run_options(args), _echo())  # type: ignore[arg-type]
+        record = local_run.redrive(args.execution, _run_options(args), echo())  # type: ignore[arg-type]
     except LocalRunError as exc:
         raise UsageError(str(exc)) from None
     return 0 if record.status == "SUCCEEDED" else 1
@@ -172,7 +138,8 @@ def cmd_executions(args: argparse.Namespace) -> int:
 def _state_machine_arn(args: argparse.Namespace) -> str | None:
     import os
 
-    from cli.stepfunctions import STATE_MACHINE_ARN_ENV, parse_state_machine_arn
+    from cli.stepfunctions import STATE_MACHINE_ARN_ENV
+    from common.stepfunctions.history import parse_state_machine_arn
 
     arn = args.state_machine_arn or os.environ.get(STATE_MACHINE_ARN_ENV) or None
     return parse_state_machine_arn(arn) if arn else None
@@ -187,8 +154,9 @@ def _aws_only(args: argparse.Namespace, why: str) -> None:
 
 
 def cmd_trigger(args: argparse.Namespace) -> int:
-    from cli import stepfunctions
+    from cli import execution_view, stepfunctions
     from common.contracts import parse_bootstrap, parse_leaderboards
+    from common.stepfunctions import history
 
     leaderboards = stepfunctions.known_leaderboards(
         parse_leaderboards(args.leaderboards, "--leaderboards")
@@ -197,13 +165,11 @@ def cmd_trigger(args: argparse.Namespace) -> int:
     arn = _state_machine_arn(args)
     if arn is None:
         _aws_only(args, f"give --state-machine-arn or set {stepfunctions.STATE_MACHINE_ARN_ENV}")
-        _echo()(
+        echo()(
             f"no state machine ARN given: running the pipeline on this machine ({args.state_dir})"
         )
         return cmd_run(args)
-    sfn, session = stepfunctions.stepfunctions(
-        args.region or stepfunctions.region_of(arn), args.profile
-    )
+    sfn, session = stepfunctions.stepfunctions(args.region or history.region_of(arn), args.profile)
     started = stepfunctions.trigger(
         sfn, arn, leaderboards, bootstrap, stepfunctions.caller(session)
     )
@@ -213,14 +179,15 @@ def cmd_trigger(args: argparse.Namespace) -> int:
     if not args.wait:
         print(f"  follow it      leaderboard status {started.execution_arn}")
         return 0
-    final = stepfunctions.follow(sfn, started.execution_arn, _echo())
-    view = stepfunctions.aws_view(final, stepfunctions.history(sfn, started.execution_arn))
-    print("\n".join(["", *stepfunctions.format_view(view)]))
+    final = stepfunctions.follow(sfn, started.execution_arn, echo())
+    view = execution_view.aws_view(final, stepfunctions.history(sfn, started.execution_arn))
+    print("\n".join(["", *execution_view.format_view(view)]))
     return 0 if final["status"] == "SUCCEEDED" else 1
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from cli import stepfunctions
+    from cli import execution_view, stepfunctions
+    from common.stepfunctions import history
 
     machine = _state_machine_arn(args)
     if not stepfunctions.is_execution_arn(args.execution) and machine is None:
@@ -231,33 +198,33 @@ def cmd_status(args: argparse.Namespace) -> int:
         return _local_status(args)
     arn: str | None = None
     if stepfunctions.is_execution_arn(args.execution):
-        arn = stepfunctions.parse_execution_arn(args.execution)
+        arn = history.parse_execution_arn(args.execution).arn
     elif args.execution and machine:
-        arn = stepfunctions.execution_arn(machine, args.execution)
+        arn = history.execution_arn(machine, args.execution)
     target = arn or str(machine)
-    sfn, _ = stepfunctions.stepfunctions(
-        args.region or stepfunctions.region_of(target), args.profile
-    )
+    sfn, _ = stepfunctions.stepfunctions(args.region or history.region_of(target), args.profile)
     if arn is None:
         print(f"latest executions of {target}")
         print(
             "\n".join(
-                stepfunctions.format_executions(
+                execution_view.format_executions(
                     stepfunctions.latest_executions(sfn, target, args.limit)
                 )
             )
         )
         return 0
-    view = stepfunctions.aws_view(stepfunctions.describe(sfn, arn), stepfunctions.history(sfn, arn))
-    print("\n".join(stepfunctions.format_view(view)))
+    view = execution_view.aws_view(
+        stepfunctions.describe(sfn, arn), stepfunctions.history(sfn, arn)
+    )
+    print("\n".join(execution_view.format_view(view)))
     return 0
 
 
 def _local_status(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from cli import stepfunctions
-    from local.pipeline import ExecutionStore, LocalRunError
+    from cli import execution_view
+    from local.store import ExecutionStore, LocalRunError
 
     store = ExecutionStore(Path(args.state_dir))
     try:
@@ -269,9 +236,9 @@ def _local_status(args: argparse.Namespace) -> int:
                 print(f"no local executions in {args.state_dir}: `leaderboard run` starts one")
                 return 0
             record = originals[-1]
-        lines = stepfunctions.format_view(stepfunctions.local_view(record))
+        lines = execution_view.format_view(execution_view.local_view(record))
         for number, name in enumerate(record.redrives, start=1):
-            redriven = stepfunctions.format_view(stepfunctions.local_view(store.load(name)))
+            redriven = execution_view.format_view(execution_view.local_view(store.load(name)))
             lines += ["", f"redrive {number}: {redriven[0]}", *redriven[1:]]
     except LocalRunError as exc:
         raise UsageError(str(exc)) from None
@@ -281,140 +248,11 @@ def _local_status(args: argparse.Namespace) -> int:
 
 def _redrive_aws(args: argparse.Namespace) -> int:
     from cli import stepfunctions
+    from common.stepfunctions import history
 
-    arn = stepfunctions.parse_execution_arn(args.execution)
-    sfn, _ = stepfunctions.stepfunctions(args.region or stepfunctions.region_of(arn), args.profile)
+    arn = history.parse_execution_arn(args.execution).arn
+    sfn, _ = stepfunctions.stepfunctions(args.region or history.region_of(arn), args.profile)
     print("\n".join(stepfunctions.format_redrive(stepfunctions.redrive(sfn, arn))))
-    return 0
-
-
-# --- snapshots (common.snapshots) -------------------------------------------------------------------
-def _database_url(args: argparse.Namespace) -> str:
-    import os
-
-    url = args.database_url or os.environ.get("DATABASE_URL")
-    if not url:
-        raise UsageError("no database: give --database-url URL or set DATABASE_URL")
-    return str(url)
-
-
-@contextlib.contextmanager
-def _snapshot_db(args: argparse.Namespace, *, read_only: bool = False) -> Iterator[Any]:
-    """A connection to the snapshots' database; unknown leaderboards and snapshots are bad input."""
-    import psycopg
-
-    from common import db
-    from common.errors import LeaderboardNotFound, SnapshotNotFound
-
-    try:
-        # Autocommit: each operator function's transaction is then a real one, not a savepoint
-        # inside a transaction that closing the connection would roll back.
-        with db.connect(_database_url(args), read_only=read_only, autocommit=True) as conn:
-            yield conn
-    except psycopg.ProgrammingError:
-        raise UsageError("--database-url: not a PostgreSQL URL or connection string") from None
-    except (SnapshotNotFound, LeaderboardNotFound) as exc:
-        raise UsageError(f"{exc} (see `leaderboard snapshots list`)") from None
-
-
-def _snapshot(conn: Any, args: argparse.Namespace) -> Any:
-    """The snapshot named by id, or by identifier and --leaderboard."""
-    import uuid
-
-    from common import snapshots
-
-    try:
-        snapshot_id = str(uuid.UUID(args.snapshot))
-    except ValueError:
-        if not args.leaderboard:
-            raise UsageError(
-                f"SNAPSHOT: {args.snapshot[:100]!r} is not a snapshot id (UUID); to name a "
-                "snapshot by its identifier, add --leaderboard SLUG"
-            ) from None
-        return snapshots.snapshot_by_identifier(conn, args.leaderboard, args.snapshot)
-    info = snapshots.get_snapshot(conn, snapshot_id)
-    if args.leaderboard and info.leaderboard_slug != args.leaderboard:
-        raise UsageError(
-            f"SNAPSHOT: {snapshot_id} belongs to {info.leaderboard_slug}, not {args.leaderboard}"
-        )
-    return info
-
-
-def _shown(conn: Any, slug: str) -> str:
-    from common import snapshots
-
-    latest = snapshots.latest_public_snapshot(conn, slug)
-    shown = latest.snapshot_identifier if latest else "no snapshot"
-    return f"BixArena now shows {shown} for {slug}"
-
-
-def cmd_snapshots_list(args: argparse.Namespace) -> int:
-    import json
-
-    from cli.tables import snapshot_table
-    from common import snapshots
-
-    with _snapshot_db(args, read_only=True) as conn:
-        found = snapshots.recent_snapshots(conn, args.leaderboard, args.visibility, args.limit)
-    if args.format == "json":
-        print(json.dumps([snapshots.as_dict(info) for info in found], indent=2))
-    else:
-        print(snapshot_table(found))
-    return 0
-
-
-def cmd_snapshots_show(args: argparse.Namespace) -> int:
-    import json
-
-    from cli.tables import entries_table, snapshot_heading
-    from common import snapshots
-
-    with _snapshot_db(args, read_only=True) as conn:
-        info = _snapshot(conn, args)
-        entries = snapshots.snapshot_entries(conn, info.id)
-    if args.format == "json":
-        document = {**snapshots.as_dict(info), "entries": [snapshots.as_dict(e) for e in entries]}
-        print(json.dumps(document, indent=2))
-    else:
-        print(snapshot_heading(info))
-        print(entries_table(entries))
-    return 0
-
-
-def cmd_snapshots_visibility(args: argparse.Namespace) -> int:
-    from common import snapshots
-
-    with _snapshot_db(args) as conn:
-        info = snapshots.set_visibility(conn, _snapshot(conn, args).id, args.visibility)
-        print(f"{info.leaderboard_slug} {info.snapshot_identifier} is now {info.visibility}")
-        print(_shown(conn, info.leaderboard_slug))
-    return 0
-
-
-def cmd_snapshots_delete(args: argparse.Namespace) -> int:
-    from common import snapshots
-
-    with _snapshot_db(args) as conn:
-        info = _snapshot(conn, args)
-        what = (
-            f"{info.leaderboard_slug} {info.snapshot_identifier} "
-            f"({info.visibility}, {info.entry_count} entries, id {info.id})"
-        )
-        if not args.yes:
-            if not sys.stdin.isatty():
-                raise UsageError(
-                    "snapshots delete: standard input is not a terminal to confirm on; pass --yes"
-                )
-            try:
-                answer = input(f"delete {what} and its entries? [y/N] ")
-            except EOFError:
-                answer = ""
-            if answer.strip().lower() not in ("y", "yes"):
-                print("nothing deleted")
-                return 1
-        snapshots.delete_snapshot(conn, info.id)
-        print(f"deleted {what}")
-        print(_shown(conn, info.leaderboard_slug))
     return 0
 
 
@@ -435,12 +273,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p_sim = sub.add_parser("simulate", help="make a synthetic arena with hidden true strengths")
     p_sim.add_argument(
-        "--models", type=_positive_int, default=40, help="number of models (default 40)"
+        "--models", type=positive_int, default=40, help="number of models (default 40)"
     )
     p_sim.add_argument(
-        "--battles", type=_positive_int, default=100_000, help="number of battles (default 100000)"
+        "--battles", type=positive_int, default=100_000, help="number of battles (default 100000)"
     )
-    p_sim.add_argument("--seed", type=_non_negative_int, default=0, help="random seed (default 0)")
+    p_sim.add_argument("--seed", type=non_negative_int, default=0, help="random seed (default 0)")
     target = p_sim.add_mutually_exclusive_group()
     target.add_argument(
         "--database-url", help="write into this database (schema created if missing)"
@@ -453,17 +291,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p_rank.add_argument("battles", help="Parquet file with columns model_a, model_b, outcome")
     p_rank.add_argument(
-        "--bootstrap", type=_positive_int, default=1000, help="replicates (default 1000)"
+        "--bootstrap", type=positive_int, default=1000, help="replicates (default 1000)"
     )
     p_rank.add_argument(
-        "--seed", type=_non_negative_int, default=0, help="bootstrap seed (default 0)"
+        "--seed", type=non_negative_int, default=0, help="bootstrap seed (default 0)"
     )
     p_rank.add_argument(
         "--significant", action="store_true", help="rank = 1 + models whose CI lies entirely above"
     )
     p_rank.add_argument(
         "--min-evals",
-        type=_non_negative_int,
+        type=non_negative_int,
         default=10,
         help="drop models with fewer votes (default 10)",
     )
@@ -498,11 +336,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--bootstrap", type=int, default=1000, help="bootstrap replicates, 10..10000 (default 1000)"
     )
     p_run.add_argument(
-        "--battles", type=_positive_int, default=100_000,
+        "--battles", type=positive_int, default=100_000,
         help="battles to simulate into the embedded database (default 100000)",
     )  # fmt: skip
     p_run.add_argument(
-        "--models", type=_positive_int, default=40, help="models to simulate (default 40)"
+        "--models", type=positive_int, default=40, help="models to simulate (default 40)"
     )
     p_run.add_argument(
         "--inject-fault", action="append", metavar="SPEC",
@@ -618,7 +456,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_status.add_argument("execution", nargs="?", metavar="EXECUTION", help="ARN or name")
     p_status.add_argument(
         "--limit",
-        type=_positive_int,
+        type=positive_int,
         default=10,
         help="executions to list without EXECUTION (default 10)",
     )
@@ -664,9 +502,9 @@ def build_parser() -> argparse.ArgumentParser:
     p_list.add_argument("--leaderboard", metavar="SLUG", help="only this leaderboard's snapshots")
     p_list.add_argument("--visibility", choices=("public", "private"), help="only these")
     p_list.add_argument(
-        "--limit", type=_positive_int, default=20, help="at most this many (default 20)"
+        "--limit", type=positive_int, default=20, help="at most this many (default 20)"
     )
-    p_list.set_defaults(func=cmd_snapshots_list)
+    p_list.set_defaults(func=snapshots.cmd_list)
 
     p_show = snap_sub.add_parser(
         "show",
@@ -675,7 +513,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="a snapshot and its entries: rank, model, score, CI, votes",
         epilog=by_name.format("show"),
     )
-    p_show.set_defaults(func=cmd_snapshots_show)
+    p_show.set_defaults(func=snapshots.cmd_show)
 
     for action, visibility, text in (
         ("publish", "public", "make a snapshot public (BixArena shows the newest public one)"),
@@ -688,7 +526,7 @@ def build_parser() -> argparse.ArgumentParser:
             help=text,
             epilog=by_name.format(action),
         )
-        p_vis.set_defaults(func=cmd_snapshots_visibility, visibility=visibility)
+        p_vis.set_defaults(func=snapshots.cmd_visibility, visibility=visibility)
 
     p_delete = snap_sub.add_parser(
         "delete",
@@ -702,7 +540,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=by_name.format("delete") + " --yes",
     )
     p_delete.add_argument("--yes", action="store_true", help="delete without asking")
-    p_delete.set_defaults(func=cmd_snapshots_delete)
+    p_delete.set_defaults(func=snapshots.cmd_delete)
 
     return parser
 

@@ -12,29 +12,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from local.redrive import iteration_of
+from common.stepfunctions.history import by_id, details, iteration_of, leaderboard_of, timestamp
 
 _ENTERED = ("TaskStateEntered", "MapStateEntered", "PassStateEntered", "ChoiceStateEntered")
 _EXITED = ("TaskStateExited", "MapStateExited")
-
-
-def _details(event: dict[str, Any]) -> dict[str, Any]:
-    return next(
-        (v for k, v in event.items() if k.endswith("EventDetails") and isinstance(v, dict)), {}
-    )
-
-
-def _timestamp(event: dict[str, Any]) -> datetime:
-    value = event["timestamp"]
-    return value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
-
-
-def _slug(state_input: Any) -> str | None:
-    if isinstance(state_input, dict):
-        leaderboard = state_input.get("leaderboard")
-        if isinstance(leaderboard, dict):
-            return leaderboard.get("slug")
-    return None
 
 
 @dataclass
@@ -56,21 +37,20 @@ class ProgressPrinter:
 
     def describe(self, event: dict[str, Any], history: Sequence[dict[str, Any]]) -> str | None:
         kind = event["type"]
-        details = _details(event)
-        by_id = {int(e["id"]): e for e in history}
-        index = iteration_of(by_id, event)
+        found = details(event)
+        index = iteration_of(by_id(history), event)
         if kind in _ENTERED:
-            name = details.get("name", "?")
+            name = found.get("name", "?")
             if name.startswith("Redrive"):
                 return None
-            slug = _slug(json.loads(details["input"])) if details.get("input") else None
+            slug = leaderboard_of(found.get("input"))
             if slug:
                 self._label[index] = slug
-            self._entered[(name, index)] = (_timestamp(event), slug)
+            self._entered[(name, index)] = (timestamp(event), slug)
             self._attempts[(name, index)] = 0
             return f"{self._indent(index)}▸ {self._name(name, index)}"
         if kind == "MapStateStarted":
-            return f"  {details.get('length', 0)} leaderboard(s) to rank and publish"
+            return f"  {found.get('length', 0)} leaderboard(s) to rank and publish"
         if kind == "TaskScheduled":
             key = self._current(index)
             if key is None:
@@ -81,17 +61,17 @@ class ProgressPrinter:
             return None
         if kind in ("TaskFailed", "LambdaFunctionFailed", "TaskTimedOut"):
             key = self._current(index)
-            error = details.get("error", "Error")
-            return f"{self._indent(index)}  ✗ {self._name(key[0] if key else '?', index)}: {error}: {_cause(details.get('cause'))}"
+            error = found.get("error", "Error")
+            return f"{self._indent(index)}  ✗ {self._name(key[0] if key else '?', index)}: {error}: {_cause(found.get('cause'))}"
         if kind in _EXITED:
-            name = details.get("name", "?")
+            name = found.get("name", "?")
             started = self._entered.get((name, index))
-            took = (_timestamp(event) - started[0]).total_seconds() if started else 0.0
+            took = (timestamp(event) - started[0]).total_seconds() if started else 0.0
             return f"{self._indent(index)}✓ {self._name(name, index)} {took:.2f} s"
         if kind == "ExecutionSucceeded":
             return "execution SUCCEEDED"
         if kind in ("ExecutionFailed", "ExecutionTimedOut", "ExecutionAborted"):
-            return f"execution {kind.removeprefix('Execution').upper()}: {details.get('error', '')}"
+            return f"execution {kind.removeprefix('Execution').upper()}: {found.get('error', '')}"
         return None
 
     def _current(self, index: int | None) -> tuple[str, int | None] | None:
@@ -121,19 +101,19 @@ def _cause(cause: str | None, limit: int = 160) -> str:
 
 def stage_durations(history: Sequence[dict[str, Any]]) -> list[tuple[str, float]]:
     """Wall time per stage: top-level states, and the Map's inner states summed over iterations."""
-    by_id = {int(e["id"]): e for e in history}
+    events_by_id = by_id(history)
     open_states: dict[tuple[str, int | None], datetime] = {}
     totals: dict[str, float] = {}
     for event in history:
-        details = _details(event)
-        index = iteration_of(by_id, event)
-        name = details.get("name")
+        found = details(event)
+        index = iteration_of(events_by_id, event)
+        name = found.get("name")
         if not name or name.startswith("Redrive"):
             continue
         if event["type"] in _ENTERED:
-            open_states[(name, index)] = _timestamp(event)
+            open_states[(name, index)] = timestamp(event)
         elif event["type"] in _EXITED and (name, index) in open_states:
-            took = (_timestamp(event) - open_states.pop((name, index))).total_seconds()
+            took = (timestamp(event) - open_states.pop((name, index))).total_seconds()
             totals[name] = totals.get(name, 0.0) + took
     return list(totals.items())
 
@@ -144,7 +124,7 @@ def published_results(
     """(publish results, skipped leaderboards) from the Map state's output in the history."""
     for event in reversed(history):
         if event["type"] == "MapStateExited":
-            output = json.loads(_details(event).get("output") or "{}")
+            output = json.loads(details(event).get("output") or "{}")
             return list(output.get("results") or []), list(output.get("skipped") or [])
     return [], []
 

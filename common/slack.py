@@ -422,7 +422,6 @@ def _failure_parts(report: FailureReport, style: _Style, environment: str | None
         "Fix the cause, then resume the execution at the failed state with the same input:",
         f"• Console: {style.link(report.console_url, 'open the execution')}, press Redrive",
         f"• AWS CLI: {style.code(report.redrive_command)}",
-        f"• Local run: {style.code(report.local_redrive_command)}",
     ]
     parts.append(_Section(_fit_lines(redrive)))
     context = [f"state machine {style.code(report.state_machine_name)}"]

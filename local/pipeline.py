@@ -19,7 +19,6 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -30,121 +29,30 @@ from moto import mock_aws
 from moto.stepfunctions.parser.utils import TMP_THREADS
 
 from common.stepfunctions import failures
+from common.stepfunctions.history import (
+    FAILED_STATUSES,
+    FINAL_STATUSES,
+    parse_execution_arn,
+    read_history,
+    until_end,
+)
 from infra import stack_template
-from local import moto_lambda, redrive
+from local import eventbridge, moto_lambda, redrive
 from local.dbproxy import DatabaseProxy
 from local.faults import FaultPlan
 from local.slack_server import SlackServer
+from local.store import ExecutionRecord, ExecutionStore, LocalRunError, json_default
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
 POLL_S = (0.05, 0.5)
 """Polling interval bounds: moto answers each poll with the whole history, serialized while the
 stages wait for the GIL, so a long run is polled less and less often (up to every 0.5 s)."""
-FINAL_STATUSES = ("SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED")
-_END_EVENTS = ("ExecutionSucceeded", "ExecutionFailed", "ExecutionTimedOut", "ExecutionAborted")
 INTERPRETER_DRAIN_S = 60.0
 """How long closing a pipeline waits for the interpreter's leftover threads (see _setup)."""
 
 EventSink = Callable[[dict[str, Any], list[dict[str, Any]]], None]
 """Called with each new history event and the history so far (for progress output)."""
-
-
-class LocalRunError(Exception):
-    """The local run could not be set up or resumed; the message says why."""
-
-
-@dataclass
-class ExecutionRecord:
-    """A local execution as saved under ``.local/executions``: enough to list and redrive it."""
-
-    name: str
-    execution_arn: str
-    status: str
-    input: Any
-    output: Any
-    error: str | None
-    cause: str | None
-    started_at: str
-    stopped_at: str | None
-    definition: dict[str, Any]
-    history: list[dict[str, Any]]
-    redrive_of: str | None = None
-    redrives: list[str] = field(default_factory=list)
-
-    @property
-    def seconds(self) -> float:
-        if not self.stopped_at:
-            return 0.0
-        return (
-            datetime.fromisoformat(self.stopped_at) - datetime.fromisoformat(self.started_at)
-        ).total_seconds()
-
-
-class ExecutionStore:
-    """Local executions and the S3 objects they wrote, in a folder that outlives the process."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.executions = root / "executions"
-        self.objects = root / "s3"
-
-    def save(self, record: ExecutionRecord) -> Path:
-        self.executions.mkdir(parents=True, exist_ok=True)
-        path = self.executions / f"{record.name}.json"
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(asdict(record), default=_json_default, indent=1))
-        tmp.replace(path)
-        return path
-
-    def load(self, name: str) -> ExecutionRecord:
-        path = self.executions / f"{name}.json"
-        if not path.exists():
-            raise LocalRunError(f"no local execution named {name!r} (see `leaderboard executions`)")
-        return ExecutionRecord(**json.loads(path.read_text()))
-
-    def all(self) -> list[ExecutionRecord]:
-        if not self.executions.exists():
-            return []
-        records = [
-            ExecutionRecord(**json.loads(p.read_text())) for p in self.executions.glob("*.json")
-        ]
-        return sorted(records, key=lambda r: r.started_at)
-
-    def last_failed(self) -> ExecutionRecord:
-        failed = [
-            r
-            for r in self.all()
-            if r.redrive_of is None and r.status in ("FAILED", "TIMED_OUT", "ABORTED")
-        ]
-        if not failed:
-            raise LocalRunError(
-                "no failed local execution to redrive (see `leaderboard executions`)"
-            )
-        return failed[-1]
-
-    def dump_bucket(self, s3: Any, bucket: str) -> None:
-        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
-            for item in page.get("Contents", []):
-                target = self.objects / bucket / item["Key"]
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_bytes(s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read())
-
-    def restore_bucket(self, s3: Any, bucket: str) -> None:
-        folder = self.objects / bucket
-        if not folder.exists():
-            return
-        for path in folder.rglob("*"):
-            if path.is_file():
-                s3.put_object(
-                    Bucket=bucket, Key=str(path.relative_to(folder)), Body=path.read_bytes()
-                )
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    raise TypeError(f"cannot serialize {type(value).__name__}")
 
 
 def _socket_target(database_url: str) -> tuple[str, dict[str, Any]]:
@@ -377,16 +285,14 @@ class LocalPipeline:
         Injected stage faults stand for the state machine's task failing and do not apply to this
         separate invocation; a Slack fault does, being Slack itself.
         """
-        if record.status not in failures.FAILED_STATUSES:
+        if record.status not in FAILED_STATUSES:
             raise LocalRunError(f"{record.name} is {record.status}: only a failed run is alerted")
         function = self._failure_rule_target()
         spec = self._functions[function]
-        # arn:aws:states:REGION:ACCOUNT:execution:MACHINE:NAME
-        parts = record.execution_arn.split(":")
-        region, account, machine = parts[3], parts[4], parts[6]
-        event = failures.status_change_event(
+        arn = parse_execution_arn(record.execution_arn)
+        event = eventbridge.status_change_event(
             execution_arn=record.execution_arn,
-            state_machine_arn=f"arn:aws:states:{region}:{account}:stateMachine:{machine}",
+            state_machine_arn=arn.state_machine_arn,
             # A redrive is the same execution on AWS: name the original, which `redrive` resumes.
             name=record.redrive_of or record.name,
             status=record.status,
@@ -395,8 +301,8 @@ class LocalPipeline:
             input_json=json.dumps(record.input),
             error=record.error,
             cause=record.cause,
-            region=region,
-            account=account,
+            region=arn.region,
+            account=arn.account,
         )
         context = moto_lambda.InvocationContext(
             function_name=function,
@@ -446,7 +352,7 @@ class LocalPipeline:
         interval, longest = POLL_S
         while True:
             described = self.sfn.describe_execution(executionArn=execution_arn)
-            history = self._history(execution_arn)
+            history = read_history(self.sfn, execution_arn)
             for event in history[seen:]:
                 if on_event:
                     on_event(event, history)
@@ -457,7 +363,7 @@ class LocalPipeline:
             interval = min(interval * 1.5, longest)
         # moto lets a failed Map's other iterations run on (AWS aborts them): what they log after
         # the execution ended is not its history, and would make a redrive skip their work.
-        history = _until_end(history)
+        history = until_end(history)
         record = ExecutionRecord(
             name=described["name"],
             execution_arn=execution_arn,
@@ -471,23 +377,13 @@ class LocalPipeline:
             if described.get("stopDate")
             else None,
             definition=definition or self.definition,
-            history=json.loads(json.dumps(history, default=_json_default)),
+            history=json.loads(json.dumps(history, default=json_default)),
             redrive_of=redrive_of,
         )
         self.store.save(record)
         for bucket in self.buckets:
             self.store.dump_bucket(self.s3, bucket)
         return record
-
-    def _history(self, execution_arn: str) -> list[dict[str, Any]]:
-        events: list[dict[str, Any]] = []
-        kwargs: dict[str, Any] = {"executionArn": execution_arn, "maxResults": 1000}
-        while True:
-            page = self.sfn.get_execution_history(**kwargs)
-            events.extend(page["events"])
-            if not page.get("nextToken"):
-                return events
-            kwargs["nextToken"] = page["nextToken"]
 
     def redrive(
         self, original: ExecutionRecord, *, on_event: EventSink | None = None
@@ -571,13 +467,6 @@ class _AnyAttribute(dict[str, str]):
 
     def __missing__(self, key: str) -> str:
         return self._value if key == "Ref" else f"{self._value}.{key}"
-
-
-def _until_end(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    for index, event in enumerate(history):
-        if event["type"] in _END_EVENTS:
-            return history[: index + 1]
-    return history
 
 
 def _epoch_ms(iso: str) -> int:

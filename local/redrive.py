@@ -12,9 +12,17 @@ Everything here is pure: history and definitions in, plan and definition out.
 from __future__ import annotations
 
 import copy
-import json
 from dataclasses import dataclass, field
 from typing import Any
+
+from common.stepfunctions.history import (
+    END_EVENTS,
+    FAILED_STATUSES,
+    by_id,
+    details,
+    iteration_of,
+    loads,
+)
 
 ITEMS_KEY = "redrive_items"
 _ROUTER = "RedriveRoute"
@@ -43,87 +51,54 @@ class RedrivePlan:
     iterations: list[IterationPlan] = field(default_factory=list)
 
 
-def _details(event: dict[str, Any], suffix: str) -> dict[str, Any]:
-    for key, value in event.items():
-        if key.endswith(suffix) and isinstance(value, dict):
-            return value
-    return {}
-
-
-def iteration_of(events_by_id: dict[int, dict[str, Any]], event: dict[str, Any]) -> int | None:
-    """Index of the Map iteration an event belongs to (None at top level)."""
-    if event["type"].startswith(("MapState", "Execution")):
-        return None
-    seen = 0
-    current: dict[str, Any] | None = event
-    while current is not None and seen < 100_000:
-        if current["type"].startswith("MapIteration"):
-            return int(_details(current, "EventDetails").get("index", 0))
-        if current["type"].startswith(("MapState", "Execution")):
-            return None
-        current = events_by_id.get(int(current.get("previousEventId") or 0))
-        seen += 1
-    return None
-
-
-def _loads(text: str | None) -> Any:
-    return json.loads(text) if text else None
-
-
 def plan_redrive(history: list[dict[str, Any]], definition: dict[str, Any]) -> RedrivePlan:
     """Where and with what input a redrive resumes, from the execution's history (oldest first)."""
-    if not history or history[-1]["type"] not in (
-        "ExecutionFailed",
-        "ExecutionTimedOut",
-        "ExecutionAborted",
-    ):
+    if not history or END_EVENTS.get(history[-1]["type"]) not in FAILED_STATUSES:
         raise NotRedrivable("only a FAILED, TIMED_OUT or ABORTED execution can be redriven")
-    by_id = {int(e["id"]): e for e in history}
+    events_by_id = by_id(history)
     top_states = definition["States"]
     entered_top = [
         e for e in history
-        if e["type"].endswith("StateEntered") and _details(e, "EventDetails").get("name") in top_states
-        and iteration_of(by_id, e) is None
+        if e["type"].endswith("StateEntered") and details(e).get("name") in top_states
+        and iteration_of(events_by_id, e) is None
     ]  # fmt: skip
     if not entered_top:
         return RedrivePlan(
             state=definition["StartAt"],
-            input=_loads(_details(history[0], "EventDetails").get("input")),
+            input=loads(details(history[0]).get("input")),
         )
     last = entered_top[-1]
-    name = _details(last, "EventDetails")["name"]
-    state_input = _loads(_details(last, "EventDetails").get("input"))
+    name = details(last)["name"]
+    state_input = loads(details(last).get("input"))
     if top_states[name].get("Type") != "Map":
         return RedrivePlan(state=name, input=state_input)
     return RedrivePlan(
-        state=name, input=state_input, iterations=_iteration_plans(history, by_id, last)
+        state=name, input=state_input, iterations=_iteration_plans(history, events_by_id, last)
     )
 
 
 def _iteration_plans(
-    history: list[dict[str, Any]], by_id: dict[int, dict[str, Any]], map_entered: dict[str, Any]
+    history: list[dict[str, Any]],
+    events_by_id: dict[int, dict[str, Any]],
+    map_entered: dict[str, Any],
 ) -> list[IterationPlan]:
     after = [e for e in history if int(e["id"]) > int(map_entered["id"])]
     length = next(
-        (
-            int(_details(e, "EventDetails").get("length", 0))
-            for e in after
-            if e["type"] == "MapStateStarted"
-        ),
+        (int(details(e).get("length", 0)) for e in after if e["type"] == "MapStateStarted"),
         0,
     )
     entered: dict[int, tuple[str, Any]] = {}
     exited: dict[int, Any] = {}
     succeeded: set[int] = set()
     for event in after:
-        index = iteration_of(by_id, event)
+        index = iteration_of(events_by_id, event)
         if index is None:
             continue
-        details = _details(event, "EventDetails")
+        found = details(event)
         if event["type"].endswith("StateEntered"):
-            entered[index] = (details["name"], _loads(details.get("input")))
+            entered[index] = (found["name"], loads(found.get("input")))
         elif event["type"].endswith("StateExited"):
-            exited[index] = _loads(details.get("output"))
+            exited[index] = loads(found.get("output"))
         elif event["type"] == "MapIterationSucceeded":
             succeeded.add(index)
     plans = []

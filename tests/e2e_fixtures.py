@@ -29,11 +29,12 @@ from common.config import Settings
 from common.contracts import parse_timestamp, snapshot_description, snapshot_identifier
 from common.ranking import Votes, rank_votes
 from common.scores import as_decimal
+from common.stepfunctions.history import iteration_of
 from infra import stack_template
 from local import postgres
 from local.faults import FaultPlan
-from local.pipeline import ExecutionRecord, ExecutionStore, LocalPipeline
-from local.redrive import iteration_of
+from local.pipeline import LocalPipeline
+from local.store import ExecutionRecord, ExecutionStore
 from tests.stage_fixtures import RUN_AT
 
 SPARSE = "rare-diseases"

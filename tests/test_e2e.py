@@ -22,7 +22,7 @@ from cli.main import main
 from cli.report import published_results, slack_preview
 from common.stepfunctions.failures import failure_point
 from local import simulate
-from local.pipeline import ExecutionStore
+from local.store import ExecutionStore
 from tests.e2e_fixtures import (
     RANKED,
     SPARSE,
@@ -204,7 +204,7 @@ def test_a_permanent_failure_stops_at_its_state_alerts_and_a_redrive_publishes_o
     assert f"InjectedFailure: injected permanent failure in {stage}" in alert["text"]
     preview = slack_preview(alert)
     assert f"`{state}`" in preview and "`InjectedFailure`" in preview
-    assert f"leaderboard redrive {record.name}" in preview
+    assert f"aws stepfunctions redrive-execution --execution-arn {record.execution_arn}" in preview
     if stage in ("rank", "publish"):
         assert re.search(rf"\*Leaderboard\*\n({'|'.join(RANKED)})\n", preview)
 

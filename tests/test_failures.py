@@ -10,6 +10,7 @@ import pytest
 
 from common.errors import InvalidInput
 from common.stepfunctions import failures
+from local import eventbridge
 
 REGION, ACCOUNT = "eu-west-1", "123456789012"
 MACHINE = f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:bixarena-leaderboard"
@@ -116,7 +117,7 @@ def test_history_order_does_not_matter() -> None:
 
 
 def test_report_of_a_lambda_failure() -> None:
-    event = failures.status_change_event(
+    event = eventbridge.status_change_event(
         EXECUTION, MACHINE, "run-7", "FAILED", 1_748_746_800_000, 1_748_746_923_000,
         json.dumps({"correlation_id": "corr-7", "trigger": "manual", "requested_by": "bob"}),
         "NotEnoughData", LAMBDA_CAUSE, REGION, ACCOUNT,
@@ -135,7 +136,6 @@ def test_report_of_a_lambda_failure() -> None:
     assert (
         report.redrive_command == f"aws stepfunctions redrive-execution --execution-arn {EXECUTION}"
     )
-    assert report.local_redrive_command == "leaderboard redrive run-7"
 
 
 def test_lambda_function_failed_at_top_level() -> None:
@@ -232,7 +232,7 @@ def test_a_fail_state_takes_the_execution_error() -> None:
 
 
 def test_report_without_history_falls_back_on_the_event() -> None:
-    event = failures.status_change_event(
+    event = eventbridge.status_change_event(
         EXECUTION, MACHINE, "run-7", "FAILED", 1_748_746_800_000, None, None,
         "InvalidInput", "leaderboards: 'Bad' is not a valid leaderboard slug", REGION, ACCOUNT,
     )  # fmt: skip
@@ -244,7 +244,7 @@ def test_report_without_history_falls_back_on_the_event() -> None:
 
 
 def test_correlation_id_comes_from_fetch_output_when_the_input_has_none() -> None:
-    event = failures.status_change_event(
+    event = eventbridge.status_change_event(
         EXECUTION, MACHINE, "run-7", "FAILED", 0, 1, "{}", "E", None, REGION, ACCOUNT
     )
     report = failures.describe_failure(
@@ -266,7 +266,7 @@ def test_summarize_cause() -> None:
 
 
 def test_status_change_event_has_the_eventbridge_shape() -> None:
-    event = failures.status_change_event(
+    event = eventbridge.status_change_event(
         EXECUTION, MACHINE, "run-7", "TIMED_OUT", 1_748_746_800_000, 1_748_746_801_000,
         '{"a": 1}', "States.Timeout", None, REGION, ACCOUNT,
     )  # fmt: skip
@@ -296,7 +296,7 @@ def test_status_change_event_has_the_eventbridge_shape() -> None:
     ],
 )
 def test_bad_status_change_events_name_the_field(mutate: Any, message: str) -> None:
-    event = failures.status_change_event(
+    event = eventbridge.status_change_event(
         EXECUTION, MACHINE, "run-7", "FAILED", 0, 1, "{}", "E", "C", REGION, ACCOUNT
     )
     mutate(event)
@@ -305,7 +305,7 @@ def test_bad_status_change_events_name_the_field(mutate: Any, message: str) -> N
 
 
 def test_an_input_that_is_not_json_only_loses_the_correlation_id() -> None:
-    event = failures.status_change_event(
+    event = eventbridge.status_change_event(
         EXECUTION, MACHINE, "run-7", "ABORTED", 0, 1, "not json", None, None, REGION, ACCOUNT
     )
     assert failures.parse_status_change(event).input is None

@@ -20,8 +20,8 @@ from moto import mock_aws
 from cli import main, stepfunctions
 from common.errors import DatabaseUnavailable, InvalidInput
 from local import moto_lambda
-from local.pipeline import ExecutionRecord, ExecutionStore
 from local.redrive import plan_redrive, redrive_definition
+from local.store import ExecutionRecord, ExecutionStore
 from tests.toy_pipeline import DEFINITION, create_functions, create_role
 
 REGION = "eu-west-1"

@@ -13,6 +13,8 @@ from typing import Any
 import psycopg
 import pytest
 
+from cli import snapshots as cli_snapshots
+from common import publish as publish_service
 from common import snapshots
 from common.contracts import snapshot_description
 from common.errors import (
@@ -170,7 +172,7 @@ def test_concurrent_publishes_of_one_run_make_one_snapshot(
 
     def one_publish() -> None:
         with psycopg.connect(publish_env) as conn:
-            result = snapshots.publish_entries(
+            result = publish_service.publish_entries(
                 conn,
                 slug="overall",
                 leaderboard_id=event["leaderboard"]["leaderboard_id"],
@@ -333,7 +335,7 @@ def test_operator_functions(ranked: dict[str, Any], publish_env: str, lambda_con
     private = publish(private_event["overall"], lambda_context)
     genomics = publish(ranked["genomics"], lambda_context)
     with psycopg.connect(publish_env) as conn:
-        listed = snapshots.list_snapshots(conn)
+        listed = cli_snapshots.recent_snapshots(conn)
         assert [(s.leaderboard_slug, s.snapshot_identifier, s.visibility) for s in listed] == [
             ("genomics", "snapshot_2025-06-01_06-00-00", "public"),
             ("overall", "snapshot_2025-06-02_06-00-00", "private"),
@@ -345,22 +347,22 @@ def test_operator_functions(ranked: dict[str, Any], publish_env: str, lambda_con
         assert listed[2].description == snapshot_description(
             ranked["overall"]["leaderboard"]["vote_count"], public["entry_count"]
         )
-        only = snapshots.list_snapshots(conn, "overall", "public")
+        only = cli_snapshots.recent_snapshots(conn, "overall", "public")
         assert [s.id for s in only] == [public["snapshot_id"]]
 
         shown = snapshots.snapshot_entries(conn, public["snapshot_id"])
         assert [e.rank for e in shown] == list(range(1, public["entry_count"] + 1))
         assert shown[0].model_name == public["top"][0]["model"]
-        assert snapshots.as_dict(shown[0])["bt_score"] == str(shown[0].bt_score)
+        assert cli_snapshots.as_dict(shown[0])["bt_score"] == str(shown[0].bt_score)
 
-        made_public = snapshots.set_visibility(conn, private["snapshot_id"], "public")
+        made_public = cli_snapshots.set_visibility(conn, private["snapshot_id"], "public")
         assert (
             made_public.visibility == "public" and made_public.updated_at > made_public.created_at
         )
         latest = snapshots.latest_public_snapshot(conn, "overall")
         assert latest is not None and latest.id == private["snapshot_id"]
 
-        deleted = snapshots.delete_snapshot(conn, private["snapshot_id"])
+        deleted = cli_snapshots.delete_snapshot(conn, private["snapshot_id"])
         assert deleted.id == private["snapshot_id"]
         latest = snapshots.latest_public_snapshot(conn, "overall")
         assert latest is not None and latest.id == public["snapshot_id"]
@@ -368,11 +370,11 @@ def test_operator_functions(ranked: dict[str, Any], publish_env: str, lambda_con
         with pytest.raises(SnapshotNotFound):
             snapshots.get_snapshot(conn, private["snapshot_id"])
         with pytest.raises(SnapshotNotFound):
-            snapshots.set_visibility(conn, private["snapshot_id"], "private")
+            cli_snapshots.set_visibility(conn, private["snapshot_id"], "private")
         with pytest.raises(InvalidInput, match="visibility"):
-            snapshots.set_visibility(conn, public["snapshot_id"], "hidden")  # type: ignore[arg-type]
+            cli_snapshots.set_visibility(conn, public["snapshot_id"], "hidden")  # type: ignore[arg-type]
         with pytest.raises(InvalidInput, match="snapshot_id"):
-            snapshots.delete_snapshot(conn, "1 OR 1=1")
+            cli_snapshots.delete_snapshot(conn, "1 OR 1=1")
     assert _count(publish_env, "leaderboard_snapshot") == 2
 
 

@@ -347,7 +347,7 @@ def test_an_unreachable_database_fails_without_showing_the_password(
 def test_visibility_and_delete_commit_even_inside_an_open_transaction(database_url: str) -> None:
     import psycopg
 
-    from common import snapshots
+    from cli import snapshots
 
     with psycopg.connect(database_url) as setup:
         row = setup.execute(

@@ -4,8 +4,8 @@ EventBridge delivers a "Step Functions Execution Status Change" event when an ex
 FAILED, TIMED_OUT or ABORTED. The event names the execution and its error, but not the state that
 failed; the execution history does. ``describe_failure`` reads the history (pure, over the list of
 history events in any order) and names the failing state, its error and cause, the Map iteration
-and leaderboard it was working on, and the correlation id of the run. ``read_history`` is the one
-AWS call. ``status_change_event`` builds the same event for the local runner, since moto emits none.
+and leaderboard it was working on, and the correlation id of the run.
+The local run builds the same event itself (``local.eventbridge``), since moto emits none.
 
 The history is followed through ``previousEventId`` links rather than by position: inside an inline
 Map the iterations run concurrently and their events interleave, so "the last state entered before
@@ -15,18 +15,28 @@ the failure" by position is often another leaderboard's state.
 from __future__ import annotations
 
 import json
-import re
-import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from common.errors import InvalidInput
+from common.stepfunctions.history import (
+    END_EVENTS,
+    FAILED_STATUSES,
+    by_id,
+    console_url,
+    details,
+    leaderboard_of,
+    loads,
+    match_execution_arn,
+    oldest_first,
+    previous,
+    redrive_command,
+)
 
 SOURCE = "aws.states"
 DETAIL_TYPE = "Step Functions Execution Status Change"
-FAILED_STATUSES = ("FAILED", "TIMED_OUT", "ABORTED")
 CAUSE_LIMIT = 500
 """Characters of a cause (or of a Lambda errorMessage) kept in a message."""
 
@@ -47,9 +57,8 @@ _STATE_FAILURES = frozenset(
         "TaskTimedOut",
     }
 )
-_EXECUTION_ENDS = frozenset({"ExecutionFailed", "ExecutionTimedOut", "ExecutionAborted"})
+_FAILED_ENDS = frozenset(e for e, status in END_EVENTS.items() if status in FAILED_STATUSES)
 _MAX_WALK = 100_000
-_ARN_RE = re.compile(r"^arn:(aws[a-z-]*):states:([a-z0-9-]+):(\d{12}):execution:([^:]+):([^:]+)$")
 
 
 @dataclass(frozen=True)
@@ -104,22 +113,11 @@ class FailureReport:
 
     @property
     def console_url(self) -> str:
-        return console_url(self.region, self.execution_arn)
+        return console_url(self.execution_arn)
 
     @property
     def redrive_command(self) -> str:
-        return f"aws stepfunctions redrive-execution --execution-arn {self.execution_arn}"
-
-    @property
-    def local_redrive_command(self) -> str:
-        return f"leaderboard redrive {self.execution_name}"
-
-
-def console_url(region: str, execution_arn: str) -> str:
-    return (
-        f"https://{region}.console.aws.amazon.com/states/home?region={region}"
-        f"#/v2/executions/details/{execution_arn}"
-    )
+        return redrive_command(self.execution_arn)
 
 
 # --- the event -------------------------------------------------------------------------------------
@@ -158,9 +156,8 @@ def parse_status_change(event: Any) -> StatusChange:
     status = _text(detail, "status", required=True)
     if status not in FAILED_STATUSES:
         raise InvalidInput(f"detail.status: expected one of {', '.join(FAILED_STATUSES)}")
-    execution_arn = str(_text(detail, "executionArn", required=True))
-    match = _ARN_RE.match(execution_arn)
-    if not match:
+    arn = match_execution_arn(str(_text(detail, "executionArn", required=True)))
+    if arn is None:
         raise InvalidInput("detail.executionArn: not a Step Functions execution ARN")
     raw_input = _text(detail, "input")
     try:
@@ -169,11 +166,11 @@ def parse_status_change(event: Any) -> StatusChange:
         # An input that is not JSON only costs us the correlation id: keep the alert going.
         parsed_input = None
     return StatusChange(
-        execution_arn=execution_arn,
+        execution_arn=arn.arn,
         state_machine_arn=str(_text(detail, "stateMachineArn", required=True)),
-        name=_text(detail, "name") or match.group(5),
+        name=_text(detail, "name") or arn.name,
         status=str(status),
-        region=match.group(2),
+        region=arn.region,
         started_at=_epoch_ms(detail.get("startDate"), "detail.startDate"),
         stopped_at=_epoch_ms(detail.get("stopDate"), "detail.stopDate"),
         input=parsed_input,
@@ -182,81 +179,24 @@ def parse_status_change(event: Any) -> StatusChange:
     )
 
 
-def status_change_event(
-    execution_arn: str,
-    state_machine_arn: str,
-    name: str,
-    status: str,
-    start_ms: int,
-    stop_ms: int | None,
-    input_json: str | None,
-    error: str | None,
-    cause: str | None,
-    region: str,
-    account: str,
-) -> dict[str, Any]:
-    """The event EventBridge delivers when an execution ends (what the local runner sends)."""
-    stop = stop_ms if stop_ms is not None else start_ms
-    return {
-        "version": "0",
-        "id": str(uuid.uuid4()),
-        "detail-type": DETAIL_TYPE,
-        "source": SOURCE,
-        "account": account,
-        "time": datetime.fromtimestamp(stop / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "region": region,
-        "resources": [execution_arn],
-        "detail": {
-            "executionArn": execution_arn,
-            "stateMachineArn": state_machine_arn,
-            "name": name,
-            "status": status,
-            "startDate": start_ms,
-            "stopDate": stop_ms,
-            "input": input_json,
-            "output": None,
-            "inputDetails": {"included": input_json is not None},
-            "outputDetails": None,
-            "error": error,
-            "cause": cause,
-        },
-    }
-
-
 # --- the history -----------------------------------------------------------------------------------
-def _details(event: dict[str, Any]) -> dict[str, Any]:
-    for key, value in event.items():
-        if key.endswith("EventDetails") and isinstance(value, dict):
-            return value
-    return {}
-
-
-def _loads(text: Any) -> Any:
-    if not isinstance(text, str) or not text:
-        return None
-    try:
-        return json.loads(text)
-    except ValueError:
-        return None
-
-
 class _History:
     """The events by id, with the links between a state's entry and its exit."""
 
     def __init__(self, events: Iterable[dict[str, Any]]) -> None:
-        self.events = sorted(events, key=lambda e: int(e["id"]))
-        self.by_id = {int(e["id"]): e for e in self.events}
+        self.events = oldest_first(events)
+        self.by_id = by_id(self.events)
         self.entered_of_exit: dict[int, int] = {}
         for event in self.events:
             if event["type"].endswith("StateExited"):
-                name = _details(event).get("name")
+                name = details(event).get("name")
                 entered = self.entered_before(event, name)
                 if entered is not None:
                     self.entered_of_exit[int(event["id"])] = int(entered["id"])
         self.closed = set(self.entered_of_exit.values())
 
     def previous(self, event: dict[str, Any]) -> dict[str, Any] | None:
-        return self.by_id.get(int(event.get("previousEventId") or 0))
+        return previous(self.by_id, event)
 
     def entered_before(
         self, event: dict[str, Any], name: str | None = None
@@ -267,7 +207,7 @@ class _History:
             if current is None:
                 return None
             if current["type"].endswith("StateEntered") and (
-                name is None or _details(current).get("name") == name
+                name is None or details(current).get("name") == name
             ):
                 return current
             current = self.previous(current)
@@ -298,17 +238,17 @@ def _point(
 ) -> FailurePoint:
     if entered is None:
         return FailurePoint(state=None, error=error, cause=cause)
-    details = _details(entered)
+    entered_details = details(entered)
     iteration = history.enclosing_iteration(entered)
-    iteration_details = _details(iteration) if iteration else {}
+    iteration_details = details(iteration) if iteration else {}
     index = iteration_details.get("index")
     return FailurePoint(
-        state=details.get("name"),
+        state=entered_details.get("name"),
         error=error,
         cause=cause,
         map_state=iteration_details.get("name"),
         iteration=int(index) if isinstance(index, int) else None,
-        state_input=_loads(details.get("input")),
+        state_input=loads(entered_details.get("input")),
     )
 
 
@@ -321,15 +261,15 @@ def failure_point(events: Iterable[dict[str, Any]]) -> FailurePoint:
     ItemsPath is missing), names the last state entered and never exited.
     """
     history = _History(events)
-    end = next((e for e in reversed(history.events) if e["type"] in _EXECUTION_ENDS), None)
-    end_details = _details(end) if end else {}
+    end = next((e for e in reversed(history.events) if e["type"] in _FAILED_ENDS), None)
+    end_details = details(end) if end else {}
     end_error, end_cause = end_details.get("error"), end_details.get("cause")
 
     def error_of(event: dict[str, Any]) -> tuple[str | None, str | None]:
         if event["type"] == "FailStateEntered":
             return end_error, end_cause
-        details = _details(event)
-        return details.get("error"), details.get("cause")
+        found = details(event)
+        return found.get("error"), found.get("cause")
 
     if end is None or end["type"] == "ExecutionFailed":
         candidates = [
@@ -354,7 +294,7 @@ def summarize_cause(cause: str | None, limit: int = CAUSE_LIMIT) -> str | None:
     ``errorType: errorMessage`` (no stack trace); anything else is trimmed."""
     if not cause:
         return None
-    parsed = _loads(cause)
+    parsed = loads(cause)
     if isinstance(parsed, dict) and ("errorMessage" in parsed or "errorType" in parsed):
         kind = str(parsed.get("errorType") or "").strip()
         message = str(parsed.get("errorMessage") or "").strip()
@@ -366,23 +306,13 @@ def trim(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
-def _leaderboard_of(state_input: Any) -> str | None:
-    """Rank and Publish receive ``{run, leaderboard: {slug, ...}, ...}``."""
-    if not isinstance(state_input, dict):
-        return None
-    board = state_input.get("leaderboard")
-    if isinstance(board, dict) and isinstance(board.get("slug"), str):
-        return str(board["slug"])
-    return board if isinstance(board, str) else None
-
-
 def _correlation_id(change: StatusChange, events: list[dict[str, Any]]) -> str | None:
     """From the execution input; else from the run context fetch put in its output."""
     if isinstance(change.input, dict) and isinstance(change.input.get("correlation_id"), str):
         return str(change.input["correlation_id"])
-    for event in sorted(events, key=lambda e: int(e["id"])):
+    for event in oldest_first(events):
         if event["type"].endswith("StateExited"):
-            output = _loads(_details(event).get("output"))
+            output = loads(details(event).get("output"))
             run = output.get("run") if isinstance(output, dict) else None
             if isinstance(run, dict) and isinstance(run.get("correlation_id"), str):
                 return str(run["correlation_id"])
@@ -406,7 +336,7 @@ def describe_failure(change: StatusChange, events: list[dict[str, Any]] | None) 
         state=point.state,
         map_state=point.map_state,
         iteration=point.iteration,
-        leaderboard=_leaderboard_of(point.state_input),
+        leaderboard=leaderboard_of(point.state_input),
         error=point.error or change.error,
         cause=summarize_cause(point.cause or change.cause),
         correlation_id=_correlation_id(change, events or []),
@@ -414,14 +344,3 @@ def describe_failure(change: StatusChange, events: list[dict[str, Any]] | None) 
         requested_by=requested_by if isinstance(requested_by, str) else None,
         history_available=events is not None,
     )
-
-
-def read_history(client: Any, execution_arn: str) -> list[dict[str, Any]]:
-    """Every history event of an execution (newest first as read; order does not matter here)."""
-    events: list[dict[str, Any]] = []
-    paginator = client.get_paginator("get_execution_history")
-    for page in paginator.paginate(
-        executionArn=execution_arn, reverseOrder=True, includeExecutionData=True
-    ):
-        events.extend(page["events"])
-    return events

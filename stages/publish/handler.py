@@ -11,7 +11,7 @@ from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 
-from common import db, snapshots, storage
+from common import db, publish, storage
 from common.config import Settings, database_url
 from common.contracts import PublishResult, parse_rank_result
 from common.observability import bind_correlation_id, logger, metrics
@@ -33,7 +33,7 @@ def handler(event: Any, context: Any) -> PublishResult:
         snapshot_identifier=run["snapshot_identifier"],
     )
     with db.connect(database_url(settings)) as conn:
-        result = snapshots.publish_entries(
+        result = publish.publish_entries(
             conn, slug=board["slug"], leaderboard_id=board["leaderboard_id"],
             snapshot_identifier=run["snapshot_identifier"], vote_count=board["vote_count"],
             document=document, publish=run["publish"],

@@ -1,0 +1,154 @@
+"""The publish stage's work: a leaderboard's entries become a snapshot in BixArena's database.
+
+``publish_entries`` writes a snapshot, its entries and its visibility in ONE transaction, exactly
+once per (leaderboard, snapshot_identifier): a retry, a redrive or a concurrent duplicate finds the
+snapshot already there (``INSERT ... ON CONFLICT DO NOTHING`` waits for a concurrent inserter to
+commit or roll back) and writes nothing. It then compares the snapshot with the previous public one
+(newest by ``created_at`` among those created before it), so that a rerun reports the same
+movements. A crash before COMMIT leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import psycopg
+
+from common.contracts import PublishResult, snapshot_description
+from common.errors import LeaderboardNotFound, ModelNotFound, NotEnoughData, SnapshotNotFound
+from common.movements import RankedModel, movements
+from common.rank import EntriesDocument
+from common.scores import as_decimal
+from common.snapshots import (
+    EntryRow,
+    Visibility,
+    find_snapshot,
+    previous_public_snapshot,
+    snapshot_entries,
+)
+
+
+def _insert_snapshot(
+    conn: psycopg.Connection,
+    leaderboard_id: str,
+    snapshot_identifier: str,
+    document: EntriesDocument,
+    description: str,
+    visibility: Visibility,
+) -> bool:
+    """Insert the snapshot and its entries unless it exists; True when this call inserted it."""
+    if (
+        conn.execute(
+            "SELECT 1 FROM api.leaderboard WHERE id = %s FOR KEY SHARE", (leaderboard_id,)
+        ).fetchone()
+        is None
+    ):
+        raise LeaderboardNotFound(f"leaderboard.leaderboard_id: {leaderboard_id} no longer exists")
+    wanted = [e["model_id"] for e in document["entries"]]
+    # FOR KEY SHARE keeps these models from being deleted until we commit.
+    present = {
+        row[0]
+        for row in conn.execute(
+            "SELECT id::text FROM api.model WHERE id = ANY(%s::uuid[]) ORDER BY id FOR KEY SHARE",
+            (wanted,),
+        )
+    }
+    missing = sorted(set(wanted) - present)
+    if missing:
+        raise ModelNotFound(
+            f"entries: model(s) no longer in api.model: {', '.join(missing[:20])}"
+            + (f" and {len(missing) - 20} more" if len(missing) > 20 else "")
+        )
+    row = conn.execute(
+        "INSERT INTO api.leaderboard_snapshot (leaderboard_id, snapshot_identifier, description,"
+        " visibility) VALUES (%s, %s, %s, %s)"
+        " ON CONFLICT (leaderboard_id, snapshot_identifier) DO NOTHING RETURNING id",
+        (leaderboard_id, snapshot_identifier, description, visibility),
+    ).fetchone()
+    if row is None:
+        return False
+    with conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO api.leaderboard_entry (leaderboard_id, model_id, snapshot_id, bt_score,"
+            " vote_count, rank, bootstrap_q025, bootstrap_q975)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+            [
+                (
+                    leaderboard_id,
+                    e["model_id"],
+                    row[0],
+                    as_decimal(e["bt_score"]),
+                    e["vote_count"],
+                    e["rank"],
+                    as_decimal(e["bootstrap_q025"]),
+                    as_decimal(e["bootstrap_q975"]),
+                )
+                for e in document["entries"]
+            ],
+        )
+    return True
+
+
+def _ranked(rows: Sequence[EntryRow]) -> list[RankedModel]:
+    return [
+        RankedModel(
+            model_id=r.model_id,
+            name=r.model_name,
+            rank=r.rank,
+            bt_score=float(r.bt_score),
+            bootstrap_q025=float(r.bootstrap_q025),
+            bootstrap_q975=float(r.bootstrap_q975),
+            vote_count=r.vote_count,
+        )
+        for r in rows
+    ]
+
+
+def publish_entries(
+    conn: psycopg.Connection,
+    *,
+    slug: str,
+    leaderboard_id: str,
+    snapshot_identifier: str,
+    vote_count: int,
+    document: EntriesDocument,
+    publish: bool,
+) -> PublishResult:
+    """Write the snapshot once (see the module docstring) and summarize it against the previous
+    public snapshot. Everything returned is read back from the database, so a rerun returns the
+    same result (with ``created`` false)."""
+    if not document["entries"]:
+        reasons = sorted({u["reason"] for u in document["unranked"]})
+        raise NotEnoughData(
+            f"{slug}: no model could be ranked ({'; '.join(reasons) or 'no models'}); "
+            "nothing published"
+        )
+    visibility: Visibility = "public" if publish else "private"
+    description = snapshot_description(vote_count, len(document["entries"]))
+    with conn.transaction():
+        snapshot = find_snapshot(conn, leaderboard_id, snapshot_identifier)
+        created = False
+        if snapshot is None:
+            created = _insert_snapshot(
+                conn, leaderboard_id, snapshot_identifier, document, description, visibility
+            )
+            snapshot = find_snapshot(conn, leaderboard_id, snapshot_identifier)
+        if snapshot is None:  # the concurrent inserter we waited for rolled back
+            raise SnapshotNotFound(f"{slug}: {snapshot_identifier} vanished while publishing")
+        previous = previous_public_snapshot(conn, snapshot)
+        current = _ranked(snapshot_entries(conn, snapshot.id))
+        before = _ranked(snapshot_entries(conn, previous.id)) if previous else None
+    moved = movements(current, before)
+    return PublishResult(
+        slug=slug,
+        snapshot_id=snapshot.id,
+        snapshot_identifier=snapshot.snapshot_identifier,
+        visibility="public" if snapshot.visibility == "public" else "private",
+        entry_count=snapshot.entry_count,
+        vote_count=vote_count,
+        created=created,
+        previous_snapshot_identifier=previous.snapshot_identifier if previous else None,
+        top=moved.top,
+        new_models=moved.new_models,
+        dropped_models=moved.dropped_models,
+    )

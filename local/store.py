@@ -1,0 +1,109 @@
+"""Local executions kept on disk: what `leaderboard executions`, `status` and `redrive` read.
+
+Each execution is saved under ``.local/executions`` with its definition and history, and the
+run's S3 objects under ``.local/s3``, so a later process (a redrive, the status command) finds
+them after moto's in-memory state is gone.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from common.stepfunctions.history import FAILED_STATUSES
+
+
+class LocalRunError(Exception):
+    """The local run could not be set up or resumed; the message says why."""
+
+
+@dataclass
+class ExecutionRecord:
+    """A local execution as saved under ``.local/executions``: enough to list and redrive it."""
+
+    name: str
+    execution_arn: str
+    status: str
+    input: Any
+    output: Any
+    error: str | None
+    cause: str | None
+    started_at: str
+    stopped_at: str | None
+    definition: dict[str, Any]
+    history: list[dict[str, Any]]
+    redrive_of: str | None = None
+    redrives: list[str] = field(default_factory=list)
+
+    @property
+    def seconds(self) -> float:
+        if not self.stopped_at:
+            return 0.0
+        return (
+            datetime.fromisoformat(self.stopped_at) - datetime.fromisoformat(self.started_at)
+        ).total_seconds()
+
+
+class ExecutionStore:
+    """Local executions and the S3 objects they wrote, in a folder that outlives the process."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.executions = root / "executions"
+        self.objects = root / "s3"
+
+    def save(self, record: ExecutionRecord) -> Path:
+        self.executions.mkdir(parents=True, exist_ok=True)
+        path = self.executions / f"{record.name}.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(asdict(record), default=json_default, indent=1))
+        tmp.replace(path)
+        return path
+
+    def load(self, name: str) -> ExecutionRecord:
+        path = self.executions / f"{name}.json"
+        if not path.exists():
+            raise LocalRunError(f"no local execution named {name!r} (see `leaderboard executions`)")
+        return ExecutionRecord(**json.loads(path.read_text()))
+
+    def all(self) -> list[ExecutionRecord]:
+        if not self.executions.exists():
+            return []
+        records = [
+            ExecutionRecord(**json.loads(p.read_text())) for p in self.executions.glob("*.json")
+        ]
+        return sorted(records, key=lambda r: r.started_at)
+
+    def last_failed(self) -> ExecutionRecord:
+        failed = [r for r in self.all() if r.redrive_of is None and r.status in FAILED_STATUSES]
+        if not failed:
+            raise LocalRunError(
+                "no failed local execution to redrive (see `leaderboard executions`)"
+            )
+        return failed[-1]
+
+    def dump_bucket(self, s3: Any, bucket: str) -> None:
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+            for item in page.get("Contents", []):
+                target = self.objects / bucket / item["Key"]
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read())
+
+    def restore_bucket(self, s3: Any, bucket: str) -> None:
+        folder = self.objects / bucket
+        if not folder.exists():
+            return
+        for path in folder.rglob("*"):
+            if path.is_file():
+                s3.put_object(
+                    Bucket=bucket, Key=str(path.relative_to(folder)), Body=path.read_bytes()
+                )
+
+
+def json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"cannot serialize {type(value).__name__}")
