@@ -36,7 +36,8 @@ test: $(STAMP)
 lint: $(STAMP) image-check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy common stages infra
+	$(BIN)/mypy common stages infra local cli bench tests
+	$(BIN)/lint-imports
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix .

@@ -56,7 +56,10 @@ def _context() -> Any:
     from local.moto_lambda import InvocationContext
 
     return InvocationContext(
-        "bench", "arn:aws:lambda:us-east-1:123456789012:function:bench", 3008, 900
+        function_name="bench",
+        invoked_function_arn="arn:aws:lambda:us-east-1:123456789012:function:bench",
+        memory_limit_in_mb=3008,
+        timeout_s=900,
     )
 
 

@@ -66,7 +66,7 @@ class AdminConfig:
             if raw_known
             else REFERENCE_LEADERBOARDS
         )
-        bad = [slug for slug in known if not SLUG_RE.match(slug)]
+        bad = [slug for slug in known if not SLUG_RE.fullmatch(slug)]
         if bad or not known:
             raise ConfigurationError(f"KNOWN_LEADERBOARDS: invalid slug(s) {', '.join(bad)}")
         raw_max = env.get("MAX_BODY_BYTES") or str(DEFAULT_MAX_BODY_BYTES)

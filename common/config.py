@@ -132,7 +132,10 @@ def conninfo_from_secret(raw: Any) -> str:
 
 
 def slack_webhook_url(settings: Settings) -> str | None:
-    """The webhook URL (a secret in itself), or None when Slack is not configured."""
+    """The webhook URL (a secret in itself), or None when Slack is not configured.
+
+    The stack gives functions SLACK_SECRET_ARN, whose value must be an https:// URL. SLACK_WEBHOOK_URL,
+    which the stack never sets, is taken as it is: the local run points it at its capture server."""
     if settings.slack_webhook_url:
         return settings.slack_webhook_url
     if not settings.slack_secret_arn:
@@ -144,12 +147,8 @@ def slack_webhook_url(settings: Settings) -> str | None:
         raw = json.loads(raw).get("webhook_url", "")
     if raw is None or raw == "":
         return None
-    if not isinstance(raw, str) or not raw.startswith(("https://", *_LOOPBACK)):
+    if not isinstance(raw, str) or not raw.startswith("https://"):
         raise ConfigurationError(
             "Slack secret must hold an https:// webhook URL (or {'webhook_url': ...})"
         )
     return raw
-
-
-# A local run's Slack stand-in listens on plain HTTP, on this machine only.
-_LOOPBACK = ("http://127.0.0.1:", "http://localhost:")

@@ -14,7 +14,7 @@ from typing import Any, Literal, NotRequired, TypedDict
 
 from common.errors import InvalidInput
 
-SLUG_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,98}[a-z0-9])?$")
+SLUG_RE = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,98}[a-z0-9])?")
 BOOTSTRAP_MIN, BOOTSTRAP_MAX, BOOTSTRAP_DEFAULT = 10, 10_000, 1000
 MAX_LEADERBOARDS = 100
 SNAPSHOT_FORMAT = "snapshot_%Y-%m-%d_%H-%M-%S"
@@ -70,12 +70,6 @@ class LeaderboardBatch(TypedDict):
 class Skipped(TypedDict):
     slug: str
     reason: str
-
-
-class FetchEvent(TypedDict):
-    request: dict[str, Any]
-    execution_id: str
-    execution_name: str
 
 
 class FetchResult(TypedDict):
@@ -146,7 +140,7 @@ def parse_leaderboards(value: Any, field: str = "leaderboards") -> list[str] | L
     slugs: list[str] = []
     for item in value:
         _require(
-            isinstance(item, str) and bool(SLUG_RE.match(item)),
+            isinstance(item, str) and bool(SLUG_RE.fullmatch(item)),
             f"{field}: {str(item)[:60]!r} is not a valid leaderboard slug",
         )
         if item not in slugs:
@@ -255,82 +249,104 @@ def _require_strings(value: Any, field: str) -> None:
     )
 
 
-# What the notify stage reads (TypedDict.__required_keys__ cannot see NotRequired under
-# ``from __future__ import annotations`` on Python 3.11, so the keys are spelled out).
-_NOTIFY_RUN_KEYS = (
-    "run_id",
-    "execution_name",
-    "correlation_id",
-    "trigger",
-    "requested_by",
-    "run_at",
-    "snapshot_identifier",
-)
-_NOTIFY_RESULT_KEYS = (
-    "slug",
-    "visibility",
-    "vote_count",
-    "entry_count",
-    "created",
-    "previous_snapshot_identifier",
-    "top",
-    "new_models",
-    "dropped_models",
-)
-_NOTIFY_ENTRY_KEYS = (
-    "model",
-    "rank",
-    "bt_score",
-    "bootstrap_q025",
-    "bootstrap_q975",
-    "previous_rank",
-)
+def _number(raw: dict[str, Any], key: str, where: str) -> float:
+    value = raw[key]
+    _require_number(value, f"{where}.{key}")
+    return float(value) if isinstance(value, float) else int(value)
+
+
+def _optional_count(raw: dict[str, Any], key: str, where: str) -> int | None:
+    return None if raw[key] is None else _count(raw, key, where)
+
+
+def _strings(raw: dict[str, Any], key: str, where: str) -> list[str]:
+    value = raw[key]
+    _require_strings(value, f"{where}.{key}")
+    return [str(v) for v in value]
+
+
+def _list(raw: dict[str, Any], key: str, where: str) -> list[Any]:
+    value = raw[key]
+    _require(isinstance(value, list), f"{where}.{key}: expected a list")
+    return list(value)
+
+
+def parse_summary_entry(raw: Any, where: str) -> SummaryEntry:
+    entry = require_keys(raw, where, tuple(SummaryEntry.__annotations__))
+    return SummaryEntry(
+        model=_string(entry, "model", where, 300),
+        rank=_count(entry, "rank", where),
+        bt_score=_number(entry, "bt_score", where),
+        bootstrap_q025=_number(entry, "bootstrap_q025", where),
+        bootstrap_q975=_number(entry, "bootstrap_q975", where),
+        vote_count=_count(entry, "vote_count", where),
+        previous_rank=_optional_count(entry, "previous_rank", where),
+    )
+
+
+def parse_publish_result(raw: Any, where: str = "result") -> PublishResult:
+    """Validate one leaderboard's publish result (what the Map hands to notify)."""
+    result = require_keys(raw, where, tuple(PublishResult.__annotations__))
+    visibility = result["visibility"]
+    _require(visibility in ("public", "private"), f"{where}.visibility: expected public or private")
+    previous = result["previous_snapshot_identifier"]
+    _require(
+        previous is None or isinstance(previous, str),
+        f"{where}.previous_snapshot_identifier: expected a string or null",
+    )
+    _require(isinstance(result["created"], bool), f"{where}.created: expected true or false")
+    return PublishResult(
+        slug=_string(result, "slug", where, 100),
+        snapshot_id=_string(result, "snapshot_id", where, 100),
+        snapshot_identifier=_string(result, "snapshot_identifier", where, 200),
+        visibility="public" if visibility == "public" else "private",
+        entry_count=_count(result, "entry_count", where),
+        vote_count=_count(result, "vote_count", where),
+        created=bool(result["created"]),
+        previous_snapshot_identifier=previous,
+        top=[
+            parse_summary_entry(entry, f"{where}.top[{j}]")
+            for j, entry in enumerate(_list(result, "top", where))
+        ],
+        new_models=_strings(result, "new_models", where),
+        dropped_models=_strings(result, "dropped_models", where),
+    )
+
+
+def parse_skipped(raw: Any, where: str) -> Skipped:
+    skipped = require_keys(raw, where, ("slug", "reason"))
+    return Skipped(
+        slug=_string(skipped, "slug", where, 100), reason=_string(skipped, "reason", where)
+    )
 
 
 def parse_notify_event(raw: Any) -> NotifyEvent:
     """Validate the notify stage's success-mode event; name the first bad field."""
     event = require_keys(raw, "event", ("mode", "run", "results", "skipped"))
     _require(event["mode"] == "success", "mode: expected 'success'")
-    run = require_keys(event["run"], "run", _NOTIFY_RUN_KEYS)
-    for key in ("run_id", "execution_name", "correlation_id", "snapshot_identifier"):
-        _require(isinstance(run[key], str), f"run.{key}: expected a string")
-    parse_timestamp(run["run_at"], "run.run_at")
+    parsed = NotifyEvent(
+        mode="success",
+        run=parse_run_context(event["run"]),
+        results=[
+            parse_publish_result(result, f"results[{i}]")
+            for i, result in enumerate(_list(event, "results", "event"))
+        ],
+        skipped=[
+            parse_skipped(item, f"skipped[{i}]")
+            for i, item in enumerate(_list(event, "skipped", "event"))
+        ],
+    )
     if event.get("started_at") is not None:
         parse_timestamp(event["started_at"], "started_at")
-    _require(isinstance(event["results"], list), "results: expected a list")
-    for i, result in enumerate(event["results"]):
-        where = f"results[{i}]"
-        require_keys(result, where, _NOTIFY_RESULT_KEYS)
-        _require(isinstance(result["slug"], str), f"{where}.slug: expected a string")
-        _require_number(result["vote_count"], f"{where}.vote_count", integer=True)
-        _require_number(result["entry_count"], f"{where}.entry_count", integer=True)
-        _require_strings(result["new_models"], f"{where}.new_models")
-        _require_strings(result["dropped_models"], f"{where}.dropped_models")
-        _require(isinstance(result["top"], list), f"{where}.top: expected a list")
-        for j, entry in enumerate(result["top"]):
-            at = f"{where}.top[{j}]"
-            require_keys(entry, at, _NOTIFY_ENTRY_KEYS)
-            _require(isinstance(entry["model"], str), f"{at}.model: expected a string")
-            _require_number(entry["rank"], f"{at}.rank", integer=True)
-            for key in ("bt_score", "bootstrap_q025", "bootstrap_q975"):
-                _require_number(entry[key], f"{at}.{key}")
-            if entry["previous_rank"] is not None:
-                _require_number(entry["previous_rank"], f"{at}.previous_rank", integer=True)
-    _require(isinstance(event["skipped"], list), "skipped: expected a list")
-    for i, skipped in enumerate(event["skipped"]):
-        require_keys(skipped, f"skipped[{i}]", ("slug", "reason"))
-        _require(
-            isinstance(skipped["slug"], str) and isinstance(skipped["reason"], str),
-            f"skipped[{i}]: expected slug and reason strings",
-        )
-    return event  # type: ignore[return-value]
+        parsed["started_at"] = str(event["started_at"])
+    return parsed
 
 
 # --- stage events of fetch, rank and publish ----------------------------------------------------
-_UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
-_RUN_ID_RE = re.compile(r"^\d{8}T\d{6}Z-[A-Za-z0-9_-]{1,80}$")
-_SNAPSHOT_RE = re.compile(r"^snapshot_\d{4}-\d{2}-\d{2}_\d{2}-\d{2}-\d{2}$")
-_S3_URI_RE = re.compile(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/\S+$")
+_UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+_RUN_ID_RE = re.compile(r"\d{8}T\d{6}Z-[A-Za-z0-9_-]{1,80}")
+_SNAPSHOT_RE = re.compile(r"snapshot_\d{4}-\d{2}-\d{2}_\d{2}-\d{2}-\d{2}")
+_S3_URI_RE = re.compile(r"s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/\S+")
 
 
 class FetchInput(TypedDict):
@@ -372,7 +388,7 @@ def _matching(
 ) -> str:
     value = raw[key]
     _require(
-        isinstance(value, str) and bool(pattern.match(value)), f"{where}.{key}: expected {what}"
+        isinstance(value, str) and bool(pattern.fullmatch(value)), f"{where}.{key}: expected {what}"
     )
     return str(value)
 
@@ -393,18 +409,11 @@ _RUN_KEYS = tuple(RunContext.__annotations__)
 def parse_run_context(raw: Any, where: str = "run") -> RunContext:
     """Validate a RunContext as fetch derived it (every key present, nothing else)."""
     run = _exact_keys(raw, where, _RUN_KEYS)
-    _matching(run, "run_id", where, _RUN_ID_RE, "a run id like 20250101T060000Z-name")
-    for key in ("execution_id", "execution_name", "correlation_id"):
-        _string(run, key, where)
+    trigger = run["trigger"]
     _require(
-        run["trigger"] in ("scheduled", "manual"),
-        f"{where}.trigger: expected 'scheduled' or 'manual'",
+        trigger in ("scheduled", "manual"), f"{where}.trigger: expected 'scheduled' or 'manual'"
     )
-    if run["requested_by"] is not None:
-        _string(run, "requested_by", where, 200)
     parse_timestamp(run["run_at"], f"{where}.run_at")
-    _matching(run, "snapshot_identifier", where, _SNAPSHOT_RE, "snapshot_YYYY-MM-DD_HH-MM-SS")
-    parse_bootstrap(run["bootstrap"], f"{where}.bootstrap")
     seed = run["seed"]
     _require(
         isinstance(seed, int) and not isinstance(seed, bool) and 0 <= seed < 2**32,
@@ -413,10 +422,27 @@ def parse_run_context(raw: Any, where: str = "run") -> RunContext:
     _require(isinstance(run["publish"], bool), f"{where}.publish: expected true or false")
     prefix = run["artifacts_prefix"]
     _require(
-        isinstance(prefix, str) and bool(_S3_URI_RE.match(prefix)) and prefix.endswith("/"),
+        isinstance(prefix, str) and bool(_S3_URI_RE.fullmatch(prefix)) and prefix.endswith("/"),
         f"{where}.artifacts_prefix: expected an s3://bucket/prefix/ URI ending with /",
     )
-    return run  # type: ignore[return-value]
+    return RunContext(
+        run_id=_matching(run, "run_id", where, _RUN_ID_RE, "a run id like 20250101T060000Z-name"),
+        execution_id=_string(run, "execution_id", where),
+        execution_name=_string(run, "execution_name", where),
+        correlation_id=_string(run, "correlation_id", where),
+        trigger="manual" if trigger == "manual" else "scheduled",
+        requested_by=None
+        if run["requested_by"] is None
+        else _string(run, "requested_by", where, 200),
+        run_at=str(run["run_at"]),
+        snapshot_identifier=_matching(
+            run, "snapshot_identifier", where, _SNAPSHOT_RE, "snapshot_YYYY-MM-DD_HH-MM-SS"
+        ),
+        bootstrap=parse_bootstrap(run["bootstrap"], f"{where}.bootstrap"),
+        seed=int(seed),
+        publish=bool(run["publish"]),
+        artifacts_prefix=str(prefix),
+    )
 
 
 _BATCH_KEYS = tuple(LeaderboardBatch.__annotations__)
@@ -425,14 +451,15 @@ _BATCH_KEYS = tuple(LeaderboardBatch.__annotations__)
 def parse_leaderboard_batch(raw: Any, where: str = "leaderboard") -> LeaderboardBatch:
     """Validate one leaderboard's fetch output (slug, ids, S3 URIs, counts)."""
     batch = _exact_keys(raw, where, _BATCH_KEYS)
-    _matching(batch, "slug", where, SLUG_RE, "a leaderboard slug (a-z, 0-9, -)")
-    _matching(batch, "leaderboard_id", where, _UUID_RE, "a UUID")
-    _string(batch, "name", where, 200)
-    for key in ("votes_uri", "models_uri"):
-        _matching(batch, key, where, _S3_URI_RE, "an s3://bucket/key URI")
-    _count(batch, "vote_count", where)
-    _count(batch, "model_count", where)
-    return batch  # type: ignore[return-value]
+    return LeaderboardBatch(
+        slug=_matching(batch, "slug", where, SLUG_RE, "a leaderboard slug (a-z, 0-9, -)"),
+        leaderboard_id=_matching(batch, "leaderboard_id", where, _UUID_RE, "a UUID"),
+        name=_string(batch, "name", where, 200),
+        votes_uri=_matching(batch, "votes_uri", where, _S3_URI_RE, "an s3://bucket/key URI"),
+        models_uri=_matching(batch, "models_uri", where, _S3_URI_RE, "an s3://bucket/key URI"),
+        vote_count=_count(batch, "vote_count", where),
+        model_count=_count(batch, "model_count", where),
+    )
 
 
 def parse_rank_event(raw: Any) -> RankEvent:

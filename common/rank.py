@@ -25,7 +25,7 @@ from common.storage import S3Uri, parse_s3_uri
 from common.votes import read_votes
 
 ENTRIES_OBJECT = "entries.json"
-_UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+_UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 class EntryRecord(TypedDict):
@@ -189,26 +189,59 @@ def parse_entries(
             f"{where}: holds {raw.get('leaderboard')!r} {raw.get('snapshot_identifier')!r},"
             f" not {leaderboard!r} {snapshot_identifier!r}"
         )
-    for key in ("vote_count", "bootstrap", "seed", "min_evals", "separable_replicates"):
-        _field(raw, key, int, where)
-    for key in ("leaderboard", "snapshot_identifier"):
-        _field(raw, key, str, where)
-    for key in ("entries", "unranked"):
-        _field(raw, key, list, where)
+    entries: list[EntryRecord] = []
     seen: set[str] = set()
-    for i, entry in enumerate(raw["entries"]):
-        at = f"{where}: entries[{i}]"
-        for key in ("model_id", "model_slug", "model_name"):
-            _field(entry, key, str, at)
-        for key in ("rank", "vote_count"):
-            _field(entry, key, int, at)
-        for key in ("bt_score", "bootstrap_q025", "bootstrap_q975"):
-            value = _field(entry, key, (int, float), at)
-            if not fits(value):
-                raise ArtifactCorrupt(f"{at}.{key}: {value} does not fit DECIMAL(10,6)")
-        if not _UUID_RE.match(entry["model_id"]):
-            raise ArtifactCorrupt(f"{at}.model_id: {entry['model_id'][:40]!r} is not a UUID")
-        if entry["model_id"] in seen:
-            raise ArtifactCorrupt(f"{at}.model_id: {entry['model_id']} appears twice")
-        seen.add(entry["model_id"])
-    return raw  # type: ignore[return-value]
+    for i, entry in enumerate(_field(raw, "entries", list, where)):
+        record = _entry(entry, f"{where}: entries[{i}]")
+        if record["model_id"] in seen:
+            raise ArtifactCorrupt(
+                f"{where}: entries[{i}].model_id: {record['model_id']} appears twice"
+            )
+        seen.add(record["model_id"])
+        entries.append(record)
+    return EntriesDocument(
+        leaderboard=_field(raw, "leaderboard", str, where),
+        snapshot_identifier=_field(raw, "snapshot_identifier", str, where),
+        vote_count=_field(raw, "vote_count", int, where),
+        bootstrap=_field(raw, "bootstrap", int, where),
+        seed=_field(raw, "seed", int, where),
+        min_evals=_field(raw, "min_evals", int, where),
+        separable_replicates=_field(raw, "separable_replicates", int, where),
+        entries=entries,
+        unranked=[
+            _unranked(item, f"{where}: unranked[{i}]")
+            for i, item in enumerate(_field(raw, "unranked", list, where))
+        ],
+    )
+
+
+def _entry(raw: Any, at: str) -> EntryRecord:
+    model_id = _field(raw, "model_id", str, at)
+    if not _UUID_RE.fullmatch(model_id):
+        raise ArtifactCorrupt(f"{at}.model_id: {model_id[:40]!r} is not a UUID")
+    scores = {}
+    for key in ("bt_score", "bootstrap_q025", "bootstrap_q975"):
+        value = _field(raw, key, (int, float), at)
+        if not fits(value):
+            raise ArtifactCorrupt(f"{at}.{key}: {value} does not fit DECIMAL(10,6)")
+        scores[key] = float(value)
+    return EntryRecord(
+        model_id=model_id,
+        model_slug=_field(raw, "model_slug", str, at),
+        model_name=_field(raw, "model_name", str, at),
+        bt_score=scores["bt_score"],
+        bootstrap_q025=scores["bootstrap_q025"],
+        bootstrap_q975=scores["bootstrap_q975"],
+        rank=_field(raw, "rank", int, at),
+        vote_count=_field(raw, "vote_count", int, at),
+    )
+
+
+def _unranked(raw: Any, at: str) -> UnrankedRecord:
+    return UnrankedRecord(
+        model_id=_field(raw, "model_id", str, at),
+        model_slug=_field(raw, "model_slug", str, at),
+        model_name=_field(raw, "model_name", str, at),
+        vote_count=_field(raw, "vote_count", int, at),
+        reason=_field(raw, "reason", str, at),
+    )

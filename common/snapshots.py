@@ -24,7 +24,7 @@ from common.errors import (
 Visibility = Literal["public", "private"]
 VISIBILITIES: tuple[str, str] = ("public", "private")
 _UUID_RE = re.compile(
-    r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+    r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
 )
 
 
@@ -67,7 +67,7 @@ add ``WHERE``/``ORDER BY``."""
 
 
 def parse_snapshot_id(value: str) -> str:
-    if not isinstance(value, str) or not _UUID_RE.match(value):
+    if not isinstance(value, str) or not _UUID_RE.fullmatch(value):
         raise InvalidInput(f"snapshot_id: {str(value)[:40]!r} is not a UUID")
     return value.lower()
 

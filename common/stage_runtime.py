@@ -12,22 +12,24 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from common.errors import PipelineError
 from common.observability import logger, metrics
 
 Result = TypeVar("Result")
+Handler = Callable[[Any, LambdaContext], Result]
 
 
 def stage(
     name: str,
-) -> Callable[[Callable[[Any, Any], Result]], Callable[[Any, Any], Result]]:
-    def decorate(fn: Callable[[Any, Any], Result]) -> Callable[[Any, Any], Result]:
+) -> Callable[[Handler[Result]], Handler[Result]]:
+    def decorate(fn: Handler[Result]) -> Handler[Result]:
         @functools.wraps(fn)
-        def run(event: Any, context: Any) -> Result:
+        def run(event: Any, context: LambdaContext) -> Result:
             started = time.perf_counter()
             metrics.add_dimension(name="stage", value=name)
             try:
@@ -54,6 +56,10 @@ def stage(
                     value=round((time.perf_counter() - started) * 1000.0, 1),
                 )
 
-        return metrics.log_metrics(logger.inject_lambda_context(run, clear_state=True))  # type: ignore[no-any-return]
+        # Powertools' decorators are untyped: they return the wrapped handler unchanged in type.
+        return cast(
+            Handler[Result],
+            metrics.log_metrics(logger.inject_lambda_context(run, clear_state=True)),
+        )
 
     return decorate

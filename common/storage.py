@@ -31,7 +31,7 @@ from common.errors import (
     StorageUnavailable,
 )
 
-_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_BUCKET_RE = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 _MISSING_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
 _CONFIG_CODES = frozenset(
     {"NoSuchBucket", "AccessDenied", "403", "AllAccessDisabled", "InvalidAccessKeyId"}
@@ -62,7 +62,7 @@ def parse_s3_uri(uri: Any, field: str = "uri") -> S3Uri:
     if not isinstance(uri, str) or not uri.startswith("s3://"):
         raise InvalidInput(f"{field}: expected an s3://bucket/key URI")
     bucket, _, key = uri[len("s3://") :].partition("/")
-    if not _BUCKET_RE.match(bucket) or not key:
+    if not _BUCKET_RE.fullmatch(bucket) or not key:
         raise InvalidInput(f"{field}: {uri[:120]!r} is not an s3://bucket/key URI")
     return S3Uri(bucket, key)
 

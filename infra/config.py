@@ -27,20 +27,20 @@ LOG_RETENTION_DAYS = (
 )  # fmt: skip
 """The retention periods CloudWatch Logs accepts."""
 
-_ENV_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,18}[a-z0-9]$")
-_VPC_RE = re.compile(r"^vpc-[0-9a-f]{8,17}$")
-_SUBNET_RE = re.compile(r"^subnet-[0-9a-f]{8,17}$")
-_SG_RE = re.compile(r"^sg-[0-9a-f]{8,17}$")
-_AZ_RE = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d[a-z]$")
+_ENV_NAME_RE = re.compile(r"[a-z][a-z0-9-]{0,18}[a-z0-9]")
+_VPC_RE = re.compile(r"vpc-[0-9a-f]{8,17}")
+_SUBNET_RE = re.compile(r"subnet-[0-9a-f]{8,17}")
+_SG_RE = re.compile(r"sg-[0-9a-f]{8,17}")
+_AZ_RE = re.compile(r"[a-z]{2}(-[a-z]+)+-\d[a-z]")
 # A complete secret ARN ends with the 6-character suffix Secrets Manager appends to the name:
 # IAM policies need it (a partial ARN would have to be widened with wildcards).
 _SECRET_ARN_RE = re.compile(
-    r"^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:[A-Za-z0-9/_+=.@-]+-[A-Za-z0-9]{6}$"
+    r"arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:[A-Za-z0-9/_+=.@-]+-[A-Za-z0-9]{6}"
 )
-_SCHEDULE_RE = re.compile(r"^(cron|rate|at)\(.+\)$")
-_EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-_CLAIM_RE = re.compile(r"^[A-Za-z0-9_:.\-/]{1,100}$")
-_OURS_RE = re.compile(r"^[a-z][A-Za-z0-9]*$")
+_SCHEDULE_RE = re.compile(r"(cron|rate|at)\(.+\)")
+_EMAIL_RE = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+_CLAIM_RE = re.compile(r"[A-Za-z0-9_:.\-/]{1,100}")
+_OURS_RE = re.compile(r"[a-z][A-Za-z0-9]*")
 """Our keys are camelCase; CDK's own context keys carry ':', '@', '/' or '-'."""
 
 
@@ -148,7 +148,7 @@ def _str(ctx: Mapping[str, Any], key: str, default: str | None = None) -> str | 
 
 def _matching(ctx: Mapping[str, Any], key: str, pattern: re.Pattern[str], what: str) -> str | None:
     value = _str(ctx, key)
-    if value is not None and not pattern.match(value):
+    if value is not None and not pattern.fullmatch(value):
         raise InvalidContext(f"{key}: {value[:80]!r} is not {what}")
     return value
 
@@ -218,7 +218,7 @@ def _list(ctx: Mapping[str, Any], key: str) -> list[Any] | None:
 def _ids(ctx: Mapping[str, Any], key: str, pattern: re.Pattern[str], what: str) -> tuple[str, ...]:
     values = _list(ctx, key) or []
     for value in values:
-        if not isinstance(value, str) or not pattern.match(value):
+        if not isinstance(value, str) or not pattern.fullmatch(value):
             raise InvalidContext(f"{key}: {str(value)[:60]!r} is not {what}")
     if len(set(values)) != len(values):
         raise InvalidContext(f"{key}: lists the same value twice")
@@ -299,7 +299,7 @@ def _leaderboard_filters(ctx: Mapping[str, Any]) -> str | None:
 
 
 def _check_unknown_keys(ctx: Mapping[str, Any]) -> None:
-    unknown = sorted(k for k in ctx if _OURS_RE.match(k) and k not in CONTEXT_KEYS)
+    unknown = sorted(k for k in ctx if _OURS_RE.fullmatch(k) and k not in CONTEXT_KEYS)
     if unknown:
         raise InvalidContext(
             f"{unknown[0]}: unknown context key (known: {', '.join(sorted(CONTEXT_KEYS))})"
@@ -310,7 +310,7 @@ def parse_context(ctx: Mapping[str, Any]) -> StackConfig:
     """Validate the CDK context (CDK's own keys are ignored) and fill in defaults."""
     _check_unknown_keys(ctx)
     environment = _str(ctx, "environment", "sandbox") or "sandbox"
-    if not _ENV_NAME_RE.match(environment):
+    if not _ENV_NAME_RE.fullmatch(environment):
         raise InvalidContext(
             f"environment: {environment[:40]!r} must be 2-20 lowercase letters, digits or '-'"
         )
@@ -343,11 +343,9 @@ def parse_context(ctx: Mapping[str, Any]) -> StackConfig:
         artifact_expiry_days=_int(ctx, "artifactExpiryDays", 30, 1, 3650),
         log_retention_days=retention,
         jwks_url=jwks_url,
-        jwt_issuer=_matching(ctx, "jwtIssuer", re.compile(r"^\S{1,200}$"), "a non-blank issuer")
+        jwt_issuer=_matching(ctx, "jwtIssuer", re.compile(r"\S{1,200}"), "a non-blank issuer")
         or "urn:bixarena:auth",
-        jwt_audience=_matching(
-            ctx, "jwtAudience", re.compile(r"^\S{1,200}$"), "a non-blank audience"
-        )
+        jwt_audience=_matching(ctx, "jwtAudience", re.compile(r"\S{1,200}"), "a non-blank audience")
         or "urn:bixarena:leaderboard",
         admin_claim=_matching(ctx, "adminClaim", _CLAIM_RE, claim) or "roles",
         admin_role=_matching(ctx, "adminRole", _CLAIM_RE, claim) or "admin",

@@ -17,9 +17,9 @@ import traceback
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from typing import Any
 
+from aws_lambda_powertools.utilities.typing import LambdaContext
 from moto.awslambda.models import LambdaFunction
 
 Dispatch = Callable[[str, Any, "InvocationContext"], Any]
@@ -46,24 +46,30 @@ def check_compatible() -> None:
         )
 
 
-@dataclass
-class InvocationContext:
-    """The attributes of Lambda's context object that our handlers and Powertools read."""
+class InvocationContext(LambdaContext):
+    """Lambda's context object for an in-process invocation: Powertools' ``LambdaContext`` with
+    its fields filled in, and the remaining time counted from the function's timeout."""
 
-    function_name: str
-    invoked_function_arn: str
-    memory_limit_in_mb: int
-    timeout_s: int
-    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
-    function_version: str = "$LATEST"
-    _deadline: float = field(default=0.0, repr=False)
+    def __init__(
+        self,
+        *,
+        function_name: str,
+        invoked_function_arn: str,
+        memory_limit_in_mb: int,
+        timeout_s: int,
+        aws_request_id: str | None = None,
+    ) -> None:
+        self._function_name = function_name
+        self._function_version = "$LATEST"
+        self._invoked_function_arn = invoked_function_arn
+        self._memory_limit_in_mb = memory_limit_in_mb
+        self._aws_request_id = aws_request_id or str(uuid.uuid4())
+        self._log_group_name = f"/aws/lambda/{function_name}"
+        self._log_stream_name = f"local/{self._aws_request_id}"
+        self._deadline = time.monotonic() + timeout_s
 
-    def __post_init__(self) -> None:
-        self._deadline = time.monotonic() + self.timeout_s
-        self.log_group_name = f"/aws/lambda/{self.function_name}"
-        self.log_stream_name = f"local/{self.aws_request_id}"
-
-    def get_remaining_time_in_millis(self) -> int:
+    # Lambda's real context answers per invocation; Powertools' typing stub declares it static.
+    def get_remaining_time_in_millis(self) -> int:  # type: ignore[override]
         return max(0, int((self._deadline - time.monotonic()) * 1000))
 
 

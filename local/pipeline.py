@@ -235,7 +235,9 @@ class LocalPipeline:
         else:
             os.environ["DATABASE_URL"] = _through_proxy(self.proxy.port, db_fields)
         webhook = self.slack_webhook or (self.slack.url if self.slack else None)
-        if webhook and "SLACK_SECRET_ARN" in env:
+        # A real webhook goes where the stack puts it; the local capture (plain http on this
+        # machine, which the production setting refuses) goes in the developer override.
+        if webhook and webhook.startswith("https://") and "SLACK_SECRET_ARN" in env:
             secrets.put_secret_value(
                 SecretId=env["SLACK_SECRET_ARN"], SecretString=json.dumps({"webhook_url": webhook})
             )

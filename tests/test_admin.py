@@ -45,6 +45,7 @@ from common.stepfunctions.executions import (
     running_executions,
     start_execution,
 )
+from local.moto_lambda import InvocationContext
 from stages.admin import handler as admin_handler
 from tests.jwks_server import (
     AUDIENCE,
@@ -55,6 +56,13 @@ from tests.jwks_server import (
     closed_port_url,
     forge_hs256,
     forge_unsigned,
+)
+
+ADMIN_CONTEXT = InvocationContext(
+    function_name="leaderboard-admin",
+    invoked_function_arn="arn:aws:lambda:us-east-1:123456789012:function:leaderboard-admin",
+    memory_limit_in_mb=256,
+    timeout_s=25,
 )
 
 REGION = "us-east-1"
@@ -110,7 +118,7 @@ class Endpoint:
             event = _v2_event(headers, raw_bytes)
         else:
             event = _v2_event(headers, text.encode()) if v2 else _v1_event(headers, text)
-        response = admin_handler.handler(event, None)
+        response = admin_handler.handler(event, ADMIN_CONTEXT)
         self.raw_responses.append(json.dumps(response))
         return Answer(response["statusCode"], json.loads(response["body"]), response["headers"])
 

@@ -233,6 +233,7 @@ def test_filter_configuration_is_honored(
     everything = fetch(fetch_event(leaderboards=["overall"]), lambda_context)["leaderboards"][0]
     with psycopg.connect(stage_env) as conn:
         all_votes = conn.execute("SELECT count(*) FROM api.battle_evaluation").fetchone()
+    assert all_votes is not None
     assert everything["vote_count"] == all_votes[0] > default["vote_count"]
     monkeypatch.setenv("LEADERBOARD_FILTERS", '{"require_biomedical": "no"}')
     with pytest.raises(ConfigurationError, match="require_biomedical"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 
 import psycopg
 import pytest
@@ -136,7 +137,9 @@ def test_entry_indexes_exist(database_url: str) -> None:
 
 def test_reference_leaderboards(database_url: str) -> None:
     with psycopg.connect(database_url) as conn:
-        rows = dict(conn.execute("SELECT slug, id::text FROM api.leaderboard").fetchall())
+        rows: dict[str, str] = dict(
+            conn.execute("SELECT slug, id::text FROM api.leaderboard").fetchall()
+        )
     assert rows["overall"] == OVERALL_ID
     assert rows["cancer-biology"] == "22222222-2222-2222-2222-222222222222"
     assert rows["neuroscience"] == "33333333-3333-3333-3333-333333333333"
@@ -165,7 +168,7 @@ def _battle(conn: psycopg.Connection, m1: str, m2: str) -> str:
 
 
 @pytest.fixture
-def conn(database_url: str):  # type: ignore[no-untyped-def]
+def conn(database_url: str) -> Iterator[psycopg.Connection]:
     with psycopg.connect(database_url, autocommit=True) as connection:
         yield connection
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import psycopg
@@ -70,14 +71,19 @@ def test_database_output_matches_the_arena(database_url: str) -> None:
     counts = simulate.write_database(arena, database_url)
     assert counts == {"models": 8, "battles": 3000, "evaluations": int((arena.outcome >= 0).sum())}
     with psycopg.connect(database_url) as conn:
-        one = lambda q: conn.execute(q).fetchone()[0]  # noqa: E731
+
+        def one(query: str) -> Any:
+            row = conn.execute(query).fetchone()
+            assert row is not None
+            return row[0]
+
         assert one("SELECT count(*) FROM api.battle") == 3000
         assert one("SELECT count(*) FROM api.battle_evaluation") == counts["evaluations"]
         assert one("SELECT count(*) FROM api.battle WHERE effective_validation_id IS NULL") == int(
             (~arena.validated).sum()
         )
         assert one("SELECT count(*) FROM api.battle WHERE effective_categorization_id IS NULL") == 0
-        statuses = dict(
+        statuses: dict[str, int] = dict(
             conn.execute(
                 "SELECT status, count(*) FROM api.battle_categorization GROUP BY 1"
             ).fetchall()

@@ -94,7 +94,7 @@ def notify_event(
             "bootstrap": 1000,
             "seed": 0,
             "publish": True,
-            "artifacts_prefix": "runs/",
+            "artifacts_prefix": "s3://artifacts-bucket/runs/20250601T030000Z-run-1/",
         },
         "results": results,
         "skipped": [{"slug": "immunology", "reason": "fewer than 30 battles (12)"}]

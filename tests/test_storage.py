@@ -105,7 +105,17 @@ def test_access_denied_is_configuration(stage_aws: Any) -> None:
         EndpointConnectionError(endpoint_url="https://s3.amazonaws.com"),
         ReadTimeoutError(endpoint_url="https://s3.amazonaws.com"),
         ClientError(
-            {"Error": {"Code": "Weird"}, "ResponseMetadata": {"HTTPStatusCode": 502}}, "Get"
+            {
+                "Error": {"Code": "Weird"},
+                "ResponseMetadata": {
+                    "HTTPStatusCode": 502,
+                    "RequestId": "r",
+                    "HostId": "h",
+                    "HTTPHeaders": {},
+                    "RetryAttempts": 0,
+                },
+            },
+            "Get",
         ),
     ],
 )

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import boto3
+from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.config import Config
 
 from common import admin, auth
@@ -54,7 +55,7 @@ def services() -> Services:
     )
 
 
-def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     audit = admin.Audit(correlation_id=str(uuid.uuid4()), request_id=None, source_ip=None)
     bind_correlation_id(audit.correlation_id)
     try:

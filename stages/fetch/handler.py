@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from common import db, fetch, run_context
 from common.config import Settings, database_url
@@ -21,7 +22,7 @@ from common.storage import parse_s3_uri
 
 
 @stage("fetch")
-def handler(event: Any, context: Any) -> FetchResult:
+def handler(event: Any, context: LambdaContext) -> FetchResult:
     started = parse_fetch_event(event)
     request = started["request"]
     bind_correlation_id(request["correlation_id"] or started["execution_name"])

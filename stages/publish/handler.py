@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from common import db, publish, storage
 from common.config import Settings, database_url
@@ -20,7 +21,7 @@ from common.stage_runtime import stage
 
 
 @stage("publish")
-def handler(event: Any, context: Any) -> PublishResult:
+def handler(event: Any, context: LambdaContext) -> PublishResult:
     ranked = parse_rank_result(event)
     run, board = ranked["run"], ranked["leaderboard"]
     bind_correlation_id(run["correlation_id"])

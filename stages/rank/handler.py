@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from common.config import Settings
 from common.contracts import RankResult, parse_rank_event
@@ -18,7 +19,7 @@ from common.stage_runtime import stage
 
 
 @stage("rank")
-def handler(event: Any, context: Any) -> RankResult:
+def handler(event: Any, context: LambdaContext) -> RankResult:
     rank_event = parse_rank_event(event)
     bind_correlation_id(rank_event["run"]["correlation_id"])
     settings = Settings.from_env()
