@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import uuid
+from pathlib import Path
 
 import psycopg
 import pytest
 
 from cli.main import main
 from common import db
-from local import schema
+from local import postgres, schema
 
 OVERALL_ID = "11111111-1111-1111-1111-111111111111"
 
@@ -317,8 +320,6 @@ def test_migrations_are_applied_once(database_url: str) -> None:
 
 
 def test_db_init_command_creates_the_schema_in_an_empty_database(pg_admin_url: str) -> None:
-    from local import postgres
-
     with psycopg.connect(pg_admin_url, autocommit=True) as admin:
         admin.execute("DROP DATABASE IF EXISTS cli_init_test WITH (FORCE)")
         admin.execute("CREATE DATABASE cli_init_test")
@@ -337,3 +338,80 @@ def test_unreachable_database_is_a_named_transient_error() -> None:
     ):
         pass
     assert "s3cret" not in str(info.value)
+
+
+# --- a schema change never leaves an old database in use -----------------------------------------
+HISTORY = "public.leaderboard_pipeline_migrations"
+
+
+def _drop_database(admin_url: str, name: str) -> None:
+    with psycopg.connect(admin_url, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _has_marker(url: str) -> bool:
+    with psycopg.connect(url) as conn:
+        return conn.execute(
+            "SELECT count(*) FROM api.leaderboard WHERE slug = 'marker'"
+        ).fetchone() == (1,)
+
+
+@pytest.mark.parametrize(
+    "tamper",
+    [
+        f"UPDATE {HISTORY} SET checksum = 'edited' WHERE name LIKE 'V1%'",
+        f"ALTER TABLE {HISTORY} DROP COLUMN checksum",
+        f"INSERT INTO {HISTORY} (name, checksum) VALUES ('V0__removed.sql', 'x')",
+    ],
+    ids=["file-edited", "history-without-checksums", "file-removed"],
+)
+def test_a_database_migrated_from_other_files_is_stale_and_rebuilt(
+    pg_admin_url: str, tamper: str
+) -> None:
+    name = f"stale_{os.getpid()}"
+    url = postgres.create_database(pg_admin_url, name, replace=True)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("INSERT INTO api.leaderboard (slug, name) VALUES ('marker', 'Marker')")
+    assert schema.is_current(url)
+    postgres.create_database(pg_admin_url, name)
+    assert _has_marker(url), "a current database is kept as it is"
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(tamper)
+    assert not schema.is_current(url)
+    with pytest.raises(schema.SchemaChanged, match="outdated schema; recreate it"):
+        schema.apply_migrations(url)
+    assert main(["db", "init", "--database-url", url]) == 2
+    postgres.create_database(pg_admin_url, name)
+    assert schema.is_current(url) and not _has_marker(url)
+    _drop_database(pg_admin_url, name)
+
+
+def test_the_template_follows_the_migration_files(
+    pg_admin_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sql_dir = tmp_path / "sql"
+    shutil.copytree(schema.SQL_DIR, sql_dir)
+    monkeypatch.setattr(schema, "SQL_DIR", sql_dir)
+    kept = f"kept_{os.getpid()}"
+    before = postgres.template_name()
+    url = postgres.create_database(pg_admin_url, kept, replace=True)
+
+    with (sql_dir / "V1__bixarena_schema.sql").open("a") as sql:
+        sql.write("\nCREATE TABLE api.added_upstream (id INTEGER);\n")
+    after = postgres.template_name()
+    assert after != before
+    fresh = postgres.create_database(pg_admin_url, f"fresh_{os.getpid()}", replace=True)
+    with psycopg.connect(pg_admin_url) as admin:
+        templates = {r[0] for r in admin.execute(
+            "SELECT datname FROM pg_database WHERE datname LIKE 'leaderboard\\_template%'"
+        )}  # fmt: skip
+    assert templates == {after}, "the old template is dropped, the new one built from the files"
+    for database in (fresh, postgres.create_database(pg_admin_url, kept)):
+        with psycopg.connect(database) as conn:
+            assert conn.execute("SELECT to_regclass('api.added_upstream')").fetchone() == (
+                "api.added_upstream",
+            )
+    assert postgres.create_database(pg_admin_url, kept) == url
+    _drop_database(pg_admin_url, kept)
+    _drop_database(pg_admin_url, f"fresh_{os.getpid()}")
