@@ -21,6 +21,7 @@ import pytest
 
 from cli.main import main
 from common import db
+from common.contracts import REFERENCE_LEADERBOARDS
 from local import postgres, schema
 
 OVERALL_ID = "11111111-1111-1111-1111-111111111111"
@@ -399,6 +400,7 @@ def test_reference_leaderboards_have_upstreams_ids_names_and_descriptions(
             "SELECT created_at, updated_at FROM api.leaderboard WHERE slug = 'overall'"
         ).fetchone()
     assert rows == sorted(EXPECTED_LEADERBOARDS, key=lambda row: row[1])
+    assert list(REFERENCE_LEADERBOARDS) == [row[1] for row in EXPECTED_LEADERBOARDS]
     assert overall == (
         datetime(2025, 8, 1, 10, tzinfo=UTC),
         datetime(2025, 8, 16, 14, 30, tzinfo=UTC),
