@@ -1,5 +1,6 @@
 """The benchmarks' simulated arena: an embedded PostgreSQL seeded once by ``local.simulate``,
-then reused by every benchmark that reads it (fetch, e2e) while its size matches."""
+then reused by every benchmark that reads it (fetch, e2e) while its size and schema match (a
+change to ``local/sql`` reseeds it)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any
 import psycopg
 
 from bench import isolated
-from local import postgres, simulate
+from local import postgres, schema, simulate
 
 MODELS = 100
 SEED = 1
@@ -30,7 +31,7 @@ def seeded_database(votes: int, models: int = MODELS) -> str:
     url = postgres.with_database(admin, name)
     with psycopg.connect(admin, autocommit=True) as conn:
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
-    if exists:
+    if exists and schema.is_current(url):
         with psycopg.connect(url) as conn:
             row = conn.execute("SELECT count(*) FROM api.battle").fetchone()
         if row and row[0] == battles:

@@ -22,7 +22,10 @@ Handler = Callable[[argparse.Namespace], int]
 def cmd_db_init(args: argparse.Namespace) -> int:
     from local import schema
 
-    applied = schema.apply_migrations(args.database_url)
+    try:
+        applied = schema.apply_migrations(args.database_url)
+    except schema.SchemaChanged as exc:
+        raise UsageError(f"--database-url: {exc}") from None
     print(f"schema ready ({len(applied)} migration(s) applied: {', '.join(applied) or 'none'})")
     return 0
 
@@ -38,14 +41,17 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         simulate.write_parquet(arena, args.output)
         print(f"wrote {args.battles} battles between {args.models} models to {args.output}")
         return 0
-    from local import postgres
+    from local import postgres, schema
 
-    with postgres.database(args.database_url) as url:
-        counts = simulate.write_database(arena, url)
-        print(
-            f"wrote {counts['battles']} battles ({counts['evaluations']} evaluations) between "
-            f"{counts['models']} models to {postgres.redact(url)}"
-        )
+    try:
+        with postgres.database(args.database_url) as url:
+            counts = simulate.write_database(arena, url)
+    except schema.SchemaChanged as exc:
+        raise UsageError(f"--database-url: {exc}") from None
+    print(
+        f"wrote {counts['battles']} battles ({counts['evaluations']} evaluations) between "
+        f"{counts['models']} models to {postgres.redact(url)}"
+    )
     return 0
 
 

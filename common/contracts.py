@@ -507,4 +507,5 @@ REFERENCE_LEADERBOARDS: tuple[str, ...] = (
     "systems-biology",
 )
 """BixArena's reference leaderboards: ``overall`` and one per biomedical category (slug =
-category), as seeded by ``sql/V2__reference_leaderboards.sql``."""
+category), as upstream's migrations V2 and V9 seed them (mirrored by
+``local/sql/V2__reference_leaderboards.sql``)."""

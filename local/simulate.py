@@ -18,14 +18,11 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from common.contracts import REFERENCE_LEADERBOARDS
 from common.db import connect
 
-CATEGORIES: tuple[str, ...] = (
-    "biochemistry", "bioengineering", "bioinformatics", "cancer-biology", "cell-biology",
-    "clinical-trials", "developmental-biology", "epidemiology", "evolutionary-biology", "genetics",
-    "genomics", "immunology", "microbiology", "molecular-biology", "neuroscience", "pathology",
-    "pharmacology-and-toxicology", "physiology", "synthetic-biology", "systems-biology",
-)  # fmt: skip
+CATEGORIES: tuple[str, ...] = tuple(s for s in REFERENCE_LEADERBOARDS if s != "overall")
+"""The categories battles fall into: the category leaderboards' slugs, in slug order."""
 OUTCOMES: tuple[str, str, str] = ("model1", "model2", "tie")
 CATEGORIZATION_STATUSES: tuple[str, str, str] = ("matched", "abstained", "failed")
 _ORGS = ("Acme AI", "BioLM Labs", "Helix Research", "OpenMed", "Synapse", "Genomix", "Cortex")

@@ -90,6 +90,18 @@ def test_database_output_matches_the_arena(database_url: str) -> None:
         )
         assert set(statuses) == {"matched", "abstained", "failed"}
         assert one("SELECT count(DISTINCT category) FROM api.battle_categorization_category") == 20
+        # Every category written is a reference leaderboard, untouched by the simulator.
+        assert (
+            one(
+                "SELECT count(*) FROM (SELECT DISTINCT category FROM api.battle_categorization_category"
+                " EXCEPT SELECT slug FROM api.leaderboard) unknown"
+            )
+            == 0
+        )
+        assert one("SELECT count(*) FROM api.leaderboard") == 21
+        assert one("SELECT id::text FROM api.leaderboard WHERE slug = 'genomics'") == (
+            "44444444-4444-4444-4444-44444444000a"
+        )
         assert one("SELECT count(*) FROM api.model WHERE NOT active") >= 1
         # model1 won as often in the database as in the arena
         assert one("SELECT count(*) FROM api.battle_evaluation WHERE outcome = 'model1'") == int(
