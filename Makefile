@@ -13,7 +13,7 @@ PIP_VERSION := 26.3
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 export XDG_RUNTIME_DIR ?= /tmp
 
-.PHONY: install run test lint format bench synth image-check lock clean
+.PHONY: install run test test-fast lint format bench synth image-check lock clean
 
 $(STAMP): pyproject.toml requirements-dev.lock
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -29,9 +29,13 @@ install: $(STAMP)
 run: $(STAMP)
 	$(BIN)/leaderboard run $(ARGS)
 
-## The whole test suite.
+## The whole test suite: the fast unit tests, then the end-to-end suite.
 test: $(STAMP)
 	$(BIN)/pytest -q $(PYTEST_ARGS)
+
+## The unit tests only (well under a minute): pure code, one stage's I/O, the local machinery.
+test-fast: $(STAMP)
+	$(BIN)/pytest -q tests/unit $(PYTEST_ARGS)
 
 lint: $(STAMP) image-check
 	$(BIN)/ruff check .

@@ -54,10 +54,10 @@ def _stage_seconds(history: list[dict[str, Any]]) -> dict[str, float]:
 def _run(url: str, state_dir: str, leaderboards: list[str] | str) -> dict[str, Any]:
     """One local execution over ``leaderboards``, in this fresh process."""
     os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
-    from cli.local_run import REPO_ROOT, template
     from cli.report import published_results
     from local.pipeline import LocalPipeline
     from local.store import ExecutionStore
+    from local.template import REPO_ROOT, template
 
     stack = template(REPO_ROOT / ".local")
     run_at = datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")

@@ -8,9 +8,6 @@ seeded by the simulator), execute, print progress and the published leaderboard.
 from __future__ import annotations
 
 import getpass
-import hashlib
-import json
-import tempfile
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,12 +25,11 @@ from cli.tables import entries_table
 from common import db, snapshots
 from common.contracts import parse_run_request
 from common.stepfunctions.failures import summarize_cause
-from local import postgres, simulate
+from local import postgres, simulate, template
 from local.faults import FaultPlan
 from local.pipeline import LocalPipeline, new_execution_name
 from local.store import ExecutionRecord, ExecutionStore
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 Echo = Callable[[str], None]
 
 
@@ -49,32 +45,6 @@ class RunOptions:
     state_dir: Path = Path(".local")
     trigger: Literal["scheduled", "manual"] = "manual"
     requested_by: str | None = None
-
-
-def template(state_dir: Path) -> dict[str, Any]:
-    """The synthesized stack template, re-synthesized only when the code that shapes it changes."""
-    sources = [
-        *sorted((REPO_ROOT / "infra").rglob("*.py")),
-        REPO_ROOT / "cdk.json",
-        REPO_ROOT / "common" / "errors.py",
-    ]
-    digest = hashlib.sha256(b"".join(p.read_bytes() for p in sources if p.exists())).hexdigest()[
-        :16
-    ]
-    cached = state_dir / "templates" / f"stack-{digest}.json"
-    if cached.exists():
-        loaded: dict[str, Any] = json.loads(cached.read_text())
-        return loaded
-    from infra.app import synthesize_template
-
-    with tempfile.TemporaryDirectory(prefix="leaderboard-synth-") as outdir:
-        synthesized = synthesize_template(outdir=outdir)
-    cached.parent.mkdir(parents=True, exist_ok=True)
-    # Concurrent runs and test sessions share the cache: never let one read a half-written file.
-    partial = cached.with_suffix(f".{uuid.uuid4().hex}.tmp")
-    partial.write_text(json.dumps(synthesized))
-    partial.replace(cached)
-    return synthesized
 
 
 def seed_embedded(url: str, *, models: int, battles: int, echo: Echo) -> None:
@@ -96,7 +66,7 @@ def run(options: RunOptions, echo: Echo) -> ExecutionRecord:
     """Execute the pipeline once and print what happened; returns the saved execution."""
     store = ExecutionStore(options.state_dir)
     faults = FaultPlan.from_specs(options.faults)
-    stack = template(options.state_dir)
+    stack = template.template(options.state_dir)
     url = _database(options, echo)
     now = datetime.now(UTC).replace(microsecond=0)
     request = parse_run_request(
@@ -134,7 +104,7 @@ def redrive(name: str | None, options: RunOptions, echo: Echo) -> ExecutionRecor
     original = store.load(name) if name else store.last_failed()
     url = _database(options, echo, seed=False)
     with LocalPipeline(
-        template(options.state_dir),
+        template.template(options.state_dir),
         database_url=url,
         store=store,
         slack_webhook=options.slack_webhook,

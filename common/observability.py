@@ -10,16 +10,21 @@ import os
 
 from aws_lambda_powertools import Logger, Metrics
 
-SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME", "bixarena-leaderboard")
-METRICS_NAMESPACE = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "BixArena/Leaderboard")
+SERVICE = "bixarena-leaderboard"
+METRICS_NAMESPACE = "BixArena/Leaderboard"
+"""The names the stack gives every function (POWERTOOLS_SERVICE_NAME, ..._METRICS_NAMESPACE);
+constants, so that what the stack synthesizes never depends on the synthesizing process."""
 
-logger = Logger(service=SERVICE)
+logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", SERVICE))
 
 # At DEBUG, botocore logs whole response bodies, GetSecretValue's included: never let it go below
 # INFO, whatever level the function is configured with.
 for _name in ("botocore", "boto3", "urllib3"):
     logging.getLogger(_name).setLevel(max(logging.getLogger(_name).level, logging.INFO))
-metrics = Metrics(service=SERVICE, namespace=METRICS_NAMESPACE)
+metrics = Metrics(
+    service=os.environ.get("POWERTOOLS_SERVICE_NAME", SERVICE),
+    namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", METRICS_NAMESPACE),
+)
 
 
 def bind_correlation_id(correlation_id: str | None) -> None:

@@ -24,7 +24,6 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from cli.local_run import REPO_ROOT, template
 from common.config import Settings
 from common.contracts import parse_timestamp, snapshot_description, snapshot_identifier
 from common.ranking import Votes, rank_votes
@@ -35,6 +34,7 @@ from local import postgres
 from local.faults import FaultPlan
 from local.pipeline import LocalPipeline
 from local.store import ExecutionRecord, ExecutionStore
+from local.template import REPO_ROOT, template
 from tests.stage_fixtures import RUN_AT
 
 SPARSE = "rare-diseases"

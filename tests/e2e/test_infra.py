@@ -29,7 +29,7 @@ from infra.app import build_app
 from infra.config import CONTEXT_KEYS, InvalidContext, parse_context
 from infra.state_machine import LAMBDA_SERVICE_RETRY, STAGES, TRANSIENT_RETRY, render_definition
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 STAGE_HANDLERS = {stage: f"stages.{stage}.handler.handler" for stage in (*STAGES, "admin")}
 PROD_CONTEXT = {
     "environment": "prod",

@@ -27,7 +27,7 @@ from local import eventbridge, moto_lambda
 from local.moto_lambda import InvocationContext
 from local.slack_server import SlackServer, block_problems
 from stages.notify.handler import handler
-from tests.test_slack import notify_event
+from tests.notify_events import notify_event
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
