@@ -23,6 +23,7 @@ from botocore.config import Config
 from common import admin, auth
 from common.observability import bind_correlation_id, logger
 from common.stepfunctions.executions import refuse_overlap, running_executions, start_execution
+from common.stepfunctions.history import region_of
 
 # API Gateway gives up after 29 s and the function after 25 s: keep every call short, retry once.
 _SFN_CONFIG = Config(
@@ -44,9 +45,7 @@ class Services:
 def services() -> Services:
     config = admin.AdminConfig.from_env(os.environ)
     auth_config = auth.AuthConfig.from_env(os.environ)
-    region = (
-        config.state_machine_arn.split(":")[3] if config.state_machine_arn.count(":") >= 6 else None
-    )
+    region = region_of(config.state_machine_arn)
     return Services(
         config=config,
         auth_config=auth_config,
