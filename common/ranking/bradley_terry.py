@@ -11,7 +11,7 @@ from scipy.sparse import csgraph
 
 from common.errors import InvalidInput
 from common.ranking._bootstrap import bootstrap_ratings
-from common.ranking._components import beats_or_ties, components
+from common.ranking._components import Components, beats_or_ties, components
 from common.ranking._likelihood import Problem, fit_full
 from common.ranking._sandwich import Z_975, sandwich_se
 from common.ranking.counts import PairCounts, Votes, aggregate
@@ -72,12 +72,7 @@ def rank_counts(
     """
     if len(models) != counts.n_models:
         raise InvalidInput("models: one name per model index is needed")
-    if ci_method not in ("bootstrap", "sandwich"):
-        raise InvalidInput(f"ci_method: expected 'bootstrap' or 'sandwich', got {ci_method!r}")
-    if ci_method == "bootstrap" and bootstrap < 1:
-        raise InvalidInput("bootstrap: at least one replicate is needed")
-    if seed < 0 or min_evals < 0:
-        raise InvalidInput("seed and min_evals must be >= 0")
+    check_options(ci_method, bootstrap, seed, min_evals)
     counts, names = _alphabetical(counts, models)
     parts = components(counts, names)
     m_all = counts.n_models
@@ -104,6 +99,38 @@ def rank_counts(
                 np.clip(high, -SCORE_LIMIT, SCORE_LIMIT),
             )
         score[parts.main] = to_score(r)
+    entries = ranked_entries(names, counts, parts, score, low, high, min_evals, significant)
+    return Ranking(
+        entries=entries,
+        n_votes=counts.n_votes,
+        ci_method=ci_method,
+        bootstrap=replicates,
+        seed=seed,
+        separable_replicates=separable,
+    )
+
+
+def check_options(ci_method: CIMethod, bootstrap: int, seed: int, min_evals: int) -> None:
+    """The options every ranking entry point shares; a bad one raises ``InvalidInput``."""
+    if ci_method not in ("bootstrap", "sandwich"):
+        raise InvalidInput(f"ci_method: expected 'bootstrap' or 'sandwich', got {ci_method!r}")
+    if ci_method == "bootstrap" and bootstrap < 1:
+        raise InvalidInput("bootstrap: at least one replicate is needed")
+    if seed < 0 or min_evals < 0:
+        raise InvalidInput("seed and min_evals must be >= 0")
+
+
+def ranked_entries(
+    names: Sequence[str],
+    counts: PairCounts,
+    parts: Components,
+    score: FloatArray,
+    low: FloatArray,
+    high: FloatArray,
+    min_evals: int,
+    significant: bool,
+) -> tuple[ModelRanking, ...]:
+    """One line per model (NaN score = not fitted), ranked first, then the others by name."""
     kept = parts.main & (counts.vote_count >= min_evals)
     ranks = _ranks(names, score, low, high, kept, significant)
     entries = []
@@ -124,14 +151,7 @@ def rank_counts(
             )
         )
     entries.sort(key=lambda e: (e.rank is None, e.rank or 0, -(e.bt_score or 0.0), e.model))
-    return Ranking(
-        entries=tuple(entries),
-        n_votes=counts.n_votes,
-        ci_method=ci_method,
-        bootstrap=replicates,
-        seed=seed,
-        separable_replicates=separable,
-    )
+    return tuple(entries)
 
 
 def _alphabetical(counts: PairCounts, models: Sequence[str]) -> tuple[PairCounts, list[str]]:
