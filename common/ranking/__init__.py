@@ -44,9 +44,14 @@ no resampling; it agrees with the bootstrap on large arenas.
 Every reported number is clipped to +-SCORE_LIMIT so it fits PostgreSQL's DECIMAL(10,6); only
 contrived data or prior-determined replicates come near it.
 
+Style control. ``style.rank_with_style`` fits the same model with answer length and markdown
+counts as covariates (the Chatbot Arena method); see that module's docstring.
+
 Where each part lives: ``counts`` (votes and per-pair counts), ``bradley_terry`` (the public
-entry points), ``result`` (what they return), ``scale``; the private ``_components`` (existence),
-``_likelihood`` (Newton), ``_bootstrap`` and ``_sandwich`` hold the numerics.
+entry points), ``result`` (what they return), ``scale``, ``style`` (style control: its input,
+result and entry point); the private ``_components`` (existence), ``_likelihood`` (Newton),
+``_bootstrap`` and ``_sandwich`` hold the numerics, ``_style_problem``, ``_style_likelihood`` and
+``_style_bootstrap`` those of style control.
 """
 
 from __future__ import annotations
@@ -55,18 +60,30 @@ from common.ranking.bradley_terry import fit_ratings, rank_counts, rank_votes
 from common.ranking.counts import OUTCOMES, PairCounts, Votes, aggregate
 from common.ranking.result import CIMethod, ModelRanking, Ranking
 from common.ranking.scale import OFFSET, SCALE
+from common.ranking.style import (
+    STYLE_FEATURES,
+    StyleCoefficient,
+    StyleFeatures,
+    StyleRanking,
+    rank_with_style,
+)
 
 __all__ = [
     "OFFSET",
     "OUTCOMES",
     "SCALE",
+    "STYLE_FEATURES",
     "CIMethod",
     "ModelRanking",
     "PairCounts",
     "Ranking",
+    "StyleCoefficient",
+    "StyleFeatures",
+    "StyleRanking",
     "Votes",
     "aggregate",
     "fit_ratings",
     "rank_counts",
     "rank_votes",
+    "rank_with_style",
 ]
