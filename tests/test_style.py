@@ -290,22 +290,24 @@ def _problem(votes: Votes, features: StyleFeatures) -> _style_problem.StyleProbl
 
 def test_replicate_counts_are_multinomial() -> None:
     rng = np.random.default_rng(0)
-    x = np.array([_style_bootstrap.draw_counts(rng, 4) for _ in range(100_000)])
-    assert (x.sum(axis=1) == 4).all()
+    # Five votes in blocks of 3 and 2: Multinomial(5, 1/5 each) all the same.
+    x = np.array([_style_bootstrap.draw_counts(rng, np.array([3, 2])) for _ in range(100_000)])
+    assert (x.sum(axis=1) == 5).all()
     np.testing.assert_allclose(x.mean(axis=0), 1.0, atol=0.01)
-    np.testing.assert_allclose(np.cov(x.T), np.eye(4) - 0.25, atol=0.02)
+    np.testing.assert_allclose(np.cov(x.T), np.eye(5) - 0.2, atol=0.02)
 
 
 def test_chord_replicate_fits_match_exact_newton() -> None:
-    arena = style_arena(15, 20_000, seed=12)
+    arena = style_arena(15, 150_000, seed=12)
     pb = _problem(arena.votes, arena.features)
     theta, converged = _style_likelihood.fit_full(pb)
     assert converged
     prob = _style_likelihood.probabilities(_style_likelihood.logits(pb, theta))
+    assert len(pb.blocks) > 1
     h_inv = np.linalg.inv(_style_likelihood.hessian(pb, prob * (1 - prob), 0.0))
     rng = np.random.default_rng(1)
-    for _ in range(10):
-        w = _style_likelihood.weigh(pb, _style_bootstrap.draw_counts(rng, pb.n))
+    for _ in range(5):
+        w = _style_likelihood.weigh(pb, _style_bootstrap.draw_counts(rng, pb.block_sizes))
         fast, ok = _style_likelihood.chord(pb, theta, prob, h_inv, w)
         exact, exact_ok = _style_likelihood.newton(pb, theta, w, 0.0, 1e-12)
         assert ok and exact_ok

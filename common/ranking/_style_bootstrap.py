@@ -1,7 +1,7 @@
 """The style-controlled bootstrap: multinomial vote counts per replicate, fitted exactly.
 
 A replicate is Multinomial(N, 1/N each) counts over the ranked votes (N uniform draws of a vote,
-counted), used as per-vote weights: no resampled rows are built. Replicate b draws from child b of
+counted, see ``draw_counts``), used as per-vote weights: no resampled rows are built. Replicate b draws from child b of
 ``SeedSequence(seed)`` and is fitted on its own, so the result is bit-identical for a seed whatever
 the number of worker threads.
 """
@@ -26,7 +26,7 @@ from common.ranking._style_likelihood import (
     weigh,
 )
 from common.ranking._style_problem import StyleProblem
-from common.ranking.scale import FloatArray
+from common.ranking.scale import FloatArray, IntArray
 
 
 @dataclass(frozen=True, eq=False)
@@ -39,15 +39,27 @@ class _Start:
     h_inv: FloatArray
 
 
-def draw_counts(rng: np.random.Generator, n: int) -> FloatArray:
-    """Multinomial(n, 1/n each): n uniform draws of a vote, counted."""
-    return np.bincount(rng.integers(0, n, n), minlength=n).astype(np.float64)
+def draw_counts(rng: np.random.Generator, sizes: IntArray) -> FloatArray:
+    """Multinomial(n, 1/n each) over n = sum(sizes) votes, exactly: the block totals are
+    Multinomial(n, sizes / n), then each block's votes are drawn uniformly and counted (uint16
+    indices and cache-sized counting make this ~2x faster than one bincount over n)."""
+    n = int(sizes.sum())
+    totals = rng.multinomial(n, sizes / n)
+    counts = np.empty(n)
+    start = 0
+    for size, total in zip(sizes.tolist(), totals.tolist(), strict=True):
+        dtype = np.uint16 if size <= 2**16 else np.int64
+        counts[start : start + size] = np.bincount(
+            rng.integers(0, size, total, dtype=dtype), minlength=size
+        )
+        start += size
+    return counts
 
 
 def _replicate(start: _Start, seed: np.random.SeedSequence) -> tuple[FloatArray, bool]:
     """One replicate's estimate, and whether it has no MLE (then fitted with the RIDGE prior)."""
     pb = start.pb
-    w: Weights = weigh(pb, draw_counts(np.random.default_rng(seed), pb.n))
+    w: Weights = weigh(pb, draw_counts(np.random.default_rng(seed), pb.block_sizes))
     if separable_replicates(pb.pairs, w.score[None], w.total[None])[0]:
         theta, _ = newton(pb, start.theta, w, RIDGE, REPLICATE_TOL)
         return theta, True
@@ -70,7 +82,12 @@ def bootstrap_thetas(
     """(replicates, m + k) estimates and the number of replicates without an MLE."""
     prob = probabilities(logits(pb, theta))
     h_inv = np.linalg.inv(hessian(pb, prob * (1.0 - prob), 0.0))
-    start = _Start(pb=pb, theta=theta, prob=prob, h_inv=np.asarray(h_inv, dtype=np.float64))
+    start = _Start(
+        pb=pb,
+        theta=theta,
+        prob=prob,
+        h_inv=np.asarray(h_inv, dtype=np.float64),
+    )
     seeds = np.random.SeedSequence(seed).spawn(replicates)
     if workers <= 1:
         results = [_replicate(start, s) for s in seeds]
