@@ -1,9 +1,9 @@
 """The style-controlled bootstrap: multinomial vote counts per replicate, fitted exactly.
 
 A replicate is Multinomial(N, 1/N each) counts over the ranked votes (N uniform draws of a vote,
-counted, see ``draw_counts``), used as per-vote weights: no resampled rows are built. Replicate b draws from child b of
-``SeedSequence(seed)`` and is fitted on its own, so the result is bit-identical for a seed whatever
-the number of worker threads.
+counted; see ``draw_counts``), used as per-vote weights: no resampled rows are built. Replicate b
+draws from child b of ``SeedSequence(seed)`` and is fitted on its own, so the result is
+bit-identical for a seed whatever the number of worker threads.
 """
 
 from __future__ import annotations
