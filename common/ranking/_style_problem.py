@@ -135,7 +135,7 @@ def build(
     for row, j in enumerate(varying):
         zt[row] = (diff[order, j] - mean[j]) / sd[j]
         zt[row] *= sign
-    starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]]) if len(key) else np.zeros(0, int)
+    starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
     lengths = np.diff(np.r_[starts, len(key)])
     pair_first, pair_second = np.divmod(key[starts], m)
     wins = np.add.reduceat((y == 1.0).astype(np.int64), starts)
