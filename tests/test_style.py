@@ -15,6 +15,8 @@ from bench import fastchat
 from bench.style import style_arena
 from common.errors import InvalidInput, NotEnoughData
 from common.ranking import (
+    ModelRanking,
+    StyleCoefficient,
     StyleFeatures,
     StyleRanking,
     Votes,
@@ -28,12 +30,17 @@ from common.ranking import (
 LN10 = math.log(10.0)
 
 
-def by_model(result: StyleRanking) -> dict:
+def by_model(result: StyleRanking) -> dict[str, ModelRanking]:
     return {e.model: e for e in result.ranking.entries}
 
 
-def coefficient(result: StyleRanking, feature: str):  # type: ignore[no-untyped-def]
+def coefficient(result: StyleRanking, feature: str) -> StyleCoefficient:
     return next(c for c in result.coefficients if c.feature == feature)
+
+
+def value(x: float | None) -> float:
+    assert x is not None
+    return x
 
 
 def labelled(rows: list[tuple[str, str, str, int]], seed: int = 0) -> tuple[Votes, StyleFeatures]:
@@ -105,8 +112,10 @@ def test_standardization_is_fastchats() -> None:
     arena = style_arena(5, 2000, seed=4)
     ours = rank_with_style(arena.votes, arena.features, ci_method="sandwich", min_evals=0)
     theirs = fastchat.preprocess_for_style(arena.votes, arena.features)
-    np.testing.assert_allclose([c.mean for c in ours.coefficients], theirs.style_mean, atol=1e-15)
-    np.testing.assert_allclose([c.sd for c in ours.coefficients], theirs.style_std, rtol=1e-13)
+    means = np.array([value(c.mean) for c in ours.coefficients])
+    sds = np.array([value(c.sd) for c in ours.coefficients])
+    np.testing.assert_allclose(means, theirs.style_mean, atol=1e-15)
+    np.testing.assert_allclose(sds, theirs.style_std, rtol=1e-13)
 
 
 def test_agrees_with_fastchat_up_to_its_ridge() -> None:
@@ -261,7 +270,7 @@ def test_mirrored_votes_and_renumbered_models_change_nothing() -> None:
     assert mirrored.ranking == base.ranking
     for c, d in zip(base.coefficients, mirrored.coefficients, strict=True):
         assert (c.estimate, c.q025, c.q975, c.sd) == (d.estimate, d.q025, d.q975, d.sd)
-        assert c.mean == -d.mean
+        assert value(c.mean) == -value(d.mean)
     codes = np.random.default_rng(0).permutation(len(votes.models))
     recoded = Votes(
         tuple(np.array(votes.models)[np.argsort(codes)].tolist()),
@@ -304,7 +313,8 @@ def test_chord_replicate_fits_match_exact_newton() -> None:
     assert converged
     prob = _style_likelihood.probabilities(_style_likelihood.logits(pb, theta))
     assert len(pb.blocks) > 1
-    h_inv = np.linalg.inv(_style_likelihood.hessian(pb, prob * (1 - prob), 0.0))
+    hess = _style_likelihood.hessian(pb, prob * (1 - prob), 0.0)
+    h_inv = np.asarray(np.linalg.inv(hess), dtype=np.float64)
     rng = np.random.default_rng(1)
     for _ in range(5):
         w = _style_likelihood.weigh(pb, _style_bootstrap.draw_counts(rng, pb.block_sizes))
@@ -341,13 +351,15 @@ def test_sandwich_intervals_match_the_bootstrap() -> None:
     boot_entries = by_model(boot)
     for name, s in by_model(sandwich).items():
         b = boot_entries[name]
-        assert s.bt_score == b.bt_score
-        assert s.bt_score - s.bootstrap_q025 == pytest.approx(s.bootstrap_q975 - s.bt_score)
-        width = b.bootstrap_q975 - b.bootstrap_q025
-        assert s.bootstrap_q975 - s.bootstrap_q025 == pytest.approx(width, rel=0.15)
-    for s, b in zip(sandwich.coefficients, boot.coefficients, strict=True):
-        assert s.estimate == b.estimate
-        assert s.q975 - s.q025 == pytest.approx(b.q975 - b.q025, rel=0.15)
+        score, low, high = value(s.bt_score), value(s.bootstrap_q025), value(s.bootstrap_q975)
+        assert score == b.bt_score
+        assert score - low == pytest.approx(high - score)
+        width = value(b.bootstrap_q975) - value(b.bootstrap_q025)
+        assert high - low == pytest.approx(width, rel=0.15)
+    for sc, bc in zip(sandwich.coefficients, boot.coefficients, strict=True):
+        assert sc.estimate == bc.estimate
+        width = value(bc.q975) - value(bc.q025)
+        assert value(sc.q975) - value(sc.q025) == pytest.approx(width, rel=0.15)
 
 
 # --- inputs -------------------------------------------------------------------------------------
