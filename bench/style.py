@@ -6,7 +6,8 @@ by ``common.ranking.rank_with_style`` and by ``bench.fastchat`` (FastChat's prep
 L-BFGS-B fit on the vote rows per replicate, one process). Each side runs in its own fresh process
 (``bench.isolated``). FastChat's replicates are timed on a subset and its total extrapolated
 linearly (preprocessing + full fit + B x the mean replicate), as ``bench.ranking`` does for
-upstream. Also measured: our sandwich CI (``sandwich_seconds``, fit included).
+upstream. Also measured: our CPU time over all threads (``cpu_seconds``: what the machine's other
+load does not change much) and our sandwich CI (``sandwich_seconds``, fit included).
 Accuracy: ``max_score_diff_elo`` / ``max_beta_diff_elo`` compare our exact MLE with FastChat's
 full fit, which carries a ridge of 0.25 |theta|^2; ``ridge_effect_elo`` is that ridge's own effect
 (our Newton with and without it), and ``max_fit_gap_elo`` how far FastChat's L-BFGS-B stops from
@@ -107,9 +108,9 @@ def _ours(path: Path, replicates: int) -> dict[str, Any]:
     votes, features = _load(path)
     rank_with_style(votes, features, bootstrap=8)  # warm-up: thread pool, first-touch allocations
     mark_start()
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     result = rank_with_style(votes, features, bootstrap=replicates)
-    seconds = time.perf_counter() - start
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
     start = time.perf_counter()
     rank_with_style(votes, features, ci_method="sandwich")
     sandwich = time.perf_counter() - start
@@ -117,6 +118,7 @@ def _ours(path: Path, replicates: int) -> dict[str, Any]:
     names = votes.models
     return {
         "seconds": seconds,
+        "cpu_seconds": cpu,
         "sandwich_seconds": sandwich,
         "score": np.array([by_model[m].bt_score for m in names], dtype=float),
         "beta": np.array([c.estimate for c in result.coefficients], dtype=float),
@@ -203,6 +205,7 @@ def _style_bench(models: int, n_votes: int, timed: int) -> list[dict[str, Any]]:
             "speedup_vs_2_process_pool": round(base["seconds"] / 2 / ours["seconds"], 1),
             "peak_mb": ours["peak_mb"],
             "work_mb": ours["work_mb"],
+            "cpu_seconds": round(ours["cpu_seconds"], 1),
             "baseline_peak_mb": base["peak_mb"],
             "baseline_replicate_seconds": round(base["per_replicate"], 3),
             "baseline_replicates_timed": timed,
