@@ -6,8 +6,9 @@ by ``common.ranking.rank_with_style`` and by ``bench.fastchat`` (FastChat's prep
 L-BFGS-B fit on the vote rows per replicate, one process). Each side runs in its own fresh process
 (``bench.isolated``). FastChat's replicates are timed on a subset and its total extrapolated
 linearly (preprocessing + full fit + B x the mean replicate), as ``bench.ranking`` does for
-upstream. Also measured: our CPU time over all threads (``cpu_seconds``: what the machine's other
-load does not change much) and our sandwich CI (``sandwich_seconds``, fit included).
+upstream. Also measured: CPU time over all threads on both sides (``cpu_seconds``,
+``baseline_cpu_seconds``, ``cpu_speedup``: what other load on the machine changes least) and our
+sandwich CI (``sandwich_seconds``, fit included).
 Accuracy: ``max_score_diff_elo`` / ``max_beta_diff_elo`` compare our exact MLE with FastChat's
 full fit, which carries a ridge of 0.25 |theta|^2; ``ridge_effect_elo`` is that ridge's own effect
 (our Newton with and without it), and ``max_fit_gap_elo`` how far FastChat's L-BFGS-B stops from
@@ -146,14 +147,15 @@ def _newton_on(
 def _fastchat(path: Path, replicates: int, timed: int, checked: int) -> dict[str, Any]:
     votes, features = _load(path)
     mark_start()
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     data = fastchat.preprocess_for_style(votes, features)
     full = fastchat.fit_contextual_bt(data)
-    fixed = time.perf_counter() - start
+    fixed, fixed_cpu = time.perf_counter() - start, time.process_time() - cpu
     idxs = fastchat.bootstrap_indices(votes.n_votes, timed)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     boot = [fastchat.fit_contextual_bt(data, idx) for idx in idxs]
     per_replicate = (time.perf_counter() - start) / timed
+    per_replicate_cpu = (time.process_time() - cpu) / timed
     m, n = data.n_models, votes.n_votes
     ones = np.ones(n)
     exact = _newton_on(votes, features, ones, 0.0)
@@ -165,6 +167,7 @@ def _fastchat(path: Path, replicates: int, timed: int, checked: int) -> dict[str
     elo_gap = [max(400.0 * g[:m].max(), ELO_PER_LOGIT * g[m:].max()) for g in gaps]
     return {
         "seconds": fixed + replicates * per_replicate,
+        "cpu_seconds": fixed_cpu + replicates * per_replicate_cpu,
         "per_replicate": per_replicate,
         "score": fastchat.scores(full, m),
         "beta": full[m:],
@@ -206,6 +209,8 @@ def _style_bench(models: int, n_votes: int, timed: int) -> list[dict[str, Any]]:
             "peak_mb": ours["peak_mb"],
             "work_mb": ours["work_mb"],
             "cpu_seconds": round(ours["cpu_seconds"], 1),
+            "baseline_cpu_seconds": round(base["cpu_seconds"], 1),
+            "cpu_speedup": round(base["cpu_seconds"] / ours["cpu_seconds"], 1),
             "baseline_peak_mb": base["peak_mb"],
             "baseline_replicate_seconds": round(base["per_replicate"], 3),
             "baseline_replicates_timed": timed,
