@@ -168,7 +168,10 @@ def parse_timestamp(value: Any, field: str) -> datetime:
     except ValueError:
         raise InvalidInput(f"{field}: {value[:40]!r} is not an ISO 8601 timestamp") from None
     _require(parsed.tzinfo is not None, f"{field}: timestamp must carry a time zone")
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:
+        raise InvalidInput(f"{field}: {value[:40]!r} is out of range in UTC") from None
 
 
 def _optional_str(raw: dict[str, Any], key: str, limit: int = 200) -> str | None:

@@ -7,6 +7,11 @@ Upstream changed these rules four times in four months, so they are configuratio
 
     {"min_confidence": 0.8, "leaderboards": {"overall": {"window_days": 90}}}
 
+Every value is checked for its type and range (``parse_filters``, at synth through
+``infra.config`` and again in the fetch stage), and an override must name a leaderboard slug;
+that a leaderboard has that slug is checked against the database by the fetch stage
+(``check_overrides``). Errors are ``ConfigurationError``s naming the field.
+
 Upstream's rules: ``overall`` counts every evaluation whose battle's effective validation says
 ``is_biomedical``; a category leaderboard (any other slug) also needs the battle's effective
 categorization to have status ``matched`` and a category equal to the slug. Both active and inactive
@@ -26,7 +31,7 @@ from typing import Any, Literal
 
 from psycopg import sql
 
-from common.contracts import parse_timestamp
+from common.contracts import SLUG_RE, parse_timestamp
 from common.errors import ConfigurationError, InvalidInput
 
 OVERALL_SLUG = "overall"
@@ -37,6 +42,9 @@ OUTCOME_CODES: tuple[str, str, str] = ("model1", "model2", "tie")
 
 CategorySource = Literal["effective", "any"]
 CATEGORY_SOURCES: tuple[str, ...] = ("effective", "any")
+MAX_WINDOW_DAYS = 36_500
+"""A century: any longer window counts every vote BixArena has (and its start may not exist)."""
+MAX_STATUSES = 20
 
 
 @dataclass(frozen=True)
@@ -60,7 +68,12 @@ class FilterConfig:
 
     def start(self, run_at: datetime) -> datetime | None:
         """The earliest evaluation time that counts for a run at ``run_at`` (None: no bound)."""
-        window = None if self.window_days is None else run_at - timedelta(days=self.window_days)
+        window = None
+        if self.window_days is not None:
+            try:
+                window = run_at - timedelta(days=self.window_days)
+            except OverflowError:  # the window reaches back before year 1: no bound
+                window = None
         if self.since is None or window is None:
             return self.since or window
         return max(self.since, window)
@@ -105,19 +118,26 @@ def _apply(base: FilterConfig, raw: Any, path: str) -> FilterConfig:
         elif name == "category_statuses":
             if not (
                 isinstance(value, list)
-                and value
+                and 0 < len(value) <= MAX_STATUSES
                 and all(isinstance(s, str) and 0 < len(s) <= 20 for s in value)
             ):
-                raise _config_error(at, "expected a non-empty list of status names")
+                raise _config_error(
+                    at, f"expected a list of 1 to {MAX_STATUSES} status names (1-20 characters)"
+                )
             value = tuple(dict.fromkeys(value))
         elif name == "category_source":
             if value not in CATEGORY_SOURCES:
                 raise _config_error(at, f"expected one of {', '.join(CATEGORY_SOURCES)}")
         elif name == "window_days":
             if value is not None and (
-                isinstance(value, bool) or not isinstance(value, int) or value < 1
+                isinstance(value, bool)
+                or not isinstance(value, int)
+                or not 1 <= value <= MAX_WINDOW_DAYS
             ):
-                raise _config_error(at, "expected null or a positive integer")
+                raise _config_error(
+                    at,
+                    f"expected null or an integer from 1 to {MAX_WINDOW_DAYS}, got {value!r:.40}",
+                )
         elif name == "since" and value is not None:
             try:
                 value = parse_timestamp(value, at)
@@ -141,11 +161,22 @@ def parse_filters(raw_json: str | None) -> LeaderboardFilters:
     if not isinstance(per_board, dict):
         raise _config_error("leaderboards", "expected an object of slug -> fields")
     default = _apply(FilterConfig(), {k: v for k, v in raw.items() if k != "leaderboards"}, "")
+    for slug in sorted(per_board):
+        if not SLUG_RE.fullmatch(slug):
+            raise _config_error(f"leaderboards.{slug[:60]}", "not a leaderboard slug (a-z, 0-9, -)")
     overrides = tuple(
         (str(slug), _apply(default, body, f"leaderboards.{slug}"))
         for slug, body in sorted(per_board.items())
     )
     return LeaderboardFilters(default=default, overrides=overrides)
+
+
+def check_overrides(filters: LeaderboardFilters, slugs: list[str]) -> None:
+    """Refuse an override for a slug that no leaderboard has (a typo would be ignored silently)."""
+    known = set(slugs)
+    for slug, _ in filters.overrides:
+        if slug not in known:
+            raise _config_error(f"leaderboards.{slug}", "no leaderboard has this slug")
 
 
 def is_category(slug: str) -> bool:

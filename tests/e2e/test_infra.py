@@ -1045,6 +1045,18 @@ def test_context_from_the_command_line_arrives_as_strings() -> None:
         ({"apiRateLimit": "fast"}, r"^apiRateLimit: expected a number"),
         ({"leaderboardFilters": "{not json"}, r"^leaderboardFilters: not valid JSON"),
         ({"leaderboardFilters": '{"min_confidenc": 0.8}'}, r"^leaderboardFilters: .*min_confidenc"),
+        (
+            {"leaderboardFilters": {"window_days": 10**6}},
+            r"^leaderboardFilters: LEADERBOARD_FILTERS: window_days: expected null or an integer",
+        ),
+        (
+            {"leaderboardFilters": {"leaderboards": {"Overall": {"window_days": 30}}}},
+            r"^leaderboardFilters: LEADERBOARD_FILTERS: leaderboards.Overall: not a leaderboard",
+        ),
+        (
+            {"leaderboardFilters": {"since": "0001-01-01T00:00:00+05:00"}},
+            r"^leaderboardFilters: LEADERBOARD_FILTERS: since: .* is out of range in UTC",
+        ),
         ({"vpcid": "vpc-0123456789abcdef0"}, r"^vpcid: unknown context key"),
     ],
 )

@@ -15,7 +15,13 @@ import pytest
 
 from common import fetch
 from common.errors import ConfigurationError
-from common.filters import FilterConfig, LeaderboardFilters, parse_filters, votes_query
+from common.filters import (
+    FilterConfig,
+    LeaderboardFilters,
+    check_overrides,
+    parse_filters,
+    votes_query,
+)
 
 RUN_AT = datetime(2025, 6, 1, 6, tzinfo=UTC)
 RECENT = RUN_AT - timedelta(days=3)
@@ -190,6 +196,14 @@ def test_overrides_start_from_the_top_level_rules() -> None:
         ('{"category_statuses": []}', "category_statuses"),
         ('{"category_source": "latest"}', "category_source"),
         ('{"window_days": 0}', "window_days"),
+        ('{"window_days": 1000000}', r"^LEADERBOARD_FILTERS: window_days: .* from 1 to 36500"),
+        ('{"window_days": 1.5}', "window_days"),
+        ('{"category_statuses": ' + json.dumps(["s"] * 21) + "}", "category_statuses"),
+        ('{"since": "0001-01-01T00:00:00+01:00"}', r"^LEADERBOARD_FILTERS: since: .* out of range"),
+        (
+            '{"leaderboards": {"Genomics": {"window_days": 3}}}',
+            r"^LEADERBOARD_FILTERS: leaderboards.Genomics: not a leaderboard slug",
+        ),
         ('{"since": "last week"}', "since"),
         ('{"colour": "red"}', "colour"),
         (
@@ -215,3 +229,18 @@ def test_values_are_bound_never_pasted_into_the_statement() -> None:
     assert "category" not in overall_params and "battle_categorization" not in overall.as_string(
         None
     )
+
+
+def test_an_override_must_name_a_leaderboard_the_database_has() -> None:
+    filters = parse_filters('{"leaderboards": {"genomics": {"window_days": 3}}}')
+    check_overrides(filters, ["overall", "genomics"])
+    with pytest.raises(
+        ConfigurationError, match=r"^LEADERBOARD_FILTERS: leaderboards.genomics: no"
+    ):
+        check_overrides(filters, ["overall", "genetics"])
+
+
+def test_a_window_reaching_back_before_year_one_has_no_start() -> None:
+    early = datetime(30, 1, 1, tzinfo=UTC)
+    assert FilterConfig(window_days=36_500).start(early) is None
+    assert FilterConfig(window_days=36_500, since=early).start(early) == early
