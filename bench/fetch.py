@@ -164,7 +164,7 @@ def _rank_stage(url: str, folder: str, fetch_result: dict[str, Any]) -> dict[str
         start = time.perf_counter()
         result = handler({"run": fetch_result["run"], "leaderboard": board}, _context())
         seconds = time.perf_counter() - start
-    return {"seconds": seconds, "ranked": result["ranked_count"]}
+    return {"seconds": seconds, "ranked": result.get("ranked_count", 0)}
 
 
 def _now() -> str:

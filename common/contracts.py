@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
-from typing import Any, Literal, NotRequired, TypedDict
+from typing import Any, Literal, NotRequired, TypedDict, final
 
 from common.errors import InvalidInput
 
@@ -20,6 +20,9 @@ MAX_LEADERBOARDS = 100
 SNAPSHOT_FORMAT = "snapshot_%Y-%m-%d_%H-%M-%S"
 
 Trigger = Literal["scheduled", "manual"]
+
+# The stage results that share a place (RankResult or RankSkipped, PublishResult or Skipped) are
+# final TypedDicts: then ``"skipped" in outcome`` tells them apart for mypy too.
 
 
 class RunRequest(TypedDict):
@@ -67,15 +70,30 @@ class LeaderboardBatch(TypedDict):
     model_count: int
 
 
+@final
 class Skipped(TypedDict):
+    """A leaderboard that ends the run unpublished, and the data problem that says why: fetch
+    decides it from vote and model counts and from the leaderboard row, rank when nobody can be
+    ranked. A normal outcome, never a failure."""
+
     slug: str
     reason: str
+
+
+class LeftOut(TypedDict):
+    """Votes fetch left out of one leaderboard's export, per reason (a bad row, see
+    ``common.fetch.LEFT_OUT_REASONS``); only counts above zero are reported."""
+
+    slug: str
+    reason: str
+    count: int
 
 
 class FetchResult(TypedDict):
     run: RunContext
     leaderboards: list[LeaderboardBatch]
     skipped: list[Skipped]
+    left_out: list[LeftOut]
 
 
 class RankEvent(TypedDict):
@@ -83,12 +101,24 @@ class RankEvent(TypedDict):
     leaderboard: LeaderboardBatch
 
 
+@final
 class RankResult(TypedDict):
     run: RunContext
     leaderboard: LeaderboardBatch
     entries_uri: str
     ranked_count: int
+    """At least 1: a leaderboard where nobody could be ranked ends as ``RankSkipped``."""
     unranked_count: int
+
+
+@final
+class RankSkipped(TypedDict):
+    """The rank stage's other result: nobody could be ranked, so the leaderboard is skipped
+    (``skipped.slug`` is the leaderboard's slug). Publish passes it on without writing."""
+
+    run: RunContext
+    leaderboard: LeaderboardBatch
+    skipped: Skipped
 
 
 class SummaryEntry(TypedDict):
@@ -101,6 +131,7 @@ class SummaryEntry(TypedDict):
     previous_rank: int | None
 
 
+@final
 class PublishResult(TypedDict):
     slug: str
     snapshot_id: str
@@ -116,10 +147,16 @@ class PublishResult(TypedDict):
 
 
 class NotifyEvent(TypedDict):
+    """The notify stage's success-mode event, validated. On the wire ``results`` is the Map's
+    output, one ``PublishResult`` or ``Skipped`` per leaderboard; parsed, ``results`` holds the
+    published ones and ``skipped`` fetch's skips followed by the Map's. ``left_out`` may be
+    missing on the wire (a definition from before it existed): it is then empty."""
+
     mode: Literal["success"]
     run: RunContext
     results: list[PublishResult]
     skipped: list[Skipped]
+    left_out: list[LeftOut]
     started_at: NotRequired[str]
 
 
@@ -316,28 +353,59 @@ def parse_publish_result(raw: Any, where: str = "result") -> PublishResult:
     )
 
 
+def _slug_as_stored(raw: dict[str, Any], where: str) -> str:
+    """A leaderboard's slug as its row holds it: a skip may name one our contract cannot carry
+    (even an empty one), which is exactly why it was skipped."""
+    value = raw["slug"]
+    _require(isinstance(value, str) and len(value) <= 100, f"{where}.slug: expected a string")
+    return str(value)
+
+
 def parse_skipped(raw: Any, where: str) -> Skipped:
-    skipped = require_keys(raw, where, ("slug", "reason"))
-    return Skipped(
-        slug=_string(skipped, "slug", where, 100), reason=_string(skipped, "reason", where)
+    skipped = _exact_keys(raw, where, ("slug", "reason"))
+    return Skipped(slug=_slug_as_stored(skipped, where), reason=_string(skipped, "reason", where))
+
+
+def parse_left_out(raw: Any, where: str) -> LeftOut:
+    left_out = _exact_keys(raw, where, ("slug", "reason", "count"))
+    count = _count(left_out, "count", where)
+    _require(count > 0, f"{where}.count: expected a positive integer")
+    return LeftOut(
+        slug=_matching(left_out, "slug", where, SLUG_RE, "a leaderboard slug (a-z, 0-9, -)"),
+        reason=_string(left_out, "reason", where, 200),
+        count=count,
     )
+
+
+def is_skipped(raw: Any) -> bool:
+    """Whether one of the Map's results is a skip rather than a PublishResult."""
+    return isinstance(raw, dict) and "reason" in raw and "snapshot_id" not in raw
 
 
 def parse_notify_event(raw: Any) -> NotifyEvent:
     """Validate the notify stage's success-mode event; name the first bad field."""
     event = require_keys(raw, "event", ("mode", "run", "results", "skipped"))
     _require(event["mode"] == "success", "mode: expected 'success'")
+    outcomes = list(enumerate(_list(event, "results", "event")))
     parsed = NotifyEvent(
         mode="success",
         run=parse_run_context(event["run"]),
         results=[
             parse_publish_result(result, f"results[{i}]")
-            for i, result in enumerate(_list(event, "results", "event"))
+            for i, result in outcomes
+            if not is_skipped(result)
         ],
         skipped=[
             parse_skipped(item, f"skipped[{i}]")
             for i, item in enumerate(_list(event, "skipped", "event"))
-        ],
+        ]
+        + [parse_skipped(item, f"results[{i}]") for i, item in outcomes if is_skipped(item)],
+        left_out=[
+            parse_left_out(item, f"left_out[{i}]")
+            for i, item in enumerate(_list(event, "left_out", "event"))
+        ]
+        if event.get("left_out") is not None
+        else [],
     )
     if event.get("started_at") is not None:
         parse_timestamp(event["started_at"], "started_at")
@@ -475,15 +543,36 @@ def parse_rank_event(raw: Any) -> RankEvent:
 
 
 def parse_rank_result(raw: Any) -> RankResult:
-    """Validate the publish stage's event: the rank stage's result."""
+    """Validate a RankResult (a leaderboard with at least one ranked model)."""
     event = _exact_keys(raw, "event", tuple(RankResult.__annotations__))
+    ranked = _count(event, "ranked_count", "event")
+    _require(ranked > 0, "event.ranked_count: expected at least 1 (nobody ranked is a skip)")
     return RankResult(
         run=parse_run_context(event["run"]),
         leaderboard=parse_leaderboard_batch(event["leaderboard"]),
         entries_uri=_matching(event, "entries_uri", "event", _S3_URI_RE, "an s3://bucket/key URI"),
-        ranked_count=_count(event, "ranked_count", "event"),
+        ranked_count=ranked,
         unranked_count=_count(event, "unranked_count", "event"),
     )
+
+
+def parse_rank_skipped(raw: Any) -> RankSkipped:
+    """Validate a RankSkipped: the skip names the leaderboard it comes with."""
+    event = _exact_keys(raw, "event", tuple(RankSkipped.__annotations__))
+    board = parse_leaderboard_batch(event["leaderboard"])
+    skipped = parse_skipped(event["skipped"], "event.skipped")
+    _require(
+        skipped["slug"] == board["slug"],
+        f"event.skipped.slug: {skipped['slug'][:60]!r} is not the leaderboard's slug",
+    )
+    return RankSkipped(run=parse_run_context(event["run"]), leaderboard=board, skipped=skipped)
+
+
+def parse_publish_event(raw: Any) -> RankResult | RankSkipped:
+    """Validate the publish stage's event: either of the rank stage's results."""
+    if isinstance(raw, dict) and "skipped" in raw:
+        return parse_rank_skipped(raw)
+    return parse_rank_result(raw)
 
 
 REFERENCE_LEADERBOARDS: tuple[str, ...] = (

@@ -8,6 +8,12 @@ per row (model ids are dictionary-encoded against the model catalogue with a has
 Arrow). Batches are written as Parquet row groups as they arrive, so memory holds one batch and
 the compressed file, never the rows as Python values.
 
+Data problems are outcomes, not failures. Bad rows -- a battle of a model against itself, a vote
+naming a model that is not in ``api.model`` -- are left out of the export and counted per
+leaderboard and reason (``LeftOut``). A leaderboard row our contract cannot carry (its slug or
+its name) and a leaderboard too sparse to rank are skipped with the reason (``Skipped``). A
+``LEADERBOARD_FILTERS`` override for a slug no leaderboard has is a configuration fault.
+
 Files per leaderboard, under the run's artifacts prefix:
 ``{prefix}{slug}/votes.parquet`` (evaluation_id, model1_id, model2_id, outcome, evaluated_at;
 model ids and outcome dictionary-encoded) and ``{prefix}{slug}/models.parquet`` (id, slug, name,
@@ -34,9 +40,15 @@ from psycopg import pq as libpq
 from psycopg import sql
 
 from common import storage
-from common.contracts import LeaderboardBatch, Skipped
+from common.contracts import SLUG_RE, LeaderboardBatch, LeftOut, Skipped
 from common.errors import LeaderboardNotFound
-from common.filters import MODELS_QUERY, OUTCOME_CODES, LeaderboardFilters, votes_query
+from common.filters import (
+    MODELS_QUERY,
+    OUTCOME_CODES,
+    LeaderboardFilters,
+    check_overrides,
+    votes_query,
+)
 from common.storage import S3Uri
 
 COPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
@@ -81,6 +93,16 @@ DICTIONARY_COLUMNS = ["model1_id", "model2_id", "outcome"]
 """Only these are worth Parquet dictionary pages (the evaluation ids are all distinct)."""
 VOTES_OBJECT = "votes.parquet"
 MODELS_OBJECT = "models.parquet"
+NAME_LIMIT = 200
+"""The longest leaderboard name the stage contracts carry (``LeaderboardBatch.name``)."""
+
+SELF_BATTLE = "a model faces itself"
+MISSING_MODEL = "names a model not in api.model"
+LEFT_OUT_REASONS: tuple[str, ...] = (SELF_BATTLE, MISSING_MODEL)
+"""Why fetch leaves a vote out, in the order results list them. The schema has no CHECK against
+a self-battle; a model row vanishes under its votes only when something loaded them with the
+foreign key's checks off (its ON DELETE CASCADE removes them otherwise). Outcomes other than
+model1, model2 and tie cannot exist (a CHECK), and the query keeps to those three anyway."""
 
 
 class CopyFormatError(RuntimeError):
@@ -100,6 +122,8 @@ class ExportedVotes:
     vote_count: int
     model_votes: np.ndarray
     """Per catalogue row: the evaluations the model took part in."""
+    left_out: dict[str, int]
+    """Votes left out of the file, by reason (every reason of LEFT_OUT_REASONS, counts >= 0)."""
 
     @property
     def models_used(self) -> np.ndarray:
@@ -172,25 +196,33 @@ class Catalogue:
         return cls(table=table, keys=keys)
 
     def codes(self, ids: np.ndarray) -> np.ndarray:
-        """Catalogue row of each 16-byte model id (a hash lookup in Arrow, no Python loop)."""
+        """Catalogue row of each 16-byte model id, -1 for an id the catalogue lacks (a hash
+        lookup in Arrow, no Python loop)."""
         values = pa.FixedSizeBinaryArray.from_buffers(
             pa.binary(16), len(ids), [None, pa.py_buffer(np.ascontiguousarray(ids))]
         )
-        found = pc.index_in(values, value_set=self.keys)
-        if found.null_count:
-            raise CopyFormatError("a vote names a model that is not in the model catalogue")
+        found = pc.index_in(values, value_set=self.keys).fill_null(-1)
         return np.asarray(found.to_numpy(zero_copy_only=False), dtype=np.int32)
 
 
-def votes_batch(rows: np.ndarray, catalogue: Catalogue) -> tuple[pa.RecordBatch, np.ndarray]:
-    """Arrow columns from structured COPY rows, and the catalogue rows of the models they name."""
+def votes_batch(
+    rows: np.ndarray, catalogue: Catalogue
+) -> tuple[pa.RecordBatch, np.ndarray, dict[str, int]]:
+    """Arrow columns from structured COPY rows without the bad ones, the catalogue rows of the
+    models they name, and how many rows were left out by reason."""
+    model1, model2 = catalogue.codes(rows["model1"]), catalogue.codes(rows["model2"])
+    missing = (model1 < 0) | (model2 < 0)
+    itself = (model1 == model2) & ~missing
+    left_out = {SELF_BATTLE: int(itself.sum()), MISSING_MODEL: int(missing.sum())}
+    if left_out[SELF_BATTLE] or left_out[MISSING_MODEL]:
+        keep = ~(missing | itself)
+        rows, model1, model2 = rows[keep], model1[keep], model2[keep]
     n = len(rows)
     offsets = np.arange(0, 36 * (n + 1), 36, dtype=np.int32)
     evaluation_id = pa.StringArray.from_buffers(
         n, pa.py_buffer(offsets), pa.py_buffer(np.ascontiguousarray(rows["id"]))
     )
     model_ids = catalogue.table.column("id").combine_chunks()
-    model1, model2 = catalogue.codes(rows["model1"]), catalogue.codes(rows["model2"])
     outcome = pa.DictionaryArray.from_arrays(
         pa.array(rows["outcome"].astype(np.int8)), pa.array(OUTCOME_CODES)
     )
@@ -207,7 +239,7 @@ def votes_batch(rows: np.ndarray, catalogue: Catalogue) -> tuple[pa.RecordBatch,
         ],
         schema=VOTES_SCHEMA,
     )
-    return batch, np.concatenate([model1, model2])
+    return batch, np.concatenate([model1, model2]), left_out
 
 
 def sparse_reason(
@@ -234,19 +266,55 @@ def sparse_reason(
     return None
 
 
+def unusable_reason(board: Leaderboard) -> str | None:
+    """Why a leaderboard row cannot travel through the stage contracts, or None when it can."""
+    if not SLUG_RE.fullmatch(board.slug):
+        return "slug is not one our contract carries (a-z, 0-9 and '-', at most 100 characters)"
+    if not board.name:
+        return "name is empty"
+    if len(board.name) > NAME_LIMIT:
+        return f"name is longer than {NAME_LIMIT} characters"
+    return None
+
+
+def left_out_counts(slug: str, counts: dict[str, int]) -> list[LeftOut]:
+    return [
+        LeftOut(slug=slug, reason=reason, count=counts[reason])
+        for reason in LEFT_OUT_REASONS
+        if counts.get(reason)
+    ]
+
+
 # --- database -------------------------------------------------------------------------------------
-def resolve_leaderboards(
-    conn: psycopg.Connection, selection: list[str] | Literal["all"]
-) -> list[Leaderboard]:
-    """The requested leaderboards in request order ("all": every one, by slug)."""
+def all_leaderboards(conn: psycopg.Connection) -> list[Leaderboard]:
+    """Every leaderboard row, by slug."""
     rows = conn.execute("SELECT id::text, slug, name FROM api.leaderboard ORDER BY slug").fetchall()
-    known = {slug: Leaderboard(id=i, slug=slug, name=name) for i, slug, name in rows}
+    return [Leaderboard(id=i, slug=slug, name=name) for i, slug, name in rows]
+
+
+def resolve_leaderboards(
+    rows: list[Leaderboard], selection: list[str] | Literal["all"]
+) -> tuple[list[Leaderboard], list[Skipped]]:
+    """The requested leaderboards in request order ("all": every one, by slug), and the rows our
+    contract cannot carry, skipped with the reason (requested by name or not: the row, not the
+    request, is at fault). A requested slug no row has is refused."""
+    known = {board.slug: board for board in rows}
     if selection == "all":
-        return list(known.values())
-    missing = [slug for slug in selection if slug not in known]
-    if missing:
-        raise LeaderboardNotFound(f"leaderboards: unknown leaderboard(s) {', '.join(missing)}")
-    return [known[slug] for slug in selection]
+        chosen = list(known.values())
+    else:
+        missing = [slug for slug in selection if slug not in known]
+        if missing:
+            raise LeaderboardNotFound(f"leaderboards: unknown leaderboard(s) {', '.join(missing)}")
+        chosen = [known[slug] for slug in selection]
+    usable: list[Leaderboard] = []
+    skipped: list[Skipped] = []
+    for board in chosen:
+        reason = unusable_reason(board)
+        if reason is None:
+            usable.append(board)
+        else:
+            skipped.append(Skipped(slug=board.slug[:100], reason=reason))
+    return usable, skipped
 
 
 def model_catalogue(conn: psycopg.Connection) -> Catalogue:
@@ -348,6 +416,7 @@ def export_votes(
     the transaction that read ``catalogue``."""
     statement, params = votes_query(slug, filters.for_leaderboard(slug), run_at)
     model_votes = np.zeros(catalogue.table.num_rows, dtype=np.int64)
+    left_out = dict.fromkeys(LEFT_OUT_REASONS, 0)
     count = 0
     sink = pa.BufferOutputStream()
     with (
@@ -360,11 +429,15 @@ def export_votes(
         closing(copy_out(conn, statement, params)) as messages,
     ):
         for rows in copy_row_batches(messages, ROWS_PER_GROUP):
-            batch, models = votes_batch(rows, catalogue)
+            batch, models, dropped = votes_batch(rows, catalogue)
             writer.write_batch(batch)
             model_votes += np.bincount(models, minlength=len(model_votes))
-            count += len(rows)
-    return ExportedVotes(parquet=sink.getvalue(), vote_count=count, model_votes=model_votes)
+            count += batch.num_rows
+            for reason, n in dropped.items():
+                left_out[reason] += n
+    return ExportedVotes(
+        parquet=sink.getvalue(), vote_count=count, model_votes=model_votes, left_out=left_out
+    )
 
 
 def open_snapshot(conn: psycopg.Connection) -> None:
@@ -383,16 +456,20 @@ def fetch_leaderboards(
     min_battles: int,
     min_models: int,
     min_evals: int = 0,
-) -> tuple[list[LeaderboardBatch], list[Skipped]]:
-    """Export every selected leaderboard's votes and models under ``prefix``; skip sparse ones."""
+) -> tuple[list[LeaderboardBatch], list[Skipped], list[LeftOut]]:
+    """Export every selected leaderboard's votes and models under ``prefix``; skip the rows our
+    contract cannot carry and the sparse leaderboards, leave out and count the bad votes."""
     open_snapshot(conn)
     batches: list[LeaderboardBatch] = []
-    skipped: list[Skipped] = []
+    left_out: list[LeftOut] = []
     with conn.transaction():
-        boards = resolve_leaderboards(conn, selection)
+        rows = all_leaderboards(conn)
+        check_overrides(filters, [board.slug for board in rows])
+        boards, skipped = resolve_leaderboards(rows, selection)
         catalogue = model_catalogue(conn)
         for board in boards:
             exported = export_votes(conn, board.slug, filters, run_at, catalogue)
+            left_out += left_out_counts(board.slug, exported.left_out)
             reason = sparse_reason(
                 exported.vote_count, exported.model_count, min_battles, min_models,
                 models_over_min_evals=exported.models_with(min_evals), min_evals=min_evals,
@@ -415,4 +492,4 @@ def fetch_leaderboards(
                     model_count=exported.model_count,
                 )
             )
-    return batches, skipped
+    return batches, skipped, left_out

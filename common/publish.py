@@ -90,10 +90,11 @@ def _insert_snapshot(
 
 
 def _ranked(rows: Sequence[EntryRow]) -> list[RankedModel]:
+    # A model row with an empty name is still a model: people recognize it by its slug.
     return [
         RankedModel(
             model_id=r.model_id,
-            name=r.model_name,
+            name=r.model_name or r.model_slug or r.model_id,
             rank=r.rank,
             bt_score=float(r.bt_score),
             bootstrap_q025=float(r.bootstrap_q025),
@@ -118,10 +119,12 @@ def publish_entries(
     public snapshot. Everything returned is read back from the database, so a rerun returns the
     same result (with ``created`` false)."""
     if not document["entries"]:
+        # Rank skips a leaderboard where nobody could be ranked, so its RankResult always has
+        # entries: an empty document here breaks the contract between the stages.
         reasons = sorted({u["reason"] for u in document["unranked"]})
         raise NotEnoughData(
-            f"{slug}: no model could be ranked ({'; '.join(reasons) or 'no models'}); "
-            "nothing published"
+            f"{slug}: the entries document ranks no model ({'; '.join(reasons) or 'no models'}),"
+            " though rank reported ranked models; nothing published"
         )
     visibility: Visibility = "public" if publish else "private"
     description = snapshot_description(vote_count, len(document["entries"]))

@@ -6,6 +6,11 @@
 slug and name, scores rounded to DECIMAL(10,6)'s six places, rank, vote count) and the unranked
 models with the reason; it is serialized with sorted keys and no free-form fields, so a rerun
 writes byte-identical output. ``parse_entries`` is the publish stage's validating reader.
+
+When the votes rank nobody (no group of models both won and lost against each other, or the group
+that can be compared has too few evaluations per model) the leaderboard is skipped: the result is
+a ``RankSkipped`` naming the reason, a normal outcome that publish passes on, and the entries
+document is still written, so its ``unranked`` list shows each model's reason.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from typing import Any, TypedDict
 import pyarrow as pa
 
 from common import storage
-from common.contracts import RankEvent, RankResult
+from common.contracts import RankEvent, RankResult, RankSkipped, Skipped
 from common.errors import ArtifactCorrupt, InvalidInput
 from common.ranking import Ranking, rank_votes
 from common.scores import fits, round6
@@ -126,12 +131,31 @@ def build_entries(
     )
 
 
+def nothing_ranked_reason(ranking: Ranking, *, min_evals: int) -> str | None:
+    """Why nobody in ``ranking`` is ranked, or None when somebody is."""
+    if ranking.ranked:
+        return None
+    size = f"{len(ranking.entries):,} models, {ranking.n_votes:,} votes"
+    comparable = sum(1 for e in ranking.entries if e.bt_score is not None)
+    if not comparable:
+        why = "no group of models both won and lost against each other"
+    else:
+        why = (
+            f"the {comparable} models that can be compared have fewer than {min_evals}"
+            " evaluations each"
+        )
+    return f"no model could be ranked: {why} ({size})"
+
+
 def entries_uri(prefix: str, slug: str) -> S3Uri:
     return parse_s3_uri(prefix, "run.artifacts_prefix").child(slug, ENTRIES_OBJECT)
 
 
-def rank_leaderboard(event: RankEvent, *, min_evals: int) -> tuple[RankResult, Ranking]:
-    """Read one leaderboard's votes and models, rank them, write the entries next to them."""
+def rank_leaderboard(
+    event: RankEvent, *, min_evals: int
+) -> tuple[RankResult | RankSkipped, Ranking]:
+    """Read one leaderboard's votes and models, rank them, write the entries next to them;
+    a leaderboard where nobody could be ranked is skipped (see the module docstring)."""
     run, board = event["run"], event["leaderboard"]
     votes_uri = parse_s3_uri(board["votes_uri"], "leaderboard.votes_uri")
     models_uri = parse_s3_uri(board["models_uri"], "leaderboard.models_uri")
@@ -153,6 +177,11 @@ def rank_leaderboard(event: RankEvent, *, min_evals: int) -> tuple[RankResult, R
     )
     target = entries_uri(run["artifacts_prefix"], board["slug"])
     storage.put_json(target, document)
+    reason = nothing_ranked_reason(ranking, min_evals=min_evals)
+    if reason is not None:
+        return RankSkipped(
+            run=run, leaderboard=board, skipped=Skipped(slug=board["slug"], reason=reason)
+        ), ranking
     result = RankResult(
         run=run,
         leaderboard=board,

@@ -2,7 +2,8 @@
 leaderboard's votes and models from PostgreSQL (read-only) to Parquet under the run's prefix.
 
 Event ``FetchEvent`` -> ``FetchResult`` (see docs/state-machine.md); the work is in
-``common.run_context`` (run context) and ``common.fetch`` (filters, streaming, sparse gate).
+``common.run_context`` (run context) and ``common.fetch`` (filters, streaming, bad rows left
+out, unusable and sparse leaderboards skipped).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ def handler(event: Any, context: LambdaContext) -> FetchResult:
         request, started["execution_id"], started["execution_name"], run_at, settings
     )
     with db.connect(database_url(settings), read_only=True) as conn:
-        boards, skipped = fetch.fetch_leaderboards(
+        boards, skipped, left_out = fetch.fetch_leaderboards(
             conn, request["leaderboards"], filters, run_at, parse_s3_uri(run["artifacts_prefix"]),
             min_battles=settings.min_battles, min_models=settings.min_models,
             min_evals=settings.min_evals,
@@ -47,6 +48,7 @@ def handler(event: Any, context: LambdaContext) -> FetchResult:
             "run_id": run["run_id"],
             "leaderboards": {b["slug"]: b["vote_count"] for b in boards},
             "skipped": skipped,
+            "left_out": left_out,
         },
     )
-    return FetchResult(run=run, leaderboards=boards, skipped=skipped)
+    return FetchResult(run=run, leaderboards=boards, skipped=skipped, left_out=left_out)

@@ -2,7 +2,9 @@
 
 Event ``RankResult`` -> ``PublishResult``. The snapshot, its entries and its visibility ('public'
 unless the run says ``publish: false``) are written in one transaction, once per
-(leaderboard, snapshot identifier); see ``common.snapshots``.
+(leaderboard, snapshot identifier); see ``common.snapshots``. Event ``RankSkipped`` (nobody could
+be ranked) -> its ``Skipped``, unchanged, with nothing written: the Map's result for that
+leaderboard, which notify lists.
 """
 
 from __future__ import annotations
@@ -14,17 +16,20 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from common import db, publish, storage
 from common.config import Settings, database_url
-from common.contracts import PublishResult, parse_rank_result
+from common.contracts import PublishResult, Skipped, parse_publish_event
 from common.observability import bind_correlation_id, logger, metrics
 from common.rank import parse_entries
 from common.stage_runtime import stage
 
 
 @stage("publish")
-def handler(event: Any, context: LambdaContext) -> PublishResult:
-    ranked = parse_rank_result(event)
+def handler(event: Any, context: LambdaContext) -> PublishResult | Skipped:
+    ranked = parse_publish_event(event)
     run, board = ranked["run"], ranked["leaderboard"]
     bind_correlation_id(run["correlation_id"])
+    if "skipped" in ranked:
+        logger.info("leaderboard skipped", extra={**ranked["skipped"]})
+        return ranked["skipped"]
     settings = Settings.from_env()
     uri = storage.parse_s3_uri(ranked["entries_uri"], "entries_uri")
     document = parse_entries(

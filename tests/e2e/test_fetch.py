@@ -24,12 +24,14 @@ from common.errors import (
     InvalidInput,
     LeaderboardNotFound,
 )
+from local import bad_data
 from local.faults import CLOSED_DATABASE_URL
 from stages.fetch.handler import handler as fetch
 from tests.stage_fixtures import (
     BUCKET,
     EXECUTION_NAME,
     REGION,
+    SEED_NOW,
     fetch_event,
     object_bytes,
     object_keys,
@@ -223,6 +225,86 @@ def test_sparse_leaderboards_are_skipped_with_the_reason(
     monkeypatch.setenv("MIN_EVALS", "100000")
     result = fetch(fetch_event(leaderboards=["overall"]), lambda_context)
     assert result["skipped"] == [{"slug": "overall", "reason": "no model with 100000 evaluations"}]
+
+
+def test_bad_rows_are_left_out_counted_and_leave_the_export_unchanged(
+    publish_env: str, stage_aws: Any, lambda_context: Any
+) -> None:
+    event = fetch_event(leaderboards=["overall", "genetics", "immunology"])
+    clean = fetch(event, lambda_context)
+    keys = object_keys(stage_aws)
+    contents = {k: object_bytes(stage_aws, f"s3://{BUCKET}/{k}") for k in keys}
+    assert clean["left_out"] == []
+    assert (
+        len(bad_data.write_bad_data(publish_env, "self-battle", "vanished-model", now=SEED_NOW))
+        == 2
+    )
+    with psycopg.connect(publish_env) as conn:
+        bad = {
+            r[0]
+            for r in conn.execute(
+                "SELECT e.id::text FROM api.battle_evaluation e JOIN api.battle b"
+                " ON b.id = e.battle_id WHERE b.model1_id = b.model2_id"
+                " OR NOT EXISTS (SELECT 1 FROM api.model m WHERE m.id = b.model2_id)"
+            )
+        }
+    assert len(bad) == 2
+    dirty = fetch(event, lambda_context)
+    assert dirty["leaderboards"] == clean["leaderboards"]
+    assert {k: object_bytes(stage_aws, f"s3://{BUCKET}/{k}") for k in keys} == contents
+    assert dirty["left_out"] == [
+        {"slug": slug, "reason": reason, "count": 1}
+        for slug in ("overall", "genetics")
+        for reason in ("a model faces itself", "names a model not in api.model")
+    ]
+
+
+def test_leaderboard_rows_our_contract_cannot_carry_are_skipped_named_or_not(
+    publish_env: str, stage_aws: Any, lambda_context: Any
+) -> None:
+    assert bad_data.write_bad_data(publish_env, "unusable-leaderboards", now=SEED_NOW)
+    result = fetch(fetch_event(), lambda_context)
+    unusable = [
+        s for s in result["skipped"] if s["slug"] in {"cancer_biology", "Genomics", "no-name"}
+    ]
+    carries = "slug is not one our contract carries (a-z, 0-9 and '-', at most 100 characters)"
+    assert unusable == [
+        {"slug": "Genomics", "reason": carries},
+        {"slug": "cancer_biology", "reason": carries},
+        {"slug": "no-name", "reason": "name is empty"},
+    ]
+    assert len(result["leaderboards"]) + len(result["skipped"]) == ALL_SLUGS + 3
+    # Named in the request, the row is just as unusable: skipped, and the others still go on.
+    named = fetch(fetch_event(leaderboards=["overall", "no-name"]), lambda_context)
+    assert [b["slug"] for b in named["leaderboards"]] == ["overall"]
+    assert named["skipped"] == [{"slug": "no-name", "reason": "name is empty"}]
+    # A slug our contract cannot carry cannot be requested at all.
+    with pytest.raises(InvalidInput, match="'cancer_biology' is not a valid leaderboard slug"):
+        fetch(fetch_event(leaderboards=["cancer_biology"]), lambda_context)
+
+
+@pytest.mark.parametrize(
+    ("filters", "message"),
+    [
+        (
+            {"leaderboards": {"overal": {"window_days": 30}}},
+            r"leaderboards\.overal: no leaderboard",
+        ),
+        ({"window_days": 10**6}, r"window_days: expected null or an integer from 1 to 36500"),
+    ],
+)
+def test_a_filter_configuration_fault_is_named_before_anything_is_written(
+    filters: dict[str, Any],
+    message: str,
+    stage_env: str,
+    stage_aws: Any,
+    lambda_context: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("LEADERBOARD_FILTERS", json.dumps(filters))
+    with pytest.raises(ConfigurationError, match=f"^LEADERBOARD_FILTERS: {message}"):
+        fetch(fetch_event(leaderboards=["overall"]), lambda_context)
+    assert object_keys(stage_aws) == []
 
 
 def test_filter_configuration_is_honored(

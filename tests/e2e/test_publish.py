@@ -16,7 +16,7 @@ import pytest
 from cli import snapshots as cli_snapshots
 from common import publish as publish_service
 from common import snapshots
-from common.contracts import snapshot_description
+from common.contracts import PublishResult, snapshot_description
 from common.errors import (
     ArtifactCorrupt,
     ArtifactMissing,
@@ -32,7 +32,7 @@ from common.scores import as_decimal
 from common.storage import parse_s3_uri
 from local.faults import CLOSED_DATABASE_URL
 from stages.fetch.handler import handler as fetch
-from stages.publish.handler import handler as publish
+from stages.publish.handler import handler as publish_stage
 from stages.rank.handler import handler as rank
 from tests.stage_fixtures import fetch_event, object_bytes, payload, put_object, rank_events
 
@@ -45,6 +45,13 @@ UPSTREAM_ENTRIES = (
     "SELECT e.model_id::text, e.rank, e.bt_score, e.bootstrap_q025, e.bootstrap_q975, e.vote_count"
     " FROM api.leaderboard_entry e WHERE e.snapshot_id = %s ORDER BY e.rank"
 )
+
+
+def publish(event: Any, context: Any) -> PublishResult:
+    """The publish stage on a leaderboard with ranked models (never skipped)."""
+    result = publish_stage(event, context)
+    assert "snapshot_id" in result, result
+    return result
 
 
 def _chain(context: Any, slugs: list[str], **request: Any) -> dict[str, dict[str, Any]]:
@@ -284,14 +291,31 @@ def test_missing_or_unreadable_entries(
     assert _count(publish_env, "leaderboard_snapshot") == 0
 
 
-def test_nothing_ranked_publishes_nothing(
+def test_a_leaderboard_rank_skipped_passes_through_and_nothing_is_written(
     publish_env: str, lambda_context: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Fetch skips such a leaderboard; publish still refuses an empty snapshot on its own.
     fetched = payload(fetch(fetch_event(leaderboards=["genomics"]), lambda_context))
     monkeypatch.setenv("MIN_EVALS", "100000")
     event = payload(rank(rank_events(fetched)[0], lambda_context))
-    with pytest.raises(NotEnoughData, match="fewer than 100000 evaluations"):
+    assert set(event) == {"run", "leaderboard", "skipped"}
+    assert publish_stage(event, lambda_context) == event["skipped"]
+    assert _count(publish_env, "leaderboard_snapshot") == 0
+    wrong = {**event, "skipped": {**event["skipped"], "slug": "overall"}}
+    with pytest.raises(
+        InvalidInput, match=r"event\.skipped\.slug: 'overall' is not the leaderboard"
+    ):
+        publish_stage(wrong, lambda_context)
+
+
+def test_an_empty_document_behind_a_ranked_result_breaks_the_contract(
+    ranked: dict[str, Any], publish_env: str, stage_aws: Any, lambda_context: Any
+) -> None:
+    event = payload(ranked["genomics"])
+    with pytest.raises(InvalidInput, match=r"event\.ranked_count: expected at least 1"):
+        publish({**event, "ranked_count": 0}, lambda_context)
+    document = _entries_document(stage_aws, event)
+    put_object(stage_aws, event["entries_uri"], json.dumps({**document, "entries": []}).encode())
+    with pytest.raises(NotEnoughData, match="genomics: the entries document ranks no model"):
         publish(event, lambda_context)
     assert _count(publish_env, "leaderboard_snapshot") == 0
 

@@ -11,9 +11,10 @@ import pytest
 from botocore.stub import Stubber
 
 from common import storage
+from common.contracts import RankResult
 from common.errors import ArtifactCorrupt, ArtifactMissing, InvalidInput, StorageUnavailable
 from stages.fetch.handler import handler as fetch
-from stages.rank.handler import handler as rank
+from stages.rank.handler import handler as rank_stage
 from tests.stage_fixtures import (
     BOOTSTRAP,
     fetch_event,
@@ -22,6 +23,13 @@ from tests.stage_fixtures import (
     payload,
     put_object,
 )
+
+
+def rank(event: Any, context: Any) -> RankResult:
+    """The rank stage on a leaderboard where models get ranked (never skipped)."""
+    result = rank_stage(event, context)
+    assert "entries_uri" in result, result
+    return result
 
 
 @pytest.fixture
@@ -80,10 +88,25 @@ def test_min_evals_comes_from_the_environment(
     fetched: dict[str, Any], stage_aws: Any, lambda_context: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("MIN_EVALS", "100000")
-    result = rank(_event(fetched), lambda_context)
-    document = json.loads(object_bytes(stage_aws, result["entries_uri"]))
-    assert result["ranked_count"] == 0 and document["entries"] == []
+    event = _event(fetched)
+    result = rank_stage(event, lambda_context)
+    # Nobody reaches MIN_EVALS: the leaderboard is skipped, and the document shows why.
+    board = event["leaderboard"]
+    document = json.loads(
+        object_bytes(stage_aws, board["votes_uri"].replace("votes.parquet", "entries.json"))
+    )
+    assert document["entries"] == []
     assert {u["reason"] for u in document["unranked"]} == {"fewer than 100000 evaluations"}
+    reason = (
+        f"no model could be ranked: the {board['model_count']} models that can be compared have"
+        f" fewer than 100000 evaluations each ({board['model_count']} models,"
+        f" {board['vote_count']:,} votes)"
+    )
+    assert result == {
+        "run": event["run"],
+        "leaderboard": board,
+        "skipped": {"slug": "overall", "reason": reason},
+    }
 
 
 @pytest.mark.parametrize(
