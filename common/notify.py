@@ -1,7 +1,8 @@
 """The notify stage's work: one message per run, to SNS and then Slack.
 
 Success mode: the state machine's last task sends a ``NotifyEvent`` (mode "success") with every
-leaderboard's ``PublishResult``; the message summarizes the run. Failure mode: an EventBridge rule
+leaderboard's ``PublishResult`` or skip, fetch's skips and the votes it left out; the message
+summarizes the run, and says so plainly when nothing was published. Failure mode: an EventBridge rule
 sends the raw "Step Functions Execution Status Change" event of a FAILED, TIMED_OUT or ABORTED
 execution; the message names the failing state from the execution history and says how to redrive.
 
@@ -43,6 +44,8 @@ class Outgoing:
     slack: SlackMessage
     plain: PlainMessage
     run_seconds: float | None = None
+    published: int | None = None
+    """Success mode: the leaderboards the run made public (``slack.published_count``)."""
 
 
 class Delivered(TypedDict):
@@ -66,6 +69,7 @@ def run_summary(event: Any, environment: str, now: datetime | None = None) -> Ou
         slack=slack.success_message(run, now=now, environment=environment),
         plain=slack.success_plain(run, now=now, environment=environment),
         run_seconds=slack.run_seconds(run, now),
+        published=slack.published_count(run),
     )
 
 

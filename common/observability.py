@@ -15,6 +15,12 @@ METRICS_NAMESPACE = "BixArena/Leaderboard"
 """The names the stack gives every function (POWERTOOLS_SERVICE_NAME, ..._METRICS_NAMESPACE);
 constants, so that what the stack synthesizes never depends on the synthesizing process."""
 
+PUBLISHED_METRIC = "LeaderboardsPublished"
+"""Emitted by notify once per finished run (dimensions service and stage=notify): how many
+leaderboards the run made public. The missed-day alarm (infra/monitoring.py) watches its sum, so a
+run that published nothing counts as no update."""
+PUBLISHED_METRIC_STAGE = "notify"
+
 logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", SERVICE))
 
 # At DEBUG, botocore logs whole response bodies, GetSecretValue's included: never let it go below

@@ -259,20 +259,45 @@ def _more_leaderboards(results: list[PublishResult], style: _Style) -> str:
     return trim(f"… and {len(results)} more leaderboards: {listed}", MAX_SECTION_TEXT)
 
 
-def _skipped_section(event: NotifyEvent, style: _Style) -> str:
-    lines = [style.bold(f"Skipped ({len(event['skipped'])})")]
-    lines += [
-        f"• {style.escape(s['slug'])}: {style.escape(trim(s['reason'], 300))}"
-        for s in event["skipped"]
-    ]
+def _data_problems_section(event: NotifyEvent, style: _Style) -> str:
+    """The skipped leaderboards with their reasons, then the votes left out per reason."""
+    lines: list[str] = []
+    if event["skipped"]:
+        lines.append(style.bold(f"Skipped ({len(event['skipped'])})"))
+        lines += [
+            f"• {style.escape(s['slug'] or '(empty slug)')}: {style.escape(trim(s['reason'], 300))}"
+            for s in event["skipped"]
+        ]
+    by_reason: dict[str, list[str]] = {}
+    for item in event["left_out"]:
+        by_reason.setdefault(item["reason"], []).append(
+            f"{item['count']:,} in {style.escape(item['slug'])}"
+        )
+    if by_reason:
+        lines.append(style.bold("Votes left out"))
+        lines += [
+            f"• {style.escape(reason)}: {', '.join(counts)}" for reason, counts in by_reason.items()
+        ]
     return _fit_lines(lines)
 
 
+NOTHING_PUBLISHED = (
+    "No leaderboard was published: every selected leaderboard was skipped (reasons below). "
+    "BixArena still shows the previous snapshots, and the missed-day alarm counts this run as "
+    "no update."
+)
+
+
+def published_count(event: NotifyEvent) -> int:
+    """Leaderboards whose snapshot of this run is public (what the missed-day alarm counts)."""
+    return sum(1 for r in event["results"] if r["visibility"] == "public")
+
+
 def _success_title(event: NotifyEvent, environment: str | None) -> str:
-    published = any(r["visibility"] == "public" for r in event["results"])
+    published = published_count(event) > 0
     title = "Leaderboard snapshot published" if published else "Leaderboard snapshot created"
     if not event["results"]:
-        title = "Leaderboard run finished: nothing ranked"
+        title = "Leaderboard run published nothing"
     return f"{title} ({environment})" if environment else title
 
 
@@ -289,8 +314,9 @@ def _success_parts(
     results = event["results"]
     elapsed = run_seconds(event, now)
     votes = sum(r["vote_count"] for r in results)
+    icon = ("🏆 " if results else "⚠️ ") if style.markup else ""
     parts: list[_Part] = [
-        _Header(("🏆 " if style.markup else "") + _success_title(event, environment)),
+        _Header(icon + _success_title(event, environment)),
         _Fields(
             [
                 ("Snapshot", style.code(run["snapshot_identifier"])),
@@ -303,12 +329,14 @@ def _success_parts(
         ),
         _Divider(),
     ]
+    if not results:
+        parts.append(_Section(NOTHING_PUBLISHED))
     shown = results if len(results) <= max_leaderboards else results[: max_leaderboards - 1]
     parts += [_Section(_leaderboard_section(r, style, top_n)) for r in shown]
     if len(shown) < len(results):
         parts.append(_Section(_more_leaderboards(results[len(shown) :], style)))
-    if event["skipped"]:
-        parts.append(_Section(_skipped_section(event, style)))
+    if event["skipped"] or event["left_out"]:
+        parts.append(_Section(_data_problems_section(event, style)))
     parts.append(
         _Context(
             [
@@ -346,9 +374,10 @@ def success_message(
     top_n: int = TOP_MODELS,
     max_leaderboards: int = DETAILED_LEADERBOARDS,
 ) -> SlackMessage:
-    """The run's summary for Slack: top models with CIs, rank moves, skips, trigger, run time."""
-    # header, fields, divider, skipped, context: five blocks besides the leaderboard sections,
-    # the last of which becomes "and N more leaderboards" when they do not all fit
+    """The run's summary for Slack: top models with CIs, rank moves, skips and votes left out,
+    trigger, run time; a run that published nothing says so plainly."""
+    # header, fields, divider, data problems, context: five blocks besides the leaderboard
+    # sections, the last of which becomes "and N more leaderboards" when they do not all fit
     detailed = max(2, min(max_leaderboards, MAX_BLOCKS - 5))
     parts = _success_parts(
         event, now, MRKDWN, environment=environment, top_n=top_n, max_leaderboards=detailed

@@ -3,8 +3,10 @@
 - A failed, timed-out or aborted execution emits an EventBridge "Execution Status Change" event;
   a rule sends it, raw, to the notify function (failure mode), which reads the execution history
   to name the failing state (docs/adr/0003-no-catch-to-fail.md).
-- CloudWatch alarms on the state machine's metrics (failed, timed out, no success in 26 hours)
-  publish to an encrypted SNS topic, optionally with an e-mail subscription.
+- CloudWatch alarms on the state machine's metrics (failed, timed out) and on the missed day (no
+  leaderboard published in 26 hours: notify's ``LeaderboardsPublished`` EMF metric, so a run
+  that succeeded but published nothing counts as missed) publish to an encrypted SNS topic,
+  optionally with an e-mail subscription.
 - Events that EventBridge or Scheduler could not deliver land in one encrypted dead-letter queue.
 - The dashboard reads the stages' EMF metrics (namespace BixArena/Leaderboard) with SEARCH
   expressions, so it shows them whatever dimensions a stage adds.
@@ -28,7 +30,12 @@ from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
-from common.observability import METRICS_NAMESPACE
+from common.observability import (
+    METRICS_NAMESPACE,
+    PUBLISHED_METRIC,
+    PUBLISHED_METRIC_STAGE,
+    SERVICE,
+)
 from infra.config import StackConfig
 from infra.nag import acknowledge
 
@@ -128,15 +135,26 @@ def alarms(scope: Construct, state_machine: sfn.StateMachine, topic: sns.ITopic)
         evaluation_periods=1,
         treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
     )
-    # "No successful execution in 26 hours": hourly sums of ExecutionsSucceeded, alarming when all
-    # of the last 26 are below 1. No execution publishes no datapoint, so missing data must count
-    # as breaching. CloudWatch caps period x evaluation periods at 7 days for periods of an hour
+    # "No leaderboard published in 26 hours": hourly sums of the leaderboards notify reports as
+    # made public, alarming when all of the last 26 are below 1. A run that succeeded with every
+    # leaderboard skipped reports 0, and no run reports nothing, so missing data must count as
+    # breaching. CloudWatch caps period x evaluation periods at 7 days for periods of an hour
     # or more (1 day below an hour): 1 h x 26 = 26 h is allowed, 5 min x 312 would not be.
+    published = cw.Metric(
+        namespace=METRICS_NAMESPACE,
+        metric_name=PUBLISHED_METRIC,
+        dimensions_map={"service": SERVICE, "stage": PUBLISHED_METRIC_STAGE},
+        period=Duration.hours(1),
+        statistic="Sum",
+    )
     stale = cw.Alarm(
         scope,
         "NoRecentSuccessAlarm",
-        alarm_description=f"No leaderboard run succeeded in the last {STALE_AFTER_HOURS} hours",
-        metric=state_machine.metric_succeeded(period=Duration.hours(1), statistic="Sum"),
+        alarm_description=(
+            f"No leaderboard was published in the last {STALE_AFTER_HOURS} hours"
+            " (no run, failed runs, or runs that skipped every leaderboard)"
+        ),
+        metric=published,
         threshold=1,
         comparison_operator=cw.ComparisonOperator.LESS_THAN_THRESHOLD,
         evaluation_periods=STALE_AFTER_HOURS,

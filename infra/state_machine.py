@@ -141,6 +141,7 @@ def build_definition(
                 "run": sfn.JsonPath.object_at("$.run"),
                 "results": sfn.JsonPath.object_at("$.results"),
                 "skipped": sfn.JsonPath.object_at("$.skipped"),
+                "left_out": sfn.JsonPath.object_at("$.left_out"),
             }
         ),
     )

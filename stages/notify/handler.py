@@ -14,7 +14,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from common import notify
 from common.config import Settings
-from common.observability import metrics
+from common.observability import PUBLISHED_METRIC, metrics
 from common.stage_runtime import stage
 
 
@@ -27,4 +27,6 @@ def handler(event: dict[str, Any], context: LambdaContext) -> notify.Delivered:
         message = notify.run_summary(event, settings.environment)
     if message.run_seconds is not None:
         metrics.add_metric(name="RunDuration", unit=MetricUnit.Seconds, value=message.run_seconds)
+    if message.published is not None:
+        metrics.add_metric(name=PUBLISHED_METRIC, unit=MetricUnit.Count, value=message.published)
     return notify.deliver(settings, message)

@@ -208,6 +208,7 @@ def test_definition_runs_fetch_then_map_of_rank_and_publish_then_notify(sandbox:
         "run.$": "$.run",
         "results.$": "$.results",
         "skipped.$": "$.skipped",
+        "left_out.$": "$.left_out",
     }
     # No state passes the execution's start time: moto cannot serialize it.
     assert "StartTime" not in json.dumps(definition)
@@ -353,7 +354,7 @@ def _alarm(synthesis: Synthesis, metric_name: str) -> dict[str, Any]:
     return alarm
 
 
-def test_alarms_on_failed_timed_out_and_no_success_in_26_hours(sandbox: Synthesis) -> None:
+def test_alarms_on_failed_timed_out_and_nothing_published_in_26_hours(sandbox: Synthesis) -> None:
     machine_id = next(iter(sandbox.of_type("AWS::StepFunctions::StateMachine")))
     topic_id = next(iter(sandbox.of_type("AWS::SNS::Topic")))
     assert len(sandbox.of_type("AWS::CloudWatch::Alarm")) == 3
@@ -365,7 +366,14 @@ def test_alarms_on_failed_timed_out_and_no_success_in_26_hours(sandbox: Synthesi
         assert alarm["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
         assert alarm["TreatMissingData"] == "notBreaching"
         assert alarm["AlarmActions"] == [{"Ref": topic_id}]
-    stale = _alarm(sandbox, "ExecutionsSucceeded")
+    # The missed day: no leaderboard made public (notify's count), not merely no execution that
+    # succeeded -- a run that skipped every leaderboard succeeds and publishes nothing.
+    stale = _alarm(sandbox, "LeaderboardsPublished")
+    assert stale["Namespace"] == "BixArena/Leaderboard"
+    assert stale["Dimensions"] == [
+        {"Name": "service", "Value": "bixarena-leaderboard"},
+        {"Name": "stage", "Value": "notify"},
+    ]
     assert (stale["Statistic"], stale["Threshold"]) == ("Sum", 1)
     assert stale["ComparisonOperator"] == "LessThanThreshold"
     assert stale["TreatMissingData"] == "breaching"

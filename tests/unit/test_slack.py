@@ -90,11 +90,60 @@ def test_manual_trigger_without_a_name() -> None:
     assert "*Trigger*\nmanual" in _texts(message)
 
 
-def test_nothing_ranked() -> None:
+def test_a_run_that_published_nothing_says_so_plainly() -> None:
     message = slack.success_message(notify_event([], None), now=NOW)
     assert block_problems(message) == []
-    assert message["blocks"][0]["text"]["text"] == "🏆 Leaderboard run finished: nothing ranked"
-    assert "*Visibility*\nnothing published" in _texts(message)
+    assert message["blocks"][0]["text"]["text"] == "⚠️ Leaderboard run published nothing"
+    assert message["text"].startswith("Leaderboard run published nothing: snapshot_2025-06-01")
+    texts = _texts(message)
+    assert "*Visibility*\nnothing published" in texts
+    assert slack.NOTHING_PUBLISHED in texts
+    assert "*Skipped (1)*\n• immunology: fewer than 30 battles (12)" in texts
+    plain = slack.success_plain(notify_event([], None), now=NOW)
+    assert plain["subject"].startswith("Leaderboard run published nothing")
+    assert slack.NOTHING_PUBLISHED in plain["body"]
+
+
+def test_skips_of_the_map_and_votes_left_out_are_listed_with_their_reasons() -> None:
+    raw: dict[str, Any] = dict(notify_event())
+    raw["results"] = [
+        raw["results"][0],
+        {"slug": "no-upsets", "reason": "no model could be ranked: no group"},
+        raw["results"][1],
+    ]
+    raw["left_out"] = [
+        {"slug": "overall", "reason": "a model faces itself", "count": 2},
+        {"slug": "overall", "reason": "names a model not in api.model", "count": 1},
+        {"slug": "genetics", "reason": "a model faces itself", "count": 1200},
+    ]
+    event = parse_notify_event(raw)
+    assert [r["slug"] for r in event["results"]] == ["overall", "genetics"]
+    assert event["skipped"] == [
+        {"slug": "immunology", "reason": "fewer than 30 battles (12)"},
+        {"slug": "no-upsets", "reason": "no model could be ranked: no group"},
+    ]
+    message = slack.success_message(event, now=NOW)
+    assert block_problems(message) == []
+    assert message["blocks"][5]["text"]["text"] == (
+        "*Skipped (2)*\n"
+        "• immunology: fewer than 30 battles (12)\n"
+        "• no-upsets: no model could be ranked: no group\n"
+        "*Votes left out*\n"
+        "• a model faces itself: 2 in overall, 1,200 in genetics\n"
+        "• names a model not in api.model: 1 in overall"
+    )
+    assert "*Leaderboards*\n2 ranked · 2 skipped" in _texts(message)
+    assert slack.published_count(event) == 2
+    assert "Votes left out" in slack.success_plain(event, now=NOW)["body"]
+
+
+def test_a_skip_may_name_a_slug_our_contract_cannot_carry() -> None:
+    skipped = [{"slug": "", "reason": "slug is not one our contract carries"}]
+    event = notify_event(skipped=skipped)
+    assert event["skipped"] == skipped and event["left_out"] == []
+    assert "*Skipped (1)*\n• (empty slug): slug is not one our contract carries" in _texts(
+        slack.success_message(event, now=NOW)
+    )
 
 
 def test_mrkdwn_control_characters_are_escaped() -> None:
@@ -195,6 +244,16 @@ def test_invalid_notify_event_names_the_field() -> None:
         parse_notify_event({**raw, "run": run})
     with pytest.raises(InvalidInput, match=r"^run\.run_at: timestamp must carry a time zone"):
         parse_notify_event({**raw, "run": {**raw["run"], "run_at": "2025-06-01T03:00:00"}})
+    raw = dict(notify_event())
+    with pytest.raises(InvalidInput, match=r"^results\[1\]\.reason: expected a string"):
+        parse_notify_event({**raw, "results": [raw["results"][0], {"slug": "x", "reason": 3}]})
+    left_out = {"slug": "overall", "reason": "a model faces itself", "count": 0}
+    with pytest.raises(InvalidInput, match=r"^left_out\[0\]\.count: expected a positive"):
+        parse_notify_event({**raw, "left_out": [left_out]})
+    with pytest.raises(InvalidInput, match=r"^left_out\[0\]\.slug: expected a leaderboard"):
+        parse_notify_event({**raw, "left_out": [{**left_out, "slug": "Overall", "count": 1}]})
+    with pytest.raises(InvalidInput, match=r"^skipped\[0\]: unknown field\(s\) stage"):
+        parse_notify_event({**raw, "skipped": [{"slug": "a", "reason": "b", "stage": "rank"}]})
 
 
 # --- failure message -------------------------------------------------------------------------------
