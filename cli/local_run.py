@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 from cli.report import (
     ProgressPrinter,
+    left_out_votes,
     published_results,
     slack_preview,
     stage_durations,
@@ -25,7 +26,7 @@ from cli.tables import entries_table
 from common import db, snapshots
 from common.contracts import parse_run_request
 from common.stepfunctions.failures import summarize_cause
-from local import postgres, simulate, template
+from local import bad_data, postgres, simulate, template
 from local.faults import FaultPlan
 from local.pipeline import LocalPipeline, new_execution_name
 from local.store import ExecutionRecord, ExecutionStore
@@ -45,6 +46,8 @@ class RunOptions:
     state_dir: Path = Path(".local")
     trigger: Literal["scheduled", "manual"] = "manual"
     requested_by: str | None = None
+    bad_data: bool = False
+    """Write ``local.bad_data``'s problems into the database before the run."""
 
 
 def seed_embedded(url: str, *, models: int, battles: int, echo: Echo) -> None:
@@ -68,6 +71,8 @@ def run(options: RunOptions, echo: Echo) -> ExecutionRecord:
     faults = FaultPlan.from_specs(options.faults)
     stack = template.template(options.state_dir)
     url = _database(options, echo)
+    if options.bad_data:
+        _write_bad_data(url, echo)
     now = datetime.now(UTC).replace(microsecond=0)
     request = parse_run_request(
         {
@@ -161,7 +166,11 @@ def report(
     results, skipped = published_results(record.history)
     results.sort(key=lambda r: (r["slug"] != "overall", r["slug"]))
     for item in skipped:
-        echo(f"  skipped {item['slug']}: {item['reason']}")
+        echo(f"  skipped {item['slug'] or '(empty slug)'}: {item['reason']}")
+    for item in left_out_votes(record.history):
+        echo(f"  left out of {item['slug']}: {item['count']:,} vote(s), {item['reason']}")
+    if record.status == "SUCCEEDED" and not results:
+        echo("  nothing was published: BixArena still shows the previous snapshots")
     for result in results[:1]:
         echo("")
         echo(
@@ -202,6 +211,13 @@ def _database(options: RunOptions, echo: Echo, *, seed: bool = True) -> str:
     if seed:
         seed_embedded(url, models=options.models, battles=options.battles, echo=echo)
     return url
+
+
+def _write_bad_data(url: str, echo: Echo) -> None:
+    written = bad_data.write_bad_data(url, now=datetime.now(UTC))
+    echo(f"data problems written: {len(written)} (each already there is left as it is)")
+    for line in written:
+        echo(f"  {line}")
 
 
 def _printer(echo: Echo) -> Callable[[dict[str, Any], list[dict[str, Any]]], None]:

@@ -16,6 +16,12 @@ from cli.arguments import UsageError, echo, non_negative_int, positive_int
 from common.errors import InvalidInput, PipelineError
 
 Handler = Callable[[argparse.Namespace], int]
+BAD_DATA_HELP = (
+    "also write the data problems real arenas produce (a ladder without upsets, thin evidence,"
+    " a self-battle, a vote of a vanished model, a nameless model, leaderboard rows our"
+    " contract cannot carry; see local/bad_data.py): each leaderboard they touch is skipped"
+    " with its reason or publishes without the bad rows, and the run still succeeds"
+)
 
 
 # --- db ------------------------------------------------------------------------------------------
@@ -36,22 +42,31 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
     if args.output and args.database_url:
         raise UsageError("give either --output or --database-url, not both")
+    if args.output and args.with_bad_data:
+        raise UsageError("--with-bad-data writes rows into a database: give --database-url")
     arena = simulate.simulate_arena(models=args.models, battles=args.battles, seed=args.seed)
     if args.output:
         simulate.write_parquet(arena, args.output)
         print(f"wrote {args.battles} battles between {args.models} models to {args.output}")
         return 0
-    from local import postgres, schema
+    from datetime import UTC, datetime
+
+    from local import bad_data, postgres, schema
 
     try:
         with postgres.database(args.database_url) as url:
             counts = simulate.write_database(arena, url)
+            problems = (
+                bad_data.write_bad_data(url, now=datetime.now(UTC)) if args.with_bad_data else []
+            )
     except schema.SchemaChanged as exc:
         raise UsageError(f"--database-url: {exc}") from None
     print(
         f"wrote {counts['battles']} battles ({counts['evaluations']} evaluations) between "
         f"{counts['models']} models to {postgres.redact(url)}"
     )
+    for line in problems:
+        print(f"  data problem {line}")
     return 0
 
 
@@ -105,6 +120,7 @@ def _run_options(args: argparse.Namespace) -> object:
         slack_webhook=args.slack_webhook,
         faults=tuple(getattr(args, "inject_fault", None) or ()),
         state_dir=Path(args.state_dir),
+        bad_data=getattr(args, "with_bad_data", False),
     )
 
 
@@ -290,6 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--database-url", help="write into this database (schema created if missing)"
     )
     target.add_argument("--output", help="write battles to this Parquet file instead of a database")
+    p_sim.add_argument("--with-bad-data", action="store_true", help=BAD_DATA_HELP)
     p_sim.set_defaults(func=cmd_simulate)
 
     p_rank = sub.add_parser(
@@ -352,6 +369,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--inject-fault", action="append", metavar="SPEC",
         help="STAGE:transient[:N], STAGE:permanent, db:down[:STAGE], slack:500|429|timeout",
     )  # fmt: skip
+    p_run.add_argument("--with-bad-data", action="store_true", help=BAD_DATA_HELP)
     p_run.set_defaults(func=cmd_run)
 
     p_redrive = sub.add_parser(

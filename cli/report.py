@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from common.contracts import is_skipped
 from common.stepfunctions.history import by_id, details, iteration_of, leaderboard_of, timestamp
 
 _ENTERED = ("TaskStateEntered", "MapStateEntered", "PassStateEntered", "ChoiceStateEntered")
@@ -118,15 +119,29 @@ def stage_durations(history: Sequence[dict[str, Any]]) -> list[tuple[str, float]
     return list(totals.items())
 
 
+def _map_output(history: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    for event in reversed(history):
+        if event["type"] == "MapStateExited":
+            return dict(json.loads(details(event).get("output") or "{}"))
+    return {}
+
+
 def published_results(
     history: Sequence[dict[str, Any]],
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """(publish results, skipped leaderboards) from the Map state's output in the history."""
-    for event in reversed(history):
-        if event["type"] == "MapStateExited":
-            output = json.loads(details(event).get("output") or "{}")
-            return list(output.get("results") or []), list(output.get("skipped") or [])
-    return [], []
+    """(publish results, skipped leaderboards) from the Map state's output in the history: the
+    skips are fetch's, then the Map's (leaderboards where nobody could be ranked)."""
+    output = _map_output(history)
+    outcomes = list(output.get("results") or [])
+    return (
+        [r for r in outcomes if not is_skipped(r)],
+        list(output.get("skipped") or []) + [r for r in outcomes if is_skipped(r)],
+    )
+
+
+def left_out_votes(history: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The votes fetch left out, per leaderboard and reason, from the Map state's output."""
+    return list(_map_output(history).get("left_out") or [])
 
 
 def slack_preview(message: dict[str, Any]) -> str:

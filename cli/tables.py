@@ -53,7 +53,8 @@ def entries_table(rows: Sequence[EntryRow], previous_ranks: Mapping[str, int] | 
     for row in rows:
         ci = f"{row.bootstrap_q025:.1f} .. {row.bootstrap_q975:.1f}"
         line = (
-            f"{row.rank:>4}  {row.model_name[:32]:<32} {row.bt_score:>9.1f}  {ci:<21} "
+            f"{row.rank:>4}  {(row.model_name or row.model_slug)[:32]:<32}"
+            f" {row.bt_score:>9.1f}  {ci:<21} "
             f"{row.vote_count:>7}"
         )
         if previous_ranks is not None:

@@ -146,10 +146,12 @@ def pipeline(
         yield running
 
 
-def run_request(run_at: str = RUN_AT, leaderboards: tuple[str, ...] = BOARDS) -> dict[str, Any]:
+def run_request(
+    run_at: str = RUN_AT, leaderboards: tuple[str, ...] | list[str] | str = BOARDS
+) -> dict[str, Any]:
     """The input EventBridge Scheduler sends (its scheduled time as run_at)."""
     return {
-        "leaderboards": list(leaderboards),
+        "leaderboards": leaderboards if isinstance(leaderboards, str) else list(leaderboards),
         "bootstrap": BOOTSTRAP,
         "trigger": "scheduled",
         "run_at": run_at,
@@ -200,13 +202,16 @@ def snapshots_in(url: str) -> dict[str, list[SnapshotView]]:
 # Upstream's filters, written out independently of common.filters: an evaluation counts for
 # `overall` when its battle's effective validation says biomedical; for a category leaderboard
 # the battle's effective categorization must also be matched with that category. Evaluations
-# recorded after the run's start do not count.
+# recorded after the run's start do not count, nor do the bad rows fetch leaves out: a battle of
+# a model against itself, or one naming a model that is not in api.model.
 _VOTES = """
     SELECT b.model1_id::text, b.model2_id::text, e.outcome
     FROM api.battle_evaluation e
     JOIN api.battle b ON b.id = e.battle_id
     JOIN api.battle_validation v ON v.id = b.effective_validation_id
-    WHERE v.is_biomedical AND e.created_at <= %(run_at)s
+    JOIN api.model m1 ON m1.id = b.model1_id
+    JOIN api.model m2 ON m2.id = b.model2_id
+    WHERE v.is_biomedical AND e.created_at <= %(run_at)s AND b.model1_id <> b.model2_id
       AND (%(slug)s = 'overall' OR EXISTS (
           SELECT 1 FROM api.battle_categorization c
           JOIN api.battle_categorization_category cc ON cc.categorization_id = c.id
