@@ -58,10 +58,6 @@ class LeaderboardNotFound(PermanentError):
     """A requested leaderboard slug does not exist."""
 
 
-class ModelNotFound(PermanentError):
-    """Entries refer to a model that no longer exists in the database."""
-
-
 class ArtifactMissing(PermanentError):
     """An S3 object that an earlier stage should have written is not there."""
 

@@ -6,6 +6,10 @@ snapshot already there (``INSERT ... ON CONFLICT DO NOTHING`` waits for a concur
 commit or roll back) and writes nothing. It then compares the snapshot with the previous public one
 (newest by ``created_at`` among those created before it), so that a rerun reports the same
 movements. A crash before COMMIT leaves nothing behind.
+
+If the leaderboard or a ranked model was deleted from BixArena's database after fetch read it,
+the snapshot cannot be written as ranked: the leaderboard is skipped with that reason (the data
+changed under the run; a redrive would meet the same rows, the next run ranks without them).
 """
 
 from __future__ import annotations
@@ -14,8 +18,8 @@ from collections.abc import Sequence
 
 import psycopg
 
-from common.contracts import PublishResult, snapshot_description
-from common.errors import LeaderboardNotFound, ModelNotFound, NotEnoughData, SnapshotNotFound
+from common.contracts import PublishResult, Skipped, snapshot_description
+from common.errors import NotEnoughData, SnapshotNotFound
 from common.movements import RankedModel, movements
 from common.rank import EntriesDocument
 from common.scores import as_decimal
@@ -28,6 +32,35 @@ from common.snapshots import (
 )
 
 
+def deleted_since_fetch(
+    conn: psycopg.Connection, leaderboard_id: str, model_ids: list[str]
+) -> str | None:
+    """Why the snapshot can no longer be written, or None: the leaderboard or ranked models were
+    deleted after fetch. FOR KEY SHARE keeps the rows found from being deleted until we commit."""
+    if (
+        conn.execute(
+            "SELECT 1 FROM api.leaderboard WHERE id = %s FOR KEY SHARE", (leaderboard_id,)
+        ).fetchone()
+        is None
+    ):
+        return f"the leaderboard (id {leaderboard_id}) was deleted during the run"
+    present = {
+        row[0]
+        for row in conn.execute(
+            "SELECT id::text FROM api.model WHERE id = ANY(%s::uuid[]) ORDER BY id FOR KEY SHARE",
+            (model_ids,),
+        )
+    }
+    missing = sorted(set(model_ids) - present)
+    if not missing:
+        return None
+    return (
+        f"ranked model(s) deleted from api.model during the run: {', '.join(missing[:10])}"
+        + (f" and {len(missing) - 10} more" if len(missing) > 10 else "")
+        + " (the next run ranks without them)"
+    )
+
+
 def _insert_snapshot(
     conn: psycopg.Connection,
     leaderboard_id: str,
@@ -37,28 +70,6 @@ def _insert_snapshot(
     visibility: Visibility,
 ) -> bool:
     """Insert the snapshot and its entries unless it exists; True when this call inserted it."""
-    if (
-        conn.execute(
-            "SELECT 1 FROM api.leaderboard WHERE id = %s FOR KEY SHARE", (leaderboard_id,)
-        ).fetchone()
-        is None
-    ):
-        raise LeaderboardNotFound(f"leaderboard.leaderboard_id: {leaderboard_id} no longer exists")
-    wanted = [e["model_id"] for e in document["entries"]]
-    # FOR KEY SHARE keeps these models from being deleted until we commit.
-    present = {
-        row[0]
-        for row in conn.execute(
-            "SELECT id::text FROM api.model WHERE id = ANY(%s::uuid[]) ORDER BY id FOR KEY SHARE",
-            (wanted,),
-        )
-    }
-    missing = sorted(set(wanted) - present)
-    if missing:
-        raise ModelNotFound(
-            f"entries: model(s) no longer in api.model: {', '.join(missing[:20])}"
-            + (f" and {len(missing) - 20} more" if len(missing) > 20 else "")
-        )
     row = conn.execute(
         "INSERT INTO api.leaderboard_snapshot (leaderboard_id, snapshot_identifier, description,"
         " visibility) VALUES (%s, %s, %s, %s)"
@@ -114,10 +125,10 @@ def publish_entries(
     vote_count: int,
     document: EntriesDocument,
     publish: bool,
-) -> PublishResult:
+) -> PublishResult | Skipped:
     """Write the snapshot once (see the module docstring) and summarize it against the previous
     public snapshot. Everything returned is read back from the database, so a rerun returns the
-    same result (with ``created`` false)."""
+    same result (with ``created`` false). A leaderboard or model deleted since fetch: Skipped."""
     if not document["entries"]:
         # Rank skips a leaderboard where nobody could be ranked, so its RankResult always has
         # entries: an empty document here breaks the contract between the stages.
@@ -132,6 +143,11 @@ def publish_entries(
         snapshot = find_snapshot(conn, leaderboard_id, snapshot_identifier)
         created = False
         if snapshot is None:
+            gone = deleted_since_fetch(
+                conn, leaderboard_id, [e["model_id"] for e in document["entries"]]
+            )
+            if gone is not None:
+                return Skipped(slug=slug, reason=gone)
             created = _insert_snapshot(
                 conn, leaderboard_id, snapshot_identifier, document, description, visibility
             )

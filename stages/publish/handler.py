@@ -2,9 +2,10 @@
 
 Event ``RankResult`` -> ``PublishResult``. The snapshot, its entries and its visibility ('public'
 unless the run says ``publish: false``) are written in one transaction, once per
-(leaderboard, snapshot identifier); see ``common.snapshots``. Event ``RankSkipped`` (nobody could
+(leaderboard, snapshot identifier); see ``common.publish``. Event ``RankSkipped`` (nobody could
 be ranked) -> its ``Skipped``, unchanged, with nothing written: the Map's result for that
-leaderboard, which notify lists.
+leaderboard, which notify lists. A leaderboard or ranked model deleted since fetch -> a
+``Skipped`` naming it, nothing written.
 """
 
 from __future__ import annotations
@@ -44,6 +45,10 @@ def handler(event: Any, context: LambdaContext) -> PublishResult | Skipped:
             snapshot_identifier=run["snapshot_identifier"], vote_count=board["vote_count"],
             document=document, publish=run["publish"],
         )  # fmt: skip
+    if "reason" in result:
+        metrics.add_metric(name="SnapshotPublished", unit=MetricUnit.Count, value=0)
+        logger.info("leaderboard skipped", extra={**result})
+        return result
     published = result["created"] and result["visibility"] == "public"
     metrics.add_metric(name="SnapshotPublished", unit=MetricUnit.Count, value=int(published))
     logger.info(

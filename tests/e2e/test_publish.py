@@ -22,7 +22,6 @@ from common.errors import (
     ArtifactMissing,
     DatabaseUnavailable,
     InvalidInput,
-    ModelNotFound,
     NotEnoughData,
     SnapshotNotFound,
 )
@@ -234,16 +233,26 @@ def test_a_publish_killed_before_commit_leaves_nothing(
     assert result["created"] and _count(publish_env, "leaderboard_snapshot") == 1
 
 
-def test_entries_for_deleted_models_are_refused(
+def test_a_leaderboard_whose_models_were_deleted_since_fetch_is_skipped(
     ranked: dict[str, Any], publish_env: str, stage_aws: Any, lambda_context: Any
 ) -> None:
     event = ranked["overall"]
-    gone = [e["model_id"] for e in _entries_document(stage_aws, event)["entries"][:2]]
+    gone = sorted(e["model_id"] for e in _entries_document(stage_aws, event)["entries"][:2])
     with psycopg.connect(publish_env) as conn:
         conn.execute("DELETE FROM api.model WHERE id = ANY(%s::uuid[])", (gone,))
-    with pytest.raises(ModelNotFound) as caught:
-        publish(event, lambda_context)
-    assert all(model_id in str(caught.value) for model_id in gone)
+    assert publish_stage(event, lambda_context) == {
+        "slug": "overall",
+        "reason": f"ranked model(s) deleted from api.model during the run: {', '.join(gone)}"
+        " (the next run ranks without them)",
+    }
+    assert _count(publish_env, "leaderboard_snapshot") == 0
+    with psycopg.connect(publish_env) as conn:
+        conn.execute("DELETE FROM api.leaderboard WHERE slug = 'genomics'")
+    assert publish_stage(ranked["genomics"], lambda_context) == {
+        "slug": "genomics",
+        "reason": f"the leaderboard (id {ranked['genomics']['leaderboard']['leaderboard_id']})"
+        " was deleted during the run",
+    }
     assert _count(publish_env, "leaderboard_snapshot") == 0
 
 
