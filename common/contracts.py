@@ -21,9 +21,6 @@ SNAPSHOT_FORMAT = "snapshot_%Y-%m-%d_%H-%M-%S"
 
 Trigger = Literal["scheduled", "manual"]
 
-# The stage results that share a place (RankResult or RankSkipped, PublishResult or Skipped) are
-# final TypedDicts: then ``"skipped" in outcome`` tells them apart for mypy too.
-
 
 class RunRequest(TypedDict):
     """The execution input, with defaults filled in (what the scheduler or an admin sends)."""
@@ -70,6 +67,8 @@ class LeaderboardBatch(TypedDict):
     model_count: int
 
 
+# The stage results that share a place (RankResult or RankSkipped, PublishResult or Skipped) are
+# final TypedDicts: then ``"skipped" in outcome`` tells them apart for mypy too.
 @final
 class Skipped(TypedDict):
     """A leaderboard that ends the run unpublished, and the data problem that says why: fetch
