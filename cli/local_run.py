@@ -48,6 +48,8 @@ class RunOptions:
     requested_by: str | None = None
     bad_data: bool = False
     """Write ``local.bad_data``'s problems into the database before the run."""
+    publish: bool = True
+    """False: the snapshots are written private (the request's ``publish: false``)."""
 
 
 def seed_embedded(url: str, *, models: int, battles: int, echo: Echo) -> None:
@@ -82,6 +84,7 @@ def run(options: RunOptions, echo: Echo) -> ExecutionRecord:
             "requested_by": options.requested_by or _local_user(),
             "correlation_id": str(uuid.uuid4()),
             "run_at": now.isoformat().replace("+00:00", "Z"),
+            "publish": options.publish,
         }
     )
     with LocalPipeline(
@@ -95,6 +98,7 @@ def run(options: RunOptions, echo: Echo) -> ExecutionRecord:
         name = new_execution_name(now)
         echo(
             f"execution {name}: leaderboards={_selection(request['leaderboards'])} bootstrap={request['bootstrap']}"
+            + ("" if options.publish else " private")
         )
         arn = pipeline.start(dict(request), name)
         record = pipeline.wait(arn, on_event=_printer(echo))
@@ -185,6 +189,13 @@ def report(
         )
     if results:
         echo(f"snapshots written to {postgres.redact(database_url)}")
+    private = [r for r in results if r["visibility"] == "private"]
+    for result in private[:1]:
+        echo(
+            f"{len(private)} snapshot(s) private, BixArena shows nothing new: review, then publish"
+            f" each, e.g. `leaderboard snapshots publish {result['snapshot_identifier']}"
+            f" --leaderboard {result['slug']}`"
+        )
     if slack:
         echo("")
         echo("Slack message (local capture):")

@@ -22,6 +22,14 @@ BAD_DATA_HELP = (
     " contract cannot carry; see local/bad_data.py): each leaderboard they touch is skipped"
     " with its reason or publishes without the bad rows, and the run still succeeds"
 )
+PRIVATE_HELP = (
+    "write the snapshots private (the request's publish: false): BixArena keeps showing what it "
+    "shows until `leaderboard snapshots publish`"
+)
+PRIVATE_HINT = (
+    "private (BixArena shows nothing new): review with `leaderboard snapshots show`, "
+    "then `leaderboard snapshots publish`"
+)
 
 
 # --- db ------------------------------------------------------------------------------------------
@@ -121,6 +129,7 @@ def _run_options(args: argparse.Namespace) -> object:
         faults=tuple(getattr(args, "inject_fault", None) or ()),
         state_dir=Path(args.state_dir),
         bad_data=getattr(args, "with_bad_data", False),
+        publish=not getattr(args, "private", False),
     )
 
 
@@ -193,11 +202,13 @@ def cmd_trigger(args: argparse.Namespace) -> int:
         return cmd_run(args)
     sfn, session = stepfunctions.stepfunctions(args.region or history.region_of(arn), args.profile)
     started = stepfunctions.trigger(
-        sfn, arn, leaderboards, bootstrap, stepfunctions.caller(session)
+        sfn, arn, leaderboards, bootstrap, stepfunctions.caller(session), publish=not args.private
     )
     print(f"started {started.name}")
     print(f"  execution      {started.execution_arn}")
     print(f"  correlation id {started.correlation_id}")
+    if args.private:
+        print(f"  snapshots      {PRIVATE_HINT}")
     if not args.wait:
         print(f"  follow it      leaderboard status {started.execution_arn}")
         return 0
@@ -370,6 +381,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="STAGE:transient[:N], STAGE:permanent, db:down[:STAGE], slack:500|429|timeout",
     )  # fmt: skip
     p_run.add_argument("--with-bad-data", action="store_true", help=BAD_DATA_HELP)
+    p_run.add_argument("--private", action="store_true", help=PRIVATE_HELP)
     p_run.set_defaults(func=cmd_run)
 
     p_redrive = sub.add_parser(
@@ -434,6 +446,7 @@ def build_parser() -> argparse.ArgumentParser:
             "stateMachine:bixarena-leaderboard-prod\n"
             "  leaderboard trigger --leaderboards all\n"
             "  leaderboard trigger --leaderboards overall,genomics --bootstrap 2000 --wait\n"
+            "  leaderboard trigger --leaderboards overall --private   (snapshots for review)\n"
             "  leaderboard trigger --leaderboards overall --profile ops --region us-east-1\n"
             "  leaderboard trigger --leaderboards overall          (no ARN: a local run)"
         ),
@@ -453,6 +466,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="follow the execution to its end, printing states as they complete "
         "(exit 1 when it does not succeed); a local run always waits",
     )
+    p_trigger.add_argument("--private", action="store_true", help=PRIVATE_HELP)
     p_trigger.set_defaults(func=cmd_trigger)
 
     p_status = sub.add_parser(

@@ -128,9 +128,16 @@ def _refused(exc: ClientError | BotoCoreError, call: str, target: str) -> Pipeli
 
 # --- trigger ---------------------------------------------------------------------------------------
 def manual_request(
-    leaderboards: Selection, bootstrap: int, requested_by: str, correlation_id: str, now: datetime
+    leaderboards: Selection,
+    bootstrap: int,
+    requested_by: str,
+    correlation_id: str,
+    now: datetime,
+    *,
+    publish: bool = True,
 ) -> RunRequest:
-    """The execution input of a run started from the command line."""
+    """The execution input of a run started from the command line (``publish`` False: the
+    snapshots are written private, for review)."""
     return parse_run_request(
         {
             "leaderboards": leaderboards,
@@ -139,6 +146,7 @@ def manual_request(
             "requested_by": requested_by,
             "correlation_id": correlation_id,
             "run_at": now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "publish": publish,
         }
     )
 
@@ -157,13 +165,17 @@ def trigger(
     bootstrap: int,
     requested_by: str,
     now: datetime | None = None,
+    *,
+    publish: bool = True,
 ) -> Started:
     """Start a manual run unless a RUNNING execution already covers one of its leaderboards."""
     from common.admin import execution_name
 
     now = (now or datetime.now(UTC)).replace(microsecond=0)
     correlation_id = str(uuid.uuid4())
-    request = manual_request(leaderboards, bootstrap, requested_by, correlation_id, now)
+    request = manual_request(
+        leaderboards, bootstrap, requested_by, correlation_id, now, publish=publish
+    )
     name = execution_name(now, uuid.uuid4().hex[:8])
     try:
         running = running_executions(sfn, state_machine_arn)

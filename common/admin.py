@@ -1,8 +1,9 @@
 """Request and response logic of the admin endpoint ``POST /admin/generate-snapshot``.
 
 Pure functions from an API Gateway proxy event (REST API v1 or HTTP API v2 payload) to a request,
-from the request body to the leaderboards and bootstrap count wanted (the pipeline's own contract,
-plus a whitelist of known leaderboards since the endpoint has no database access), from those to
+from the request body to the leaderboards, bootstrap count and visibility wanted (the pipeline's
+own contract, plus a whitelist of known leaderboards since the endpoint has no database access),
+from those to
 the execution input, and from a named error to its HTTP status and JSON body
 ``{"error": code, "message": ...}``. Messages come from our own errors, which never hold the
 token. The Step Functions calls live in ``common.stepfunctions.executions``; the handler strings them together.
@@ -38,7 +39,7 @@ from common.errors import (
 from common.stepfunctions.executions import RunInProgress, Selection
 
 DEFAULT_MAX_BODY_BYTES = 4096
-BODY_KEYS = ("leaderboards", "bootstrap")
+BODY_KEYS = ("leaderboards", "bootstrap", "publish")
 
 Response = dict[str, Any]
 
@@ -89,10 +90,12 @@ class HttpRequest:
 
 @dataclass(frozen=True)
 class SnapshotRequest:
-    """The admin's wish: which leaderboards, how many bootstrap replicates."""
+    """The admin's wish: which leaderboards, how many bootstrap replicates, and whether the
+    snapshots go public at once (``publish: false`` writes them private, for review)."""
 
     leaderboards: Selection
     bootstrap: int
+    publish: bool = True
 
 
 @dataclass
@@ -158,9 +161,13 @@ def parse_body(body: bytes, config: AdminConfig) -> SnapshotRequest:
         missing = [slug for slug in leaderboards if slug not in config.known_leaderboards]
         if missing:
             raise LeaderboardNotFound(f"leaderboards: unknown leaderboard(s) {', '.join(missing)}")
+    publish = raw.get("publish", True)
+    if not isinstance(publish, bool):
+        raise InvalidInput("publish: expected true or false")
     return SnapshotRequest(
         leaderboards=leaderboards,
         bootstrap=parse_bootstrap(raw.get("bootstrap", BOOTSTRAP_DEFAULT)),
+        publish=publish,
     )
 
 
@@ -176,6 +183,7 @@ def run_request(
             "requested_by": principal.label,
             "correlation_id": correlation_id,
             "run_at": now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "publish": wanted.publish,
         }
     )
 

@@ -302,6 +302,19 @@ def test_an_empty_body_runs_every_leaderboard_with_the_default_bootstrap(
     assert (run["leaderboards"], run["bootstrap"]) == ("all", 1000)
 
 
+def test_publish_false_starts_a_run_that_writes_private_snapshots(endpoint: Endpoint) -> None:
+    answer = endpoint.post({"leaderboards": ["overall"], "publish": False})
+    assert answer.status == 202, answer.body
+    run = json.loads(endpoint.executions()[0]["input"])
+    assert parse_run_request(run) == run
+    assert (run["leaderboards"], run["publish"]) == (["overall"], False)
+
+
+def test_publish_defaults_to_true(endpoint: Endpoint) -> None:
+    assert endpoint.post({"leaderboards": ["overall"]}).status == 202
+    assert json.loads(endpoint.executions()[0]["input"])["publish"] is True
+
+
 def test_an_http_api_v2_event_with_a_base64_body(endpoint: Endpoint) -> None:
     answer = endpoint.post({"leaderboards": "all", "bootstrap": 100}, v2=True)
     assert answer.status == 202, answer.body
@@ -401,11 +414,13 @@ def test_a_jwks_answering_500_is_503(endpoint: Endpoint) -> None:
         ("{not json", 400, "invalid_request", "body: not valid JSON"),
         ("[1, 2]", 400, "invalid_request", "body: expected a JSON object"),
         (
-            json.dumps({"leaderboards": ["overall"], "publish": False}),
+            json.dumps({"leaderboards": ["overall"], "seed": 3}),
             400,
             "invalid_request",
-            "body: unknown field(s) publish",
+            "body: unknown field(s) seed; accepted: leaderboards, bootstrap, publish",
         ),
+        (json.dumps({"publish": "no"}), 400, "invalid_request", "publish: expected true or false"),
+        (json.dumps({"publish": None}), 400, "invalid_request", "publish: expected true or false"),
         (
             json.dumps({"leaderboards": ["overall", "astrology"]}),
             400,
@@ -434,6 +449,8 @@ def test_a_jwks_answering_500_is_503(endpoint: Endpoint) -> None:
         "not-json",
         "not-an-object",
         "unknown-field",
+        "publish-string",
+        "publish-null",
         "unknown-leaderboard",
         "bad-slug",
         "no-leaderboard",
@@ -656,7 +673,8 @@ def test_reference_leaderboards_are_overall_and_twenty_categories() -> None:
 
 
 def test_parse_body() -> None:
-    assert admin.parse_body(b"", CONFIG) == admin.SnapshotRequest("all", 1000)
+    assert admin.parse_body(b"", CONFIG) == admin.SnapshotRequest("all", 1000, publish=True)
+    assert admin.parse_body(b'{"publish": false}', CONFIG).publish is False
     assert admin.parse_body(b'{"leaderboards": "overall,genomics"}', CONFIG).leaderboards == [
         "overall",
         "genomics",
@@ -690,6 +708,8 @@ def test_run_request_and_execution_name() -> None:
     assert run["run_at"] == "2026-03-04T05:06:07Z"
     assert run["requested_by"] == "s" * 200
     assert (run["trigger"], run["publish"], run["seed"]) == ("manual", True, 0)
+    private = admin.SnapshotRequest(["overall"], 50, publish=False)
+    assert admin.run_request(private, principal, "cid", now)["publish"] is False
     assert admin.execution_name(now, "0a1b2c3d") == "manual-20260304T050607Z-0a1b2c3d"
 
 

@@ -146,6 +146,27 @@ def test_trigger_starts_a_manual_run_as_the_caller(
     assert before <= run_at <= datetime.now(UTC)
 
 
+def test_trigger_private_asks_for_private_snapshots(
+    idle_sfn: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = _cli(
+        capsys, "trigger", "--leaderboards", "overall", "--private", "--state-machine-arn", SM_ARN
+    )
+    assert (code, err) == (0, "")
+    [execution] = idle_sfn.list_executions(stateMachineArn=SM_ARN)["executions"]
+    request = json.loads(
+        idle_sfn.describe_execution(executionArn=execution["executionArn"])["input"]
+    )
+    assert request["publish"] is False
+    assert "  snapshots      private (BixArena shows nothing new)" in out
+    _cli(capsys, "trigger", "--leaderboards", "genomics", "--state-machine-arn", SM_ARN)
+    published = [
+        json.loads(idle_sfn.describe_execution(executionArn=e["executionArn"])["input"])
+        for e in idle_sfn.list_executions(stateMachineArn=SM_ARN)["executions"]
+    ]
+    assert sorted(r["publish"] for r in published) == [False, True]
+
+
 def test_trigger_reads_the_state_machine_from_the_environment(
     idle_sfn: Any, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
