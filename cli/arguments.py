@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 
 class UsageError(Exception):
@@ -32,12 +34,30 @@ def non_negative_int(text: str) -> int:
     return value
 
 
-def database_url(args: argparse.Namespace) -> str:
-    """The database a command works on: --database-url, else $DATABASE_URL."""
+@contextmanager
+def database(args: argparse.Namespace) -> Iterator[str]:
+    """The database a command reads or corrects: --database-url, else $DATABASE_URL, else the
+    database of this machine's local runs (``--state-dir``), its server started for the command
+    and stopped after it when it was not running already."""
     url = args.database_url or os.environ.get("DATABASE_URL")
-    if not url:
-        raise UsageError("no database: give --database-url URL or set DATABASE_URL")
-    return str(url)
+    if url:
+        yield str(url)
+        return
+    from common.errors import DatabaseUnavailable
+    from local import postgres
+
+    data_dir = Path(getattr(args, "state_dir", None) or ".local") / "postgres"
+    try:
+        with postgres.local_database(data_dir) as local_url:
+            print(f"leaderboard: the local runs' database ({data_dir})", file=sys.stderr)
+            yield local_url
+    except postgres.NoLocalDatabase:
+        raise UsageError(
+            "no database: give --database-url URL (or set DATABASE_URL), or run "
+            f"`leaderboard run` (make run) first to create the local one in {data_dir}"
+        ) from None
+    except postgres.EmbeddedPostgresFailed as exc:
+        raise DatabaseUnavailable(str(exc)) from None
 
 
 def echo() -> Callable[[str], None]:

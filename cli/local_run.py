@@ -217,7 +217,7 @@ def _database(options: RunOptions, echo: Echo, *, seed: bool = True) -> str:
     if options.database_url:
         return options.database_url
     url = postgres.create_database(
-        postgres.embedded_server(options.state_dir / "postgres"), "leaderboard_local"
+        postgres.embedded_server(options.state_dir / "postgres"), postgres.LOCAL_DATABASE
     )
     if seed:
         seed_embedded(url, models=options.models, battles=options.battles, echo=echo)

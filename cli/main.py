@@ -507,7 +507,8 @@ def build_parser() -> argparse.ArgumentParser:
         "snapshots",
         help="list, show, publish, unpublish or delete leaderboard snapshots in a database",
         description=(
-            "Leaderboard snapshots in BixArena's database (--database-url or DATABASE_URL).\n"
+            "Leaderboard snapshots in BixArena's database (--database-url or DATABASE_URL;\n"
+            "without either, the database of this machine's local runs, after `make run`).\n"
             "BixArena shows, per leaderboard, its newest public snapshot."
         ),
         formatter_class=examples,
@@ -515,7 +516,14 @@ def build_parser() -> argparse.ArgumentParser:
     snap_sub = p_snap.add_subparsers(dest="snapshots_command", required=True, metavar="ACTION")
     database = argparse.ArgumentParser(add_help=False)
     database.add_argument(
-        "--database-url", metavar="URL", help="BixArena's PostgreSQL (default: $DATABASE_URL)"
+        "--database-url",
+        metavar="URL",
+        help="BixArena's PostgreSQL (default: $DATABASE_URL, else the local runs' database)",
+    )
+    database.add_argument(
+        "--state-dir",
+        default=".local",
+        help="where the local runs keep their database, used without a URL (default .local)",
     )
     formats = argparse.ArgumentParser(add_help=False)
     formats.add_argument(

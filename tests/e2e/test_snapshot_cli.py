@@ -7,6 +7,7 @@ import io
 import json
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -323,11 +324,14 @@ def test_delete_asks_on_a_terminal(
 
 
 # --- the database ---------------------------------------------------------------------------------
-def test_no_database_is_a_one_line_error(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+def test_no_database_is_a_one_line_error(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:  # fmt: skip
     monkeypatch.delenv("DATABASE_URL", raising=False)
-    code, out, err = _cli(capsys, "snapshots", "list")
+    code, out, err = _cli(capsys, "snapshots", "list", "--state-dir", str(tmp_path))
     assert (code, out) == (2, "")
-    assert "no database: give --database-url URL or set DATABASE_URL" in _one_line(err)
+    assert _one_line(err) == (
+        "leaderboard: error: no database: give --database-url URL (or set DATABASE_URL), or run "
+        f"`leaderboard run` (make run) first to create the local one in {tmp_path}/postgres\n"
+    )
     code, _, err = _cli(capsys, "snapshots", "list", "--database-url", "not a url")
     assert code == 2
     assert "--database-url: not a PostgreSQL URL or connection string" in _one_line(err)
