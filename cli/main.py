@@ -588,6 +588,51 @@ def build_parser() -> argparse.ArgumentParser:
     p_delete.add_argument("--yes", action="store_true", help="delete without asking")
     p_delete.set_defaults(func=snapshots.cmd_delete)
 
+    p_history = sub.add_parser(
+        "history",
+        parents=[database],
+        formatter_class=examples,
+        help="score, CI and rank of each model across a leaderboard's public snapshots",
+        description=(
+            "Each model's score, 95% CI and rank across a leaderboard's public snapshots, in\n"
+            "the order BixArena reads them (created_at, the time the votes count up to), from\n"
+            "BixArena's database (--database-url, DATABASE_URL, else the local runs' one).\n"
+            "The models: those named with --models, else the top N of the newest snapshot.\n"
+            "--plot draws score (with its CI band) and rank over time into a PNG or SVG."
+        ),
+        epilog=(
+            "examples:\n"
+            "  leaderboard history\n"
+            "  leaderboard history --leaderboard genomics --top 5 --since 2026-01-01\n"
+            "  leaderboard history --models gpt-4o,claude-3-5-sonnet --format csv > history.csv\n"
+            "  leaderboard history --top 8 --plot history.png"
+        ),
+    )
+    p_history.add_argument(
+        "--leaderboard", metavar="SLUG", default="overall", help="the leaderboard (default overall)"
+    )
+    chosen = p_history.add_mutually_exclusive_group()
+    chosen.add_argument(
+        "--models", metavar="A,B,...", help="these models (slugs, names or ids), comma-separated"
+    )
+    chosen.add_argument(
+        "--top",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="the top N of the newest snapshot (default 10)",
+    )
+    p_history.add_argument(
+        "--since", metavar="DATE", help="only snapshots from this date (YYYY-MM-DD, UTC) or instant"
+    )
+    p_history.add_argument(
+        "--format", choices=("table", "json", "csv"), default="table", help="output format"
+    )
+    p_history.add_argument(
+        "--plot", metavar="FILE", help="also draw the chart into FILE.png or FILE.svg"
+    )
+    p_history.set_defaults(func=snapshots.cmd_history)
+
     return parser
 
 

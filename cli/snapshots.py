@@ -1,4 +1,5 @@
-"""``leaderboard snapshots list|show|publish|unpublish|delete``: the operator's snapshot tools.
+"""``leaderboard snapshots list|show|publish|unpublish|delete`` and ``leaderboard history``: the
+operator's snapshot tools.
 
 The database functions take an open connection and commit their own change; the commands turn
 unknown snapshots and leaderboards into one-line usage errors (exit 2).
@@ -221,4 +222,30 @@ def cmd_delete(args: argparse.Namespace) -> int:
         delete_snapshot(conn, info.id)
         print(f"deleted {what}")
         print(_shown(conn, info.leaderboard_slug))
+    return 0
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    from cli import history, history_plot
+
+    since = history.parse_since(args.since) if args.since else None
+    models = history.parse_models(args.models) if args.models else None
+    plot = history_plot.check_path(args.plot) if args.plot else None
+    with _snapshot_db(args, read_only=True) as conn:
+        leaderboard_id(conn, args.leaderboard)
+        found = history.read(
+            conn,
+            args.leaderboard,
+            since=since,
+            models=models,
+            top=args.top or history.DEFAULT_TOP,
+        )
+    formats = {"table": history.to_table, "json": history.to_json, "csv": history.to_csv}
+    print(formats[args.format](found))
+    if plot is not None:
+        history_plot.save(found, plot)
+        print(
+            f"chart of {len(found.series)} model(s) over {len(found.snapshots)} snapshot(s) written to {plot}",
+            file=sys.stderr,
+        )
     return 0

