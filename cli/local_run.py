@@ -52,11 +52,14 @@ class RunOptions:
     """False: the snapshots are written private (the request's ``publish: false``)."""
 
 
-def seed_embedded(url: str, *, models: int, battles: int, echo: Echo) -> None:
-    """First run: a simulated arena. Later runs: a new day's votes, so rankings move."""
+def seed_embedded(url: str, *, models: int, battles: int, echo: Echo, new_day: bool = True) -> None:
+    """First run: a simulated arena. Later runs: a new day's votes, so rankings move (unless
+    ``new_day`` is False: a backfill looks at the past and adds nothing)."""
     with db.connect(url) as conn:
         row = conn.execute("SELECT count(*) FROM api.battle").fetchone()
     existing = int(row[0]) if row else 0
+    if existing and not new_day:
+        return
     if existing == 0:
         arena = simulate.simulate_arena(models=models, battles=battles, seed=0)
         echo(f"seeding the local database: {battles:,} battles between {models} models")
@@ -72,7 +75,7 @@ def run(options: RunOptions, echo: Echo) -> ExecutionRecord:
     store = ExecutionStore(options.state_dir)
     faults = FaultPlan.from_specs(options.faults)
     stack = template.template(options.state_dir)
-    url = _database(options, echo)
+    url = database(options, echo)
     if options.bad_data:
         _write_bad_data(url, echo)
     now = datetime.now(UTC).replace(microsecond=0)
@@ -81,7 +84,7 @@ def run(options: RunOptions, echo: Echo) -> ExecutionRecord:
             "leaderboards": options.leaderboards,
             "bootstrap": options.bootstrap,
             "trigger": options.trigger,
-            "requested_by": options.requested_by or _local_user(),
+            "requested_by": options.requested_by or local_user(),
             "correlation_id": str(uuid.uuid4()),
             "run_at": now.isoformat().replace("+00:00", "Z"),
             "publish": options.publish,
@@ -102,7 +105,7 @@ def run(options: RunOptions, echo: Echo) -> ExecutionRecord:
         )
         arn = pipeline.start(dict(request), name)
         record = pipeline.wait(arn, on_event=_printer(echo))
-        _alert_failure(pipeline, record, echo)
+        alert_failure(pipeline, record, echo)
         report(record, url, echo, slack=pipeline.slack.received if pipeline.slack else None)
     return record
 
@@ -111,7 +114,7 @@ def redrive(name: str | None, options: RunOptions, echo: Echo) -> ExecutionRecor
     """Resume a failed local execution (the last one when ``name`` is None)."""
     store = ExecutionStore(options.state_dir)
     original = store.load(name) if name else store.last_failed()
-    url = _database(options, echo, seed=False)
+    url = database(options, echo, seed=False)
     with LocalPipeline(
         template.template(options.state_dir),
         database_url=url,
@@ -122,7 +125,7 @@ def redrive(name: str | None, options: RunOptions, echo: Echo) -> ExecutionRecor
     ) as pipeline:
         echo(f"redriving {original.name} (failed: {original.error})")
         record = pipeline.redrive(original, on_event=_printer(echo))
-        _alert_failure(pipeline, record, echo)
+        alert_failure(pipeline, record, echo)
         report(record, url, echo, slack=pipeline.slack.received if pipeline.slack else None)
     return record
 
@@ -142,7 +145,7 @@ def executions(state_dir: Path, echo: Echo) -> list[ExecutionRecord]:
     return records
 
 
-def _alert_failure(pipeline: LocalPipeline, record: ExecutionRecord, echo: Echo) -> None:
+def alert_failure(pipeline: LocalPipeline, record: ExecutionRecord, echo: Echo) -> None:
     """A failed run alerts as on AWS (the stack's rule sends it to notify in failure mode)."""
     if record.status == "SUCCEEDED":
         return
@@ -213,14 +216,18 @@ def snapshot_table(database_url: str, snapshot_id: str) -> str:
     return entries_table(rows, {row.model_id: row.rank for row in before})
 
 
-def _database(options: RunOptions, echo: Echo, *, seed: bool = True) -> str:
+def database(options: RunOptions, echo: Echo, *, seed: bool = True, new_day: bool = True) -> str:
+    """The database a local command runs on: --database-url as it is, else the embedded one
+    (seeded by ``seed_embedded`` when ``seed``)."""
     if options.database_url:
         return options.database_url
     url = postgres.create_database(
         postgres.embedded_server(options.state_dir / "postgres"), postgres.LOCAL_DATABASE
     )
     if seed:
-        seed_embedded(url, models=options.models, battles=options.battles, echo=echo)
+        seed_embedded(
+            url, models=options.models, battles=options.battles, echo=echo, new_day=new_day
+        )
     return url
 
 
@@ -246,7 +253,7 @@ def _selection(leaderboards: list[str] | str) -> str:
     return leaderboards if isinstance(leaderboards, str) else ",".join(leaderboards)
 
 
-def _local_user() -> str:
+def local_user() -> str:
     try:
         return getpass.getuser()
     except (KeyError, OSError):

@@ -10,10 +10,19 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from cli import snapshots
 from cli.arguments import UsageError, echo, non_negative_int, positive_int
 from common.errors import InvalidInput, PipelineError
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from cli.backfill import Outcome
+    from cli.local_run import RunOptions
+    from cli.progress import Progress
+    from common.stepfunctions.executions import Selection
 
 Handler = Callable[[argparse.Namespace], int]
 BAD_DATA_HELP = (
@@ -113,7 +122,7 @@ def cmd_rank(args: argparse.Namespace) -> int:
 
 
 # --- local runs ----------------------------------------------------------------------------------
-def _run_options(args: argparse.Namespace) -> object:
+def _run_options(args: argparse.Namespace) -> RunOptions:
     from pathlib import Path
 
     from cli.local_run import RunOptions
@@ -137,7 +146,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from cli import local_run
 
     options = _run_options(args)
-    record = local_run.run(options, echo())  # type: ignore[arg-type]
+    record = local_run.run(options, echo())
     return 0 if record.status == "SUCCEEDED" else 1
 
 
@@ -150,7 +159,7 @@ def cmd_redrive(args: argparse.Namespace) -> int:
         return _redrive_aws(args)
     _aws_only(args, "a local execution is redriven on this machine")
     try:
-        record = local_run.redrive(args.execution, _run_options(args), echo())  # type: ignore[arg-type]
+        record = local_run.redrive(args.execution, _run_options(args), echo())
     except LocalRunError as exc:
         raise UsageError(str(exc)) from None
     return 0 if record.status == "SUCCEEDED" else 1
@@ -216,6 +225,124 @@ def cmd_trigger(args: argparse.Namespace) -> int:
     view = execution_view.aws_view(final, stepfunctions.history(sfn, started.execution_arn))
     print("\n".join(["", *execution_view.format_view(view)]))
     return 0 if final["status"] == "SUCCEEDED" else 1
+
+
+def cmd_backfill(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from cli import backfill, stepfunctions
+    from cli.backfill_aws import DEFAULT_CONCURRENCY, MAX_CONCURRENCY
+    from cli.progress import Progress
+    from common.contracts import parse_bootstrap, parse_leaderboards
+    from local.template import REPO_ROOT
+
+    arn = _state_machine_arn(args)
+    selection = parse_leaderboards(args.leaderboards, "--leaderboards")
+    if arn is not None:  # as the admin endpoint checks; a local database may hold others
+        selection = stepfunctions.known_leaderboards(selection)
+    bootstrap = parse_bootstrap(args.bootstrap, "--bootstrap")
+    every = backfill.parse_every(args.every)
+    at = (
+        backfill.parse_at(args.at)
+        if args.at
+        else backfill.deployed_schedule(REPO_ROOT / "cdk.json")
+    )
+    first = backfill.parse_date(args.start, "--from")
+    last = backfill.parse_date(args.to, "--to")
+    moments = backfill.instants(first, last, at, every, datetime.now(UTC))
+    if arn is None:
+        _aws_only(args, f"give --state-machine-arn or set {stepfunctions.STATE_MACHINE_ARN_ENV}")
+        if args.concurrency is not None:
+            raise UsageError(
+                "--concurrency applies to AWS only: locally the instants run one after another"
+            )
+    concurrency = args.concurrency or DEFAULT_CONCURRENCY
+    if concurrency > MAX_CONCURRENCY:
+        raise UsageError(f"--concurrency: at most {MAX_CONCURRENCY}")
+    where = (
+        f"on {arn}, at most {concurrency} at a time"
+        if arn
+        else f"on this machine, one after another (state in {args.state_dir})"
+    )
+    print(
+        f"backfill {len(moments)} instant(s) from {backfill.when(moments[0])} to "
+        f"{backfill.when(moments[-1])}, every {args.every}, at {at.at:%H:%M} ({at.source})"
+    )
+    print(
+        f"  leaderboards {','.join(selection) if selection != 'all' else 'all'}, bootstrap "
+        f"{bootstrap}, {'private (for review)' if args.private else 'public'}; {where}"
+    )
+    if args.dry_run:
+        for moment in moments:
+            print(
+                f"  {backfill.when(moment)}  run_at {backfill.run_at(moment)}  "
+                f"{backfill.execution_name(moment, selection)}"
+            )
+        return 0
+    progress = Progress(len(moments), sys.stdout)
+    interrupted: backfill.BackfillInterrupted | None = None
+    try:
+        outcomes = (
+            _backfill_aws(args, arn, moments, selection, bootstrap, concurrency, progress)
+            if arn
+            else _backfill_local(args, moments, selection, bootstrap, progress)
+        )
+    except backfill.BackfillInterrupted as exc:
+        interrupted, outcomes = exc, exc.outcomes
+    finally:
+        progress.close()
+    print("")
+    print("\n".join(backfill.summary(outcomes)))
+    if interrupted is not None:
+        print(f"interrupted: {interrupted.note}")
+        return 130
+    if not backfill.succeeded(outcomes):
+        print("some instants failed: fix the cause, then rerun the same command to retry them")
+        return 1
+    return 0
+
+
+def _backfill_aws(
+    args: argparse.Namespace,
+    arn: str,
+    moments: list[datetime],
+    selection: Selection,
+    bootstrap: int,
+    concurrency: int,
+    progress: Progress,
+) -> list[Outcome]:
+    import os
+
+    from cli import backfill_aws, stepfunctions
+    from common.stepfunctions import history
+
+    sfn, session = stepfunctions.stepfunctions(args.region or history.region_of(arn), args.profile)
+    plan = backfill_aws.Backfill(
+        state_machine_arn=arn,
+        moments=moments,
+        selection=selection,
+        bootstrap=bootstrap,
+        publish=not args.private,
+        requested_by=stepfunctions.caller(session),
+        concurrency=concurrency,
+        database_url=args.database_url or os.environ.get("DATABASE_URL") or None,
+    )
+    return backfill_aws.run(sfn, plan, progress)
+
+
+def _backfill_local(
+    args: argparse.Namespace,
+    moments: list[datetime],
+    selection: Selection,
+    bootstrap: int,
+    progress: Progress,
+) -> list[Outcome]:
+    from dataclasses import replace
+
+    from cli import backfill_local
+
+    options = replace(_run_options(args), leaderboards=selection, bootstrap=bootstrap)
+    return backfill_local.run(options, moments, progress)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -468,6 +595,85 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p_trigger.add_argument("--private", action="store_true", help=PRIVATE_HELP)
     p_trigger.set_defaults(func=cmd_trigger)
+
+    p_backfill = sub.add_parser(
+        "backfill",
+        parents=[aws],
+        formatter_class=examples,
+        help="snapshots for past instants: one run per instant, each counting the votes up to then",
+        description=(
+            "One pipeline execution per past instant from --from to --to (every --every, at\n"
+            "the schedule's time of day from cdk.json, or --at), each with that instant as its\n"
+            "run_at: it counts only the votes cast up to then and writes the snapshot the\n"
+            "scheduled run of that moment would have written (private with --private).\n"
+            "Resumable: an instant whose snapshots exist, or whose execution succeeded or is\n"
+            "still running, is not started again, so after Ctrl-C or failures rerun the same\n"
+            "command. With a state machine ARN: executions on AWS, named\n"
+            "backfill-<instant>-<leaderboards key>, at most --concurrency at a time\n"
+            "(--database-url, if given, is checked for existing snapshots). Without one: on\n"
+            "this machine like `leaderboard run` (--database-url is used as it is; default the\n"
+            "embedded database, seeded once). Exit 0 only if no instant failed; 130 if interrupted."
+        ),
+        epilog=(
+            "examples:\n"
+            "  leaderboard backfill --from 2026-01-01 --to 2026-01-31 --dry-run\n"
+            "  leaderboard backfill --from 2026-01-01 --to 2026-01-31 --state-machine-arn ARN\n"
+            "  leaderboard backfill --from 2026-01-01 --to 2026-03-31 --every 1w --leaderboards overall --private\n"
+            "  leaderboard backfill --from 2025-05-01 --to 2025-05-03 --at 06:00   (locally)"
+        ),
+    )
+    p_backfill.add_argument(
+        "--from", dest="start", required=True, metavar="DATE", help="first day, YYYY-MM-DD"
+    )
+    p_backfill.add_argument(
+        "--to", required=True, metavar="DATE", help="last day, YYYY-MM-DD (included)"
+    )
+    p_backfill.add_argument(
+        "--every", default="1d", metavar="INTERVAL", help="e.g. 1d (default), 12h, 1w"
+    )
+    p_backfill.add_argument(
+        "--at", metavar="HH:MM", help="time of day in UTC (default: the deployed schedule's)"
+    )
+    p_backfill.add_argument(
+        "--leaderboards", default="all", metavar="all|SLUG,...", help="'all' (default) or slugs"
+    )
+    p_backfill.add_argument(
+        "--bootstrap", type=int, default=1000, help="bootstrap replicates, 10..10000 (default 1000)"
+    )
+    p_backfill.add_argument("--private", action="store_true", help=PRIVATE_HELP)
+    p_backfill.add_argument(
+        "--concurrency",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="AWS: executions running at once, 1..20 (default 2)",
+    )
+    p_backfill.add_argument(
+        "--dry-run", action="store_true", help="print the instants and execution names, run nothing"
+    )
+    p_backfill.add_argument(
+        "--database-url",
+        metavar="URL",
+        help="locally: run on this PostgreSQL as it is (default: the embedded one); AWS: check "
+        "BixArena's database for snapshots that already exist (default: $DATABASE_URL, if set)",
+    )
+    p_backfill.add_argument(
+        "--state-dir", default=".local", help="where local executions are kept (default .local)"
+    )
+    p_backfill.add_argument(
+        "--slack-webhook", help="locally: post to this webhook (default: a local capture)"
+    )
+    p_backfill.add_argument(
+        "--battles", type=positive_int, default=100_000,
+        help="locally: battles to seed an empty embedded database with (default 100000)",
+    )  # fmt: skip
+    p_backfill.add_argument(
+        "--models", type=positive_int, default=40, help="locally: models to seed (default 40)"
+    )
+    p_backfill.add_argument(
+        "--inject-fault", action="append", metavar="SPEC", help="locally: as for `leaderboard run`"
+    )
+    p_backfill.set_defaults(func=cmd_backfill)
 
     p_status = sub.add_parser(
         "status",

@@ -245,6 +245,15 @@ def latest_executions(
     return list(page["executions"])[:limit]
 
 
+def all_executions(sfn: Any, state_machine_arn: str) -> list[dict[str, Any]]:
+    """Every execution Step Functions keeps for the state machine (90 days), newest first."""
+    try:
+        pages = sfn.get_paginator("list_executions").paginate(stateMachineArn=state_machine_arn)
+        return [item for page in pages for item in page["executions"]]
+    except (ClientError, BotoCoreError) as exc:
+        raise _refused(exc, "ListExecutions", state_machine_arn) from None
+
+
 # --- redrive ---------------------------------------------------------------------------------------
 def redrive_refusal(description: dict[str, Any], now: datetime) -> str | None:
     """Why Step Functions would refuse to redrive this execution, or None when it would not."""
