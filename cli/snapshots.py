@@ -241,9 +241,10 @@ def cmd_history(args: argparse.Namespace) -> int:
             top=args.top or history.DEFAULT_TOP,
         )
     formats = {"table": history.to_table, "json": history.to_json, "csv": history.to_csv}
-    print(formats[args.format](found))
     if plot is not None:
         history_plot.save(found, plot)
+    print(formats[args.format](found))
+    if plot is not None:
         print(
             f"chart of {len(found.series)} model(s) over {len(found.snapshots)} snapshot(s) written to {plot}",
             file=sys.stderr,
