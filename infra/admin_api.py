@@ -44,6 +44,7 @@ REQUEST_SCHEMA = apigw.JsonSchema(
         "bootstrap": apigw.JsonSchema(
             type=apigw.JsonSchemaType.INTEGER, minimum=BOOTSTRAP_MIN, maximum=BOOTSTRAP_MAX
         ),
+        "publish": apigw.JsonSchema(type=apigw.JsonSchemaType.BOOLEAN),
     },
 )
 """The body's shape (the admin function's BODY_KEYS); the function checks slugs and the rest."""

@@ -800,6 +800,7 @@ def test_admin_endpoint_posts_to_the_admin_function_throttled_and_logged(
         "minimum": 10,
         "maximum": 10000,
     }
+    assert model["Schema"]["properties"]["publish"] == {"type": "boolean"}
     template.has_resource_properties(
         "AWS::ApiGateway::Stage",
         {
