@@ -30,6 +30,7 @@ from cli.arguments import UsageError
 from common.contracts import (
     RunRequest,
     Skipped,
+    is_skipped,
     parse_run_request,
     snapshot_identifier,
 )
@@ -250,9 +251,11 @@ def execution_outcome(
     status: str | None = None,
 ) -> Outcome:
     """What an execution did, from its history: the fetch result names the leaderboards it
-    worked on (and those it skipped), each publish result says whether it wrote the snapshot."""
+    worked on (and those it skipped), each publish result says whether it wrote the snapshot or
+    passes on a skip (nobody could be ranked, the leaderboard or a model vanished)."""
     fetched: list[str] | None = None
     skipped: list[Skipped] = []
+    late: list[Skipped] = []
     published: dict[str, bool] = {}
     for event in history:
         if not event["type"].endswith("StateExited"):
@@ -269,6 +272,8 @@ def execution_outcome(
             ]
         elif {"snapshot_identifier", "created", "slug"} <= set(output):
             published[str(output["slug"])] = bool(output["created"])
+        elif "slug" in output and is_skipped(output):  # publish passing on a data problem
+            late.append(Skipped(slug=str(output["slug"]), reason=str(output["reason"])))
     status = status or end_status(history) or "RUNNING"
     outcome = Outcome(
         moment=moment,
@@ -276,12 +281,13 @@ def execution_outcome(
         execution=name,
         published=[slug for slug, created in published.items() if created],
         existing=[slug for slug, created in published.items() if not created],
-        skipped=skipped,
+        skipped=skipped + late,
     )
+    done = set(published) | {s["slug"] for s in late}
     if fetched is None:
         outcome.failed = list(requested) if requested != "all" else ["all"]
     else:
-        outcome.failed = [slug for slug in fetched if slug not in published]
+        outcome.failed = [slug for slug in fetched if slug not in done]
     if status == "SUCCEEDED":
         if not outcome.published:
             outcome.result = "exists"
@@ -326,7 +332,7 @@ def already_done(
 
     Done when the database (if one is at hand) holds a snapshot of every leaderboard asked for
     at that instant, or when an earlier execution for it succeeded and every snapshot it wrote or
-    found is still there (leaderboards it skipped for lack of votes would be skipped again)."""
+    found is still there (leaderboards it skipped for their data would be skipped again)."""
     if database is not None:
         present, every = database
         wanted = every if selection == "all" else list(selection)
@@ -358,7 +364,7 @@ def outcome_line(outcome: Outcome) -> str:
     if outcome.existing:
         counts.append(f"{len(outcome.existing)} already there")
     if outcome.skipped:
-        counts.append(f"{len(outcome.skipped)} skipped (too few votes)")
+        counts.append(f"{len(outcome.skipped)} skipped for their data")
     if outcome.failed:
         counts.append(f"{'all' if outcome.failed == ['all'] else len(outcome.failed)} failed")
     if counts:
@@ -402,7 +408,7 @@ def summary(outcomes: Iterable[Outcome]) -> list[str]:
         shown = "; ".join(reasons[:5]) + (
             f"; ... ({len(reasons) - 5} more)" if len(reasons) > 5 else ""
         )
-        lines.append(f"skipped for lack of votes: {shown}")
+        lines.append(f"skipped for their data: {shown}")
     return lines
 
 

@@ -127,7 +127,7 @@ def test_a_local_backfill_publishes_each_instant_with_its_votes_and_a_rerun_skip
         [f"{day} 06:00", "published", "3", "1", "0", name]
         for day, name in zip(DAYS, names, strict=True)
     ]
-    assert f"skipped for lack of votes: {SPARSE}: fewer than 30 battles (0)" in out
+    assert f"skipped for their data: {SPARSE}: fewer than 30 battles (0)" in out
     records = {r.name: r for r in ExecutionStore(state_dir).all()}
     assert sorted(records) == sorted(names)
     for moment, name in zip(INSTANTS, names, strict=True):

@@ -158,17 +158,21 @@ FETCHED = {
 
 
 def test_the_outcome_of_a_succeeded_execution() -> None:
+    nobody = {"slug": "immunology", "reason": "no model reaches 10 evaluations"}
     history = [
-        _exited(2, FETCHED, "Fetch"),
+        _exited(2, {**FETCHED, "left_out": []}, "Fetch"),
         _exited(5, _publish("overall", True)),
         _exited(6, _publish("genetics", False)),
-        _exited(7, _publish("immunology", True)),
+        _exited(7, nobody),
         {"id": 9, "type": "ExecutionSucceeded", "timestamp": MOMENT},
     ]
     outcome = backfill.execution_outcome(MOMENT, "x", history, "all")
     assert outcome.result == "published"
-    assert (outcome.published, outcome.existing, outcome.failed) == (["overall", "immunology"], ["genetics"], [])  # fmt: skip
-    assert outcome.skipped == [{"slug": "rare-diseases", "reason": "fewer than 30 battles (0)"}]
+    assert (outcome.published, outcome.existing, outcome.failed) == (["overall"], ["genetics"], [])  # fmt: skip
+    assert outcome.skipped == [
+        {"slug": "rare-diseases", "reason": "fewer than 30 battles (0)"},
+        nobody,
+    ]
     nothing_new = backfill.execution_outcome(
         MOMENT, "x", [_exited(2, FETCHED), _exited(5, _publish("overall", False))], ["overall"],
         status="SUCCEEDED",
@@ -237,7 +241,7 @@ def test_the_summary_counts_per_instant() -> None:
     ]
     assert lines[3].endswith("b  FAILED at Fetch: X")
     assert lines[5] == "2 instant(s): 1 published, 1 failed; 1 snapshot(s) written"
-    assert lines[6] == "skipped for lack of votes: rare-diseases: fewer than 30 battles (0)"
+    assert lines[6] == "skipped for their data: rare-diseases: fewer than 30 battles (0)"
     assert not backfill.succeeded(outcomes)
     assert backfill.succeeded(outcomes[1:])
 
