@@ -9,15 +9,29 @@ linearly (preprocessing + full fit + B x the mean replicate cost), and the outpu
 Accuracy: ``max_score_diff_elo`` compares the full-data fits; ``max_replicate_diff_elo`` refits
 upstream's first replicates exactly with our Newton and shows how far L-BFGS-B stopped from the
 optimum; ``max_ci_diff_elo`` (only when upstream ran every replicate) compares the two
-independent bootstraps' bounds, so it is Monte-Carlo noise.
+independent bootstraps' bounds, so it is Monte-Carlo noise. Also measured: CPU time over all
+threads on both sides (``cpu_seconds``, ``baseline_cpu_seconds``, ``cpu_speedup``), which other
+load on the machine changes least.
 
 ``parquet/5M``: ``common.votes.read_votes`` + ``aggregate`` on a 5M-vote file in the fetch stage's
 layout (dictionary-encoded model ids and outcomes, plus evaluation_id and evaluated_at), best of 3
 after a warm-up read.
+
+Cold starts: how much of a fresh process goes to importing. ``rank/cli-100x1M`` runs the whole
+``leaderboard rank`` command on a 100x1M Parquet file; ``rank/stage-cold-100x1M`` is the rank Lambda's
+cold start: import ``stages.rank.handler`` (the init; ``handler_import_s``) and ``boto3`` (which its
+first call needs), then one call on the same votes from moto's S3 (moto's own import and the upload
+are left out). Imports are counted with ``python -X importtime`` (top-level cumulative times, lazy
+imports during the call included); ``work_s`` is the rest; ``cpu_s`` is the whole process's CPU
+time. Best of 3 by total.
 """
 
 from __future__ import annotations
 
+import json
+import resource
+import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -64,13 +78,14 @@ def _ours(path: Path, replicates: int) -> dict[str, Any]:
     votes = _load(path)
     rank_votes(votes, bootstrap=16)  # warm-up: thread pool, first-touch allocations
     mark_start()
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     ranking = rank_votes(votes, bootstrap=replicates)
-    seconds = time.perf_counter() - start
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
     by_model = {e.model: e for e in ranking.entries}
     names = votes.models
     return {
         "seconds": seconds,
+        "cpu_seconds": cpu,
         "score": np.array([by_model[m].bt_score for m in names], dtype=float),
         "q025": np.array([by_model[m].bootstrap_q025 for m in names], dtype=float),
         "q975": np.array([by_model[m].bootstrap_q975 for m in names], dtype=float),
@@ -94,17 +109,19 @@ def _pair_counts(cells: upstream.UpstreamCells, counts: np.ndarray) -> PairCount
 def _upstream(path: Path, replicates: int, timed: int, checked: int) -> dict[str, Any]:
     votes = _load(path)
     mark_start()
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     cells = upstream.preprocess(votes)
     full = upstream.fit(cells, cells.weights)
-    fixed = time.perf_counter() - start
-    start = time.perf_counter()
+    fixed, fixed_cpu = time.perf_counter() - start, time.process_time() - cpu
+    start, cpu = time.perf_counter(), time.process_time()
     weights = upstream.draw_weights(cells, timed)
     boot = np.array([upstream.fit(cells, w) for w in weights])
     per_replicate = (time.perf_counter() - start) / timed
+    per_replicate_cpu = (time.process_time() - cpu) / timed
     seconds = fixed + replicates * per_replicate
     result: dict[str, Any] = {
         "seconds": seconds,
+        "cpu_seconds": fixed_cpu + replicates * per_replicate_cpu,
         "score": upstream.scores(full),
         "q025": None,
         "q975": None,
@@ -152,6 +169,9 @@ def _rank_bench(models: int, n_votes: int, timed: int) -> list[dict[str, Any]]:
             "baseline": "upstream-lbfgsb",
             "baseline_seconds": round(base["seconds"], 3),
             "speedup": round(base["seconds"] / ours["seconds"], 1),
+            "cpu_seconds": round(ours["cpu_seconds"], 4),
+            "baseline_cpu_seconds": round(base["cpu_seconds"], 3),
+            "cpu_speedup": round(base["cpu_seconds"] / ours["cpu_seconds"], 1),
             "peak_mb": ours["peak_mb"],
             "work_mb": ours["work_mb"],
             "baseline_peak_mb": base["peak_mb"],
@@ -173,14 +193,21 @@ def _size(n: int) -> str:
     return f"{n // 1_000_000}M" if n % 1_000_000 == 0 else f"{n // 1000}k"
 
 
-def write_fetch_parquet(votes: Votes, path: Path) -> None:
+def model_ids(votes: Votes) -> list[str]:
+    """The UUIDs standing for ``votes.models`` in the fetch layout (model i -> UUID(int=i + 1))."""
+    return [str(uuid.UUID(int=i + 1)) for i in range(len(votes.models))]
+
+
+def write_fetch_parquet(
+    votes: Votes, path: Path, model_a: str = "model1_id", model_b: str = "model2_id"
+) -> None:
     """The fetch stage's layout: dictionary-encoded model ids and outcomes, id and timestamp."""
-    ids = pa.array([str(uuid.UUID(int=i + 1)) for i in range(len(votes.models))])
+    ids = pa.array(model_ids(votes))
     n = votes.n_votes
     table = pa.table(
         {
-            "model1_id": pa.DictionaryArray.from_arrays(pa.array(votes.model_a), ids),
-            "model2_id": pa.DictionaryArray.from_arrays(pa.array(votes.model_b), ids),
+            model_a: pa.DictionaryArray.from_arrays(pa.array(votes.model_a), ids),
+            model_b: pa.DictionaryArray.from_arrays(pa.array(votes.model_b), ids),
             "outcome": pa.DictionaryArray.from_arrays(
                 pa.array(votes.outcome.astype(np.int32)), pa.array(list(OUTCOMES))
             ),
@@ -230,7 +257,179 @@ def _parquet_bench(n_votes: int) -> list[dict[str, Any]]:
     ]
 
 
+def import_seconds(importtime: str, phase: str | None = None) -> float:
+    """Seconds of imports in ``python -X importtime`` output: the top-level cumulative times, all
+    of them or those after the ``#phase <phase>`` marker line up to the next marker."""
+    total_us = 0
+    inside = phase is None
+    for line in importtime.splitlines():
+        if line.startswith("#phase "):
+            inside = phase is None or line == f"#phase {phase}"
+            continue
+        if not inside or not line.startswith("import time:"):
+            continue
+        _, cumulative, name = line.split("|")
+        if cumulative.strip().isdigit() and not name.startswith("  "):  # one space: not nested
+            total_us += int(cumulative)
+    return total_us / 1e6
+
+
+def _fresh_process(args: list[str]) -> tuple[float, float, str, str]:
+    """Run ``python -X importtime`` with ``args`` from the repository root: wall and CPU seconds,
+    output."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    seconds = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    if done.returncode != 0:
+        raise RuntimeError(f"fresh process {args[:2]} failed:\n{done.stderr[-2000:]}")
+    return seconds, cpu, done.stdout, done.stderr
+
+
+def _import_row(name: str, runs: list[dict[str, Any]], notes: list[str]) -> dict[str, Any]:
+    best = min(runs, key=lambda r: r["total_s"])
+    return {
+        "bench": name,
+        "seconds": round(best["total_s"], 3),
+        "baseline": None,
+        "baseline_seconds": None,
+        "speedup": None,
+        "peak_mb": best["peak_mb"],
+        **{k: round(v, 3) if isinstance(v, float) else v for k, v in best.items()},
+        "import_share": round(best["import_s"] / best["total_s"], 3),
+        "notes": notes,
+    }
+
+
+# VmHWM, not ru_maxrss: a forked child's ru_maxrss starts from its parent's.
+_PEAK_KB = "next(line.split()[1] for line in open('/proc/self/status') if line.startswith('VmHWM'))"
+
+
+def _cli_cold(models: int, n_votes: int) -> list[dict[str, Any]]:
+    with tempfile.TemporaryDirectory(prefix="bench-cold-") as tmp:
+        path = Path(tmp) / "battles.parquet"
+        votes, _ = synthetic_votes(models, n_votes)
+        write_fetch_parquet(votes, path, model_a="model_a", model_b="model_b")
+        del votes
+        code = (
+            "import sys; from cli.main import main; code = main(sys.argv[1:]); "
+            f"print('#peak_kb', {_PEAK_KB}); sys.exit(code)"
+        )
+        runs = []
+        for _ in range(3):
+            total, cpu, out, err = _fresh_process(
+                ["-c", code, "rank", str(path), "--output", str(Path(tmp) / "ranking.txt")]
+            )
+            imports = import_seconds(err)
+            peak = round(int(out.split("#peak_kb")[1].split()[0]) / 1024, 1)
+            runs.append(
+                {
+                    "total_s": total,
+                    "import_s": imports,
+                    "work_s": total - imports,
+                    "cpu_s": cpu,
+                    "peak_mb": peak,
+                }
+            )
+    notes = [
+        "whole process (`leaderboard rank`, B=1000): import_s = top-level -X importtime total, "
+        "work_s = wall - import_s; target import_share <= 0.333"
+    ]
+    return [_import_row(f"rank/cli-{models}x{_size(n_votes)}", runs, notes)]
+
+
+_STAGE_CHILD = """
+import json, sys, time
+votes_path, models_path, n_votes, n_models = sys.argv[1], sys.argv[2], *map(int, sys.argv[3:5])
+start = time.perf_counter()
+from stages.rank.handler import handler
+handler_import = time.perf_counter() - start
+import boto3
+init = time.perf_counter() - start
+print("#phase setup", file=sys.stderr, flush=True)
+from moto import mock_aws
+from local.moto_lambda import InvocationContext
+with mock_aws():
+    s3 = boto3.session.Session().client("s3", region_name="us-east-1")
+    s3.create_bucket(Bucket="bench")
+    for key, path in (("votes.parquet", votes_path), ("models.parquet", models_path)):
+        with open(path, "rb") as body:
+            s3.put_object(Bucket="bench", Key=f"run/overall/{key}", Body=body.read())
+    run = {
+        "run_id": "20250601T060000Z-bench", "execution_id": "bench", "execution_name": "bench",
+        "correlation_id": "bench", "trigger": "manual", "requested_by": None,
+        "run_at": "2025-06-01T06:00:00Z", "snapshot_identifier": "snapshot_2025-06-01_06-00-00",
+        "bootstrap": 1000, "seed": 0, "publish": False, "artifacts_prefix": "s3://bench/run/",
+    }
+    board = {
+        "slug": "overall", "leaderboard_id": "00000000-0000-4000-8000-000000000001",
+        "name": "Overall", "votes_uri": "s3://bench/run/overall/votes.parquet",
+        "models_uri": "s3://bench/run/overall/models.parquet",
+        "vote_count": n_votes, "model_count": n_models,
+    }
+    context = InvocationContext(
+        function_name="rank", invoked_function_arn="arn:aws:lambda:us-east-1:123456789012:function:rank",
+        memory_limit_in_mb=3008, timeout_s=900,
+    )
+    print("#phase call", file=sys.stderr, flush=True)
+    start = time.perf_counter()
+    handler({"run": run, "leaderboard": board}, context)
+    call = time.perf_counter() - start
+    print("#phase end", file=sys.stderr, flush=True)
+peak = PEAK_KB
+print("#result " + json.dumps({"handler_import_s": handler_import, "init_s": init, "call_s": call, "peak_kb": peak}))
+"""
+
+
+def _stage_cold(models: int, n_votes: int) -> list[dict[str, Any]]:
+    child = _STAGE_CHILD.replace("PEAK_KB", f"int({_PEAK_KB})")
+    with tempfile.TemporaryDirectory(prefix="bench-cold-") as tmp:
+        votes_path, models_path = Path(tmp) / "votes.parquet", Path(tmp) / "models.parquet"
+        votes, _ = synthetic_votes(models, n_votes)
+        write_fetch_parquet(votes, votes_path)
+        ids = model_ids(votes)
+        slugs = [f"model-{i:03d}" for i in range(len(ids))]
+        pq.write_table(pa.table({"id": ids, "slug": slugs, "name": slugs}), models_path)
+        del votes
+        runs = []
+        for _ in range(3):
+            _, cpu, out, err = _fresh_process(
+                ["-c", child, str(votes_path), str(models_path), str(n_votes), str(models)]
+            )
+            timed = json.loads(out.split("#result ")[1])
+            imports = timed["init_s"] + import_seconds(err, "call")
+            total = timed["init_s"] + timed["call_s"]
+            runs.append(
+                {
+                    "total_s": total,
+                    "import_s": imports,
+                    "work_s": total - imports,
+                    "handler_import_s": timed["handler_import_s"],
+                    "cpu_s": cpu,
+                    "peak_mb": round(timed["peak_kb"] / 1024, 1),
+                }
+            )
+    notes = [
+        "rank Lambda cold start (B=1000): import stages.rank.handler + boto3, then one call "
+        "(S3 = moto in-process, its import and the upload left out); target import_share <= 0.333"
+    ]
+    return [_import_row(f"rank/stage-cold-{models}x{_size(n_votes)}", runs, notes)]
+
+
 BENCHMARKS = [
+    Benchmark(
+        "rank/40x3k",
+        "40 models, 3k votes, B=1000 vs upstream",
+        partial(_rank_bench, 40, 3_000, 1000),
+    ),
     Benchmark(
         "rank/30x50k",
         "30 models, 50k votes, B=1000 vs upstream",
@@ -245,6 +444,16 @@ BENCHMARKS = [
         "rank/300x5M",
         "300 models, 5M votes, B=1000 vs upstream",
         partial(_rank_bench, 300, 5_000_000, 5),
+    ),
+    Benchmark(
+        "rank/cli-100x1M",
+        "whole-process `leaderboard rank`, 100 models x 1M votes: import vs work",
+        partial(_cli_cold, 100, 1_000_000),
+    ),
+    Benchmark(
+        "rank/stage-cold-100x1M",
+        "rank Lambda cold start, 100 models x 1M votes: import vs work",
+        partial(_stage_cold, 100, 1_000_000),
     ),
     Benchmark(
         "parquet/5M", "read + aggregate 5M votes (fetch layout)", partial(_parquet_bench, 5_000_000)
