@@ -7,11 +7,15 @@ from collections.abc import Sequence
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy.sparse import csgraph
 
 from common.errors import InvalidInput
 from common.ranking._bootstrap import bootstrap_ratings
-from common.ranking._components import Components, beats_or_ties, components
+from common.ranking._components import (
+    Components,
+    beats_or_ties,
+    components,
+    strongly_connected,
+)
 from common.ranking._likelihood import Problem, fit_full
 from common.ranking._sandwich import Z_975, sandwich_se
 from common.ranking.counts import PairCounts, Votes, aggregate
@@ -22,10 +26,7 @@ from common.ranking.scale import SCALE, SCORE_LIMIT, FloatArray, to_score
 def fit_ratings(counts: PairCounts) -> FloatArray:
     """Maximum-likelihood ratings (log10-odds units, mean 0) of a strongly connected arena."""
     keep = np.ones(counts.n_models, dtype=bool)
-    _, labels = csgraph.connected_components(
-        beats_or_ties(counts), directed=True, connection="strong"
-    )
-    if counts.n_models < 2 or labels.max() > 0:
+    if counts.n_models < 2 or not strongly_connected(beats_or_ties(counts)[None])[0]:
         raise InvalidInput("the beats-or-ties graph is not strongly connected: no MLE exists")
     pb = Problem.build(counts, keep)
     return fit_full(pb)
