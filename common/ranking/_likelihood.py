@@ -29,9 +29,12 @@ class Problem:
     ties: FloatArray
     losses: FloatArray
     incidence: sparse.csr_array
-    """(pairs, m): +1 at first, -1 at second; ``x @ incidence`` scatters pair terms to models."""
+    """(pairs, m): +1 at first, -1 at second."""
+    scatter: sparse.csr_array
+    """(m, pairs): incidence transposed; ``scatter @ x.T`` sums pair terms per model, pair by
+    pair in order, as ``x @ incidence`` does, without rebuilding a transposed matrix per call."""
     touches: sparse.csr_array
-    """(pairs, m): |incidence|, for Laplacian diagonals."""
+    """(m, pairs): |scatter|, for Laplacian diagonals."""
 
     @property
     def score(self) -> FloatArray:
@@ -62,7 +65,8 @@ class Problem:
             ties=counts.ties[inside].astype(np.float64),
             losses=counts.losses[inside].astype(np.float64),
             incidence=incidence,
-            touches=abs(incidence).tocsr(),
+            scatter=incidence.T.tocsr(),
+            touches=abs(incidence.T).tocsr(),
         )
 
     def laplacian(self, weights: FloatArray, ridge: float = 0.0) -> FloatArray:
@@ -73,7 +77,7 @@ class Problem:
         flat[:, self.first * m + self.second] = -weights
         flat[:, self.second * m + self.first] = -weights
         out = flat.reshape(b, m, m)
-        diag = np.asarray(weights @ self.touches)
+        diag = np.asarray(self.touches @ weights.T).T
         idx = np.arange(m)
         # 1e-12 of the mean curvature on the diagonal changes a step by ~1e-12 relative, but keeps
         # the matrix invertible when win probabilities saturate to exactly 0 or 1.
@@ -98,7 +102,7 @@ class Problem:
         x += 1.0
         np.divide(n, x, out=x)  # expected points of `first`
         x -= s
-        grad = np.asarray(x @ self.incidence)
+        grad = np.asarray(self.scatter @ x.T).T
         grad *= LN10
         if ridge:
             grad += ridge * r
