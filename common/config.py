@@ -13,8 +13,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from psycopg.conninfo import make_conninfo
-
 from common.errors import ConfigurationError, SecretUnavailable
 
 SECRET_MAX_AGE_S = 300
@@ -115,6 +113,9 @@ def database_url(settings: Settings) -> str:
 
 def conninfo_from_secret(raw: Any) -> str:
     """RDS secret JSON (host, port, dbname, username, password) -> libpq conninfo, TLS required."""
+    # Here, not at the top: stages that never connect (rank, notify) need not load psycopg.
+    from psycopg.conninfo import make_conninfo
+
     try:
         data = json.loads(raw) if isinstance(raw, str | bytes) else raw
         fields = {

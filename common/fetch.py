@@ -35,7 +35,6 @@ import numpy as np
 import psycopg
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 from psycopg import pq as libpq
 from psycopg import sql
 
@@ -414,6 +413,8 @@ def export_votes(
 ) -> ExportedVotes:
     """Stream one leaderboard's votes into Parquet bytes (one row group per batch); runs inside
     the transaction that read ``catalogue``."""
+    import pyarrow.parquet as pq
+
     statement, params = votes_query(slug, filters.for_leaderboard(slug), run_at)
     model_votes = np.zeros(catalogue.table.num_rows, dtype=np.int64)
     left_out = dict.fromkeys(LEFT_OUT_REASONS, 0)

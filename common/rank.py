@@ -5,7 +5,9 @@
 ``{prefix}{slug}/entries.json`` next to them. The document holds the ranked entries (model id,
 slug and name, scores rounded to DECIMAL(10,6)'s six places, rank, vote count) and the unranked
 models with the reason; it is serialized with sorted keys and no free-form fields, so a rerun
-writes byte-identical output. ``parse_entries`` is the publish stage's validating reader.
+writes byte-identical output. ``parse_entries`` is the publish stage's validating reader; the
+numerics and Parquet reading are imported by ``rank_leaderboard`` itself, so that reader (and the
+publish stage) loads neither numpy, scipy nor pyarrow.
 
 When the votes rank nobody (no group of models both won and lost against each other, or the group
 that can be compared has too few evaluations per model) the leaderboard is skipped: the result is
@@ -17,17 +19,18 @@ from __future__ import annotations
 
 import io
 import re
-from typing import Any, TypedDict
-
-import pyarrow as pa
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from common import storage
 from common.contracts import RankEvent, RankResult, RankSkipped, Skipped
 from common.errors import ArtifactCorrupt, InvalidInput
-from common.ranking import Ranking, rank_votes
 from common.scores import fits, round6
 from common.storage import S3Uri, parse_s3_uri
-from common.votes import read_votes
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from common.ranking import Ranking
 
 ENTRIES_OBJECT = "entries.json"
 _UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
@@ -156,6 +159,9 @@ def rank_leaderboard(
 ) -> tuple[RankResult | RankSkipped, Ranking]:
     """Read one leaderboard's votes and models, rank them, write the entries next to them;
     a leaderboard where nobody could be ranked is skipped (see the module docstring)."""
+    from common.ranking import rank_votes
+    from common.votes import read_votes
+
     run, board = event["run"], event["leaderboard"]
     votes_uri = parse_s3_uri(board["votes_uri"], "leaderboard.votes_uri")
     models_uri = parse_s3_uri(board["models_uri"], "leaderboard.models_uri")

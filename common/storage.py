@@ -5,7 +5,8 @@ own failures become the pipeline's named errors so that the state machine retrie
 pass: throttling, 5xx and dropped connections raise ``StorageUnavailable`` (transient); a missing
 object raises ``ArtifactMissing``, an object that is not what it should be ``ArtifactCorrupt``,
 and a missing bucket or a denied access (a deployment fault no retry fixes) ``ConfigurationError``.
-The S3 client is built once per container.
+The S3 client is built once per container. boto3 and pyarrow are imported where they are used:
+a stage that only reads JSON never loads pyarrow, and the S3 client's imports come with the client.
 """
 
 from __future__ import annotations
@@ -15,12 +16,8 @@ import io
 import json
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import boto3
-import pyarrow as pa
-import pyarrow.parquet as pq
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from common.errors import (
@@ -31,15 +28,13 @@ from common.errors import (
     StorageUnavailable,
 )
 
+if TYPE_CHECKING:
+    import pyarrow as pa
+
 _BUCKET_RE = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 _MISSING_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
 _CONFIG_CODES = frozenset(
     {"NoSuchBucket", "AccessDenied", "403", "AllAccessDisabled", "InvalidAccessKeyId"}
-)
-# botocore already retries these a few times (standard mode); what still fails reaches the
-# state machine as StorageUnavailable and is retried there with a longer backoff.
-_CLIENT_CONFIG = Config(
-    retries={"mode": "standard", "max_attempts": 3}, connect_timeout=5, read_timeout=60
 )
 PARQUET_COMPRESSION = "zstd"
 
@@ -70,7 +65,15 @@ def parse_s3_uri(uri: Any, field: str = "uri") -> S3Uri:
 @functools.cache
 def s3_client() -> Any:
     """The container's S3 client (created on first use, reused by every invocation)."""
-    return boto3.client("s3", config=_CLIENT_CONFIG)
+    import boto3
+    from botocore.config import Config
+
+    # botocore already retries these a few times (standard mode); what still fails reaches the
+    # state machine as StorageUnavailable and is retried there with a longer backoff.
+    config = Config(
+        retries={"mode": "standard", "max_attempts": 3}, connect_timeout=5, read_timeout=60
+    )
+    return boto3.client("s3", config=config)
 
 
 def _storage_error(exc: Exception, uri: S3Uri, action: str) -> Exception:
@@ -94,7 +97,11 @@ def put_bytes(
     uri: S3Uri, data: bytes | pa.Buffer, content_type: str = "application/octet-stream"
 ) -> None:
     """Write an object; an Arrow buffer is streamed from where it is, not copied into bytes."""
-    body = pa.BufferReader(data) if isinstance(data, pa.Buffer) else data
+    body: Any = data
+    if not isinstance(data, bytes):
+        import pyarrow as pa
+
+        body = pa.BufferReader(data)
     try:
         s3_client().put_object(Bucket=uri.bucket, Key=uri.key, Body=body, ContentType=content_type)
     except (ClientError, BotoCoreError) as exc:
@@ -111,6 +118,9 @@ def get_bytes(uri: S3Uri) -> bytes:
 
 def parquet_bytes(table: pa.Table) -> bytes:
     """Serialize a table the same way every time (same table -> same bytes)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink, compression=PARQUET_COMPRESSION)
     return bytes(sink.getvalue())
@@ -122,6 +132,9 @@ def put_parquet(uri: S3Uri, table: pa.Table) -> None:
 
 def read_parquet(data: bytes, uri: S3Uri, columns: list[str] | None = None) -> pa.Table:
     """Parse Parquet bytes read from ``uri``; unreadable data or missing columns -> ArtifactCorrupt."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     try:
         table = pq.read_table(io.BytesIO(data), columns=columns)
     except (pa.ArrowException, OSError) as exc:

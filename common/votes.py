@@ -16,7 +16,6 @@ from typing import BinaryIO
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from common.errors import InvalidInput
 from common.ranking import OUTCOMES, Votes
@@ -34,6 +33,8 @@ def read_votes(
     outcome: str = "outcome",
 ) -> Votes:
     """Read the three vote columns of a Parquet file; bad files raise ``InvalidInput``."""
+    import pyarrow.parquet as pq
+
     name = os.fspath(source) if isinstance(source, str | os.PathLike) else "input"
     columns = [model_a, model_b, outcome]
     try:
