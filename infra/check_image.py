@@ -5,7 +5,8 @@
 1. installs requirements.lock for the image's platform (CPython 3.12, manylinux_2_28 x86_64, wheels
    only) into a folder under .local/, cached by the lock's hash;
 2. lays out a task root like the image's (``common/`` and ``stages/`` copied, nothing else);
-3. imports every ``stages/*/handler.py`` and the heavy runtime packages with a Python 3.12
+3. imports every ``stages/*/handler.py``, then every module of ``common/`` (a handler imports some
+   of them only when a call needs them) and the heavy runtime packages, with a Python 3.12
    interpreter in isolated mode without site-packages (``-I -S``), so neither the dev venv nor
    the interpreter's own packages can make an import succeed that would fail in Lambda.
 
@@ -176,6 +177,15 @@ def handler_modules(root: Path = REPO_ROOT) -> list[str]:
     ]
 
 
+def common_modules(root: Path = REPO_ROOT) -> list[str]:
+    """Every module of ``common/``, packages included, in path order."""
+    names = []
+    for path in sorted((root / "common").rglob("*.py")):
+        parts = path.relative_to(root).with_suffix("").parts
+        names.append(".".join(parts[:-1] if parts[-1] == "__init__" else parts))
+    return names
+
+
 def probe(
     interpreter: Interpreter, root: Path, site: Path, modules: list[str]
 ) -> dict[str, object]:
@@ -217,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
         site = install_dependencies(args.lock)
         root = task_root(CACHE / "task-root")
         handlers = handler_modules()
-        report = probe(interpreter, root, site, [*RUNTIME_IMPORTS, *handlers])
+        report = probe(interpreter, root, site, [*handlers, *common_modules(), *RUNTIME_IMPORTS])
     except ImageCheckFailed as exc:
         print(f"image-check: {exc}", file=sys.stderr)
         return 1

@@ -956,6 +956,12 @@ def test_image_check_finds_every_handler_and_keys_its_cache_by_the_lock(tmp_path
         )
     (tmp_path / "stages" / "notes").mkdir()
     assert check_image.handler_modules(tmp_path) == ["stages.fetch.handler", "stages.rank.handler"]
+    for module in ("__init__.py", "rank.py", "ranking/__init__.py", "ranking/_bootstrap.py"):
+        (tmp_path / "common" / module).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "common" / module).write_text("")
+    assert check_image.common_modules(tmp_path) == [
+        "common", "common.rank", "common.ranking", "common.ranking._bootstrap",
+    ]  # fmt: skip
     lock = tmp_path / "requirements.lock"
     lock.write_text("numpy==2.0.0\n")
     first = check_image.site_dir_for(lock)
