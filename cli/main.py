@@ -506,7 +506,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p_run.add_argument(
         "--inject-fault", action="append", metavar="SPEC",
-        help="STAGE:transient[:N], STAGE:permanent, db:down[:STAGE], slack:500|429|timeout",
+        help=(
+            "STAGE:transient[:N], STAGE:timeout[:N], STAGE:permanent,"
+            " db:down[:STAGE[:DURATION]] (e.g. db:down:publish:180s), slack:500|429|timeout"
+        ),
     )  # fmt: skip
     p_run.add_argument("--with-bad-data", action="store_true", help=BAD_DATA_HELP)
     p_run.add_argument("--private", action="store_true", help=PRIVATE_HELP)

@@ -36,20 +36,48 @@ class RetryPolicy:
     interval_s: int
     backoff_rate: float
     max_attempts: int
+    """Retries after the first attempt (ASL's MaxAttempts)."""
+    max_delay_s: int | None = None
+    """The longest wait before one retry (MaxDelaySeconds): the backoff stops growing there."""
+    jitter: bool = False
+    """JitterStrategy FULL: each wait is drawn between 0 and its computed interval, so the
+    leaderboards' retries after an outage do not reach the database in step."""
 
     def as_asl(self) -> dict[str, Any]:
         """The Retry entry as it appears in the deployed definition."""
-        return {
+        entry: dict[str, Any] = {
             "ErrorEquals": list(self.errors),
             "IntervalSeconds": self.interval_s,
             "BackoffRate": self.backoff_rate,
             "MaxAttempts": self.max_attempts,
         }
+        if self.max_delay_s is not None:
+            entry["MaxDelaySeconds"] = self.max_delay_s
+        if self.jitter:
+            entry["JitterStrategy"] = "FULL"
+        return entry
 
 
-TRANSIENT_RETRY = RetryPolicy(TRANSIENT_ERRORS, interval_s=2, backoff_rate=2, max_attempts=4)
+DATABASE_ERRORS = ("DatabaseUnavailable",)
+DATABASE_RETRY = RetryPolicy(
+    DATABASE_ERRORS, interval_s=2, backoff_rate=2, max_attempts=28, max_delay_s=30, jitter=True
+)
+"""A PostgreSQL failover or restart takes one to two minutes. Waits of at most 2, 4, 8, 16 s, then
+30 s each (jittered), 28 retries: the waits before the last attempt add up to 375 s on average,
+750 s at most, and fall short of an outage of 3 minutes plus one connect timeout with a
+probability of about 4 in a million (docs/state-machine.md, tests/unit/test_retry_policy.py)."""
+TRANSIENT_RETRY = RetryPolicy(
+    tuple(error for error in TRANSIENT_ERRORS if error not in DATABASE_ERRORS),
+    interval_s=2,
+    backoff_rate=2,
+    max_attempts=6,
+    max_delay_s=30,
+    jitter=True,
+)
+"""S3 throttling, Slack 429/5xx, Secrets Manager, SNS, Step Functions' API: at most 90 s of waits."""
 LAMBDA_SERVICE_RETRY = RetryPolicy(
     (
+        "Lambda.ClientExecutionTimeoutException",
         "Lambda.ServiceException",
         "Lambda.AWSLambdaException",
         "Lambda.SdkClientException",
@@ -58,11 +86,25 @@ LAMBDA_SERVICE_RETRY = RetryPolicy(
     interval_s=2,
     backoff_rate=2,
     max_attempts=6,
+    jitter=True,
 )
+LAMBDA_TIMEOUT_ERRORS = ("Sandbox.Timedout", "Lambda.Unknown")
+"""What a Lambda Task reports when the function ran out of time: the invocation's errorType is
+``Sandbox.Timedout``; Step Functions documents ``Lambda.Unknown`` for a timeout (or running out
+of memory) that carries no errorType. ``States.Timeout`` only comes from a state's own
+TimeoutSeconds, which no state sets: the function's timeout is the one that applies."""
+LAMBDA_TIMEOUT_RETRY = RetryPolicy(
+    LAMBDA_TIMEOUT_ERRORS, interval_s=5, backoff_rate=1, max_attempts=1
+)
+"""Rank is CPU-bound and holds nothing: a timeout (a slow host, a cold start with the numeric
+stack) is worth one more run. Fetch and publish are not retried on a timeout: they hold
+database connections, and a stage that ran out of time will run out again."""
 STAGE_RETRIES: dict[str, tuple[RetryPolicy, ...]] = {
-    stage: (TRANSIENT_RETRY, LAMBDA_SERVICE_RETRY) for stage in STAGES
+    stage: (DATABASE_RETRY, TRANSIENT_RETRY, LAMBDA_SERVICE_RETRY) for stage in STAGES
 }
-"""Every stage retries the same named transient errors; anything else fails the execution."""
+STAGE_RETRIES["rank"] = (*STAGE_RETRIES["rank"], LAMBDA_TIMEOUT_RETRY)
+"""Every stage retries the same named transient errors, rank its timeout too; anything else
+fails the execution."""
 
 
 @dataclass(frozen=True)
@@ -97,6 +139,8 @@ def _task(
             interval=Duration.seconds(policy.interval_s),
             backoff_rate=policy.backoff_rate,
             max_attempts=policy.max_attempts,
+            max_delay=Duration.seconds(policy.max_delay_s) if policy.max_delay_s else None,
+            jitter_strategy=sfn.JitterType.FULL if policy.jitter else None,
         )
     return task
 

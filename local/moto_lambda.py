@@ -73,8 +73,19 @@ class InvocationContext(LambdaContext):
         return max(0, int((self._deadline - time.monotonic()) * 1000))
 
 
+class FunctionError(Exception):
+    """A failure Lambda itself reports for the invocation (a timeout, running out of memory),
+    under an errorType no Python class could carry, e.g. ``Sandbox.Timedout``."""
+
+    def __init__(self, error_type: str, message: str) -> None:
+        super().__init__(message)
+        self.error_type = error_type
+
+
 def error_payload(exc: BaseException) -> dict[str, Any]:
     """Lambda's payload for an unhandled exception, as the state machine sees it."""
+    if isinstance(exc, FunctionError):
+        return {"errorType": exc.error_type, "errorMessage": str(exc)}
     return {
         "errorType": type(exc).__name__,
         "errorMessage": str(exc),

@@ -39,7 +39,7 @@ from common.stepfunctions.history import (
 from infra import stack_template
 from local import eventbridge, moto_lambda, redrive
 from local.dbproxy import DatabaseProxy
-from local.faults import FaultPlan
+from local.faults import DatabaseSwitch, FaultPlan
 from local.slack_server import SlackServer
 from local.store import ExecutionRecord, ExecutionStore, LocalRunError, json_default
 
@@ -93,8 +93,6 @@ class LocalPipeline:
         self._stack = ExitStack()
         self._handlers: dict[str, Callable[..., Any]] = {}
         self._functions: dict[str, stack_template.FunctionSpec] = {}
-        self._down_lock = threading.Lock()
-        self._down_count = 0
 
     # --- setting up ---------------------------------------------------------------------------------
     def __enter__(self) -> LocalPipeline:
@@ -127,6 +125,7 @@ class LocalPipeline:
         self.proxy = DatabaseProxy(target)
         self.proxy.start()
         self._stack.callback(self.proxy.stop)
+        self._database = DatabaseSwitch(self.proxy.stop, self.proxy.start)
         if self.slack_webhook is None:
             mode = self.faults.slack_mode() or "ok"
             self.slack = SlackServer(mode="hang" if mode == "timeout" else mode).start()
@@ -251,10 +250,10 @@ class LocalPipeline:
         spec = self._functions[function_name]
         stage = stage_of(spec.handler)
         handler = self._handler(spec.handler)
-        self.faults.before_invoke(stage)
-        if not self.faults.database_down(stage):
+        self.faults.before_invoke(stage, timeout_s=spec.timeout_s)
+        if not self.faults.touches_database:
             return handler(event, context)
-        with self._database_down():
+        with self._database.attempt(lambda: self.faults.database_down(stage)):
             return handler(event, context)
 
     def _handler(self, dotted: str) -> Callable[..., Any]:
@@ -262,20 +261,6 @@ class LocalPipeline:
             module_name, _, attribute = dotted.rpartition(".")
             self._handlers[dotted] = getattr(importlib.import_module(module_name), attribute)
         return self._handlers[dotted]
-
-    @contextmanager
-    def _database_down(self) -> Iterator[None]:
-        with self._down_lock:
-            self._down_count += 1
-            if self._down_count == 1:
-                self.proxy.stop()
-        try:
-            yield
-        finally:
-            with self._down_lock:
-                self._down_count -= 1
-                if self._down_count == 0:
-                    self.proxy.start()
 
     # --- the failure rule ------------------------------------------------------------------------------
     def notify_failure(self, record: ExecutionRecord) -> Any:

@@ -11,8 +11,11 @@ from __future__ import annotations
 import itertools
 import os
 import tempfile
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Hashable, Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -49,15 +52,52 @@ def database_url(pg_admin_url: str) -> Iterator[str]:
 
 
 # --- Step Functions retries without the wait -------------------------------------------------------
+class RecordedSleeps(list[float]):
+    """The backoff intervals moto's retrier asked to sleep, in order; recorded, not slept.
+
+    Also kept per task: moto retries a task in the thread that runs its state (the execution's,
+    or a Map iteration's) and runs each attempt in a thread of its own that this fixture marks
+    with the state's thread, so a timed fault can tell whose waits count (``timeline``).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.by_thread: dict[threading.Thread, list[float]] = {}
+        self._lock = threading.Lock()
+
+    def sleep(self, seconds: float) -> None:
+        with self._lock:
+            self.append(seconds)
+            self.by_thread.setdefault(threading.current_thread(), []).append(seconds)
+
+    def timeline(self) -> tuple[Hashable, float]:
+        """The calling attempt's task, and wall time plus the waits that task was spared."""
+        current = threading.current_thread()
+        task = getattr(current, "run_by", current)
+        with self._lock:
+            spared = sum(self.by_thread.get(task, ()))
+        return task, time.monotonic() + spared
+
+
+class _AttemptThread(threading.Thread):
+    """moto's thread for one attempt of a task state, marked with the thread running the state."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.run_by = threading.current_thread()
+
+
 @pytest.fixture
-def retry_sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+def retry_sleeps(monkeypatch: pytest.MonkeyPatch) -> RecordedSleeps:
     """Record the backoff intervals moto's retrier would sleep, instead of sleeping them."""
     import types
 
     from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
+    from moto.stepfunctions.parser.asl.component.state.exec import execute_state
 
-    sleeps: list[float] = []
-    monkeypatch.setattr(retrier_decl, "time", types.SimpleNamespace(sleep=sleeps.append))
+    sleeps = RecordedSleeps()
+    monkeypatch.setattr(retrier_decl, "time", types.SimpleNamespace(sleep=sleeps.sleep))
+    monkeypatch.setattr(execute_state, "Thread", _AttemptThread)
     return sleeps
 
 

@@ -31,7 +31,7 @@ from common.scores import as_decimal
 from common.stepfunctions.history import iteration_of
 from infra import stack_template
 from local import postgres
-from local.faults import FaultPlan
+from local.faults import FaultPlan, Timeline, wall_time
 from local.pipeline import LocalPipeline
 from local.store import ExecutionRecord, ExecutionStore
 from local.template import REPO_ROOT, template
@@ -43,9 +43,13 @@ RANKED = ("overall", "genetics", "immunology")
 BOARDS = (*RANKED, SPARSE)
 BOOTSTRAP = 50
 STATE_NAMES = {"fetch": "Fetch", "rank": "Rank", "publish": "Publish", "notify": "Notify"}
-TRANSIENT_BACKOFF = [2.0, 4.0, 8.0, 16.0]
-"""docs/state-machine.md: transient errors retry after 2 s, backoff rate 2, ``MaxAttempts`` 4.
-In ASL MaxAttempts counts retries, so a task that keeps failing runs 5 times and waits 4 times."""
+DATABASE_WAIT_CAPS = [2.0, 4.0, 8.0, 16.0] + [30.0] * 24
+"""docs/state-machine.md: DatabaseUnavailable is retried 28 times (a task that keeps failing runs
+29 times); before retry k it waits a random time between 0 and min(2 * 2**k, 30) s (full jitter)."""
+TRANSIENT_WAIT_CAPS = [2.0, 4.0, 8.0, 16.0, 30.0, 30.0]
+"""The other transient errors: 6 retries (7 runs), the same jittered waits."""
+OUTAGE_S = 180
+"""The database outage a run must ride out (issue 11): a failover or restart, with room."""
 TEMPLATE_CACHE = REPO_ROOT / ".local"
 
 _clones = itertools.count()
@@ -133,14 +137,19 @@ def _drop(admin_url: str, name: str) -> None:
 # --- running -----------------------------------------------------------------------------------------
 @contextmanager
 def pipeline(
-    stack: dict[str, Any], database_url: str, state_dir: Path, *faults: str
+    stack: dict[str, Any],
+    database_url: str,
+    state_dir: Path,
+    *faults: str,
+    timeline: Timeline = wall_time,
 ) -> Iterator[LocalPipeline]:
-    """A LocalPipeline over ``database_url`` keeping its executions (and logs) in ``state_dir``."""
+    """A LocalPipeline over ``database_url`` keeping its executions (and logs) in ``state_dir``;
+    timed faults read ``timeline`` (``RecordedSleeps.timeline`` when the test spares the waits)."""
     with LocalPipeline(
         stack,
         database_url=database_url,
         store=ExecutionStore(state_dir),
-        faults=FaultPlan.from_specs(faults),
+        faults=FaultPlan.from_specs(faults, timeline=timeline),
         log_path=state_dir / "functions.jsonl",
     ) as running:
         yield running
@@ -285,9 +294,11 @@ def task_failures(record: ExecutionRecord, state: str) -> dict[int | None, list[
     return failed
 
 
-def backoff_for(failures_per_task: list[int]) -> list[float]:
-    """The sleeps the Retry policy owes tasks that failed that many times each, sorted."""
-    return sorted(s for n in failures_per_task for s in TRANSIENT_BACKOFF[: min(n, 4)])
+def within_caps(waits: list[float], caps: list[float]) -> bool:
+    """Whether one task's retry waits follow its jittered policy: the k-th in [0, caps[k]]."""
+    return len(waits) <= len(caps) and all(
+        0 <= wait <= cap for wait, cap in zip(waits, caps, strict=False)
+    )
 
 
 _TOP_LINE = re.compile(r"^(\d+)\. \*(.+?)\*  .*?\]\)(?:  (\S+))?$")

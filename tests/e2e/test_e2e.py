@@ -4,14 +4,15 @@ Each test executes the synthesized stack's definition with moto's interpreter an
 handlers (``local.pipeline``) over a fresh clone of a simulated arena, with faults injected
 where the test says, and checks what users would see: the public snapshots in BixArena's tables,
 the Slack messages, the execution's outcome, and what a redrive leaves behind. Retry backoff is
-recorded instead of slept (``retry_sleeps``) and checked against the documented policy.
+recorded instead of slept (``retry_sleeps``) and checked against the documented policy; a timed
+outage lasts until an attempt sequence's recorded waits carry it past the outage's end.
 """
 
 from __future__ import annotations
 
 import re
 import shutil
-from collections import Counter
+import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -23,14 +24,16 @@ from cli.report import published_results, slack_preview
 from common.stepfunctions.failures import failure_point
 from local import simulate
 from local.store import ExecutionStore
+from tests.conftest import RecordedSleeps
 from tests.e2e_fixtures import (
+    DATABASE_WAIT_CAPS,
+    OUTAGE_S,
     RANKED,
     SPARSE,
     STATE_NAMES,
     TEMPLATE_CACHE,
-    TRANSIENT_BACKOFF,
+    TRANSIENT_WAIT_CAPS,
     SnapshotView,
-    backoff_for,
     deployed_settings,
     e2e_arena,
     e2e_db,
@@ -44,6 +47,7 @@ from tests.e2e_fixtures import (
     slack_top_lines,
     snapshots_in,
     task_failures,
+    within_caps,
 )
 from tests.stage_fixtures import ARENA_MODELS, ARENA_SEED, SEED_NOW
 
@@ -151,6 +155,17 @@ TRANSIENT_ERROR = {
     "publish": "DatabaseUnavailable",
     "notify": "SlackUnavailable",
 }
+WAIT_CAPS = {
+    "fetch": DATABASE_WAIT_CAPS,
+    "rank": TRANSIENT_WAIT_CAPS,
+    "publish": DATABASE_WAIT_CAPS,
+    "notify": TRANSIENT_WAIT_CAPS,
+}
+
+
+def _waits_per_task(sleeps: RecordedSleeps) -> list[list[float]]:
+    """The recorded waits of each task that retried (a Map iteration retries in its own thread)."""
+    return list(sleeps.by_thread.values())
 
 
 @pytest.mark.parametrize("stage", ["fetch", "rank", "publish", "notify"])
@@ -160,7 +175,7 @@ def test_a_transient_failure_in_a_stage_is_retried_with_backoff_and_the_run_succ
     e2e_db: str,
     expected: Expected,
     tmp_path: Path,
-    retry_sleeps: list[float],
+    retry_sleeps: RecordedSleeps,
 ) -> None:
     with pipeline(e2e_template, e2e_db, tmp_path, f"{stage}:transient:2") as running:
         record = execute(running, f"e2e-transient-{stage}")
@@ -170,7 +185,9 @@ def test_a_transient_failure_in_a_stage_is_retried_with_backoff_and_the_run_succ
     failed = task_failures(record, STATE_NAMES[stage])
     assert sum(len(errors) for errors in failed.values()) == 2
     assert {e for errors in failed.values() for e in errors} == {TRANSIENT_ERROR[stage]}
-    assert sorted(retry_sleeps) == backoff_for([len(errors) for errors in failed.values()])
+    waits = _waits_per_task(retry_sleeps)
+    assert sorted(map(len, waits)) == sorted(len(errors) for errors in failed.values())
+    assert all(within_caps(task, WAIT_CAPS[stage]) for task in waits), waits
     assert snapshots_in(e2e_db) == _published_once(expected)
     assert len(messages) == 1 and IDENTIFIER in messages[0]["text"]
 
@@ -231,7 +248,7 @@ def test_database_down_fails_at_the_stage_after_its_retries_and_a_redrive_comple
     e2e_db: str,
     expected: Expected,
     tmp_path: Path,
-    retry_sleeps: list[float],
+    retry_sleeps: RecordedSleeps,
 ) -> None:
     state = STATE_NAMES[stage]
     with pipeline(e2e_template, e2e_db, tmp_path, f"db:down:{stage}") as running:
@@ -240,10 +257,11 @@ def test_database_down_fails_at_the_stage_after_its_retries_and_a_redrive_comple
     point = failure_point(record.history)
     assert point.state == state
     failed = task_failures(record, state)
-    assert failed[point.iteration] == ["DatabaseUnavailable"] * (len(TRANSIENT_BACKOFF) + 1)
-    # Other leaderboards' retries may interleave with the failed one's: its schedule is in there.
-    assert Counter(TRANSIENT_BACKOFF) <= Counter(retry_sleeps)
-    assert set(retry_sleeps) <= set(TRANSIENT_BACKOFF)
+    assert failed[point.iteration] == ["DatabaseUnavailable"] * (len(DATABASE_WAIT_CAPS) + 1)
+    # The failed task waited its whole schedule; other leaderboards' tasks retried alongside.
+    waits = _waits_per_task(retry_sleeps)
+    assert len(DATABASE_WAIT_CAPS) in map(len, waits)
+    assert all(within_caps(task, DATABASE_WAIT_CAPS) for task in waits), waits
     assert snapshots_in(e2e_db) == {}
 
     with pipeline(e2e_template, e2e_db, tmp_path) as running:
@@ -252,12 +270,74 @@ def test_database_down_fails_at_the_stage_after_its_retries_and_a_redrive_comple
     assert snapshots_in(e2e_db) == _published_once(expected)
 
 
+@pytest.mark.parametrize("stage", ["fetch", "publish"])
+def test_a_three_minute_database_outage_is_ridden_out_and_the_run_succeeds(
+    stage: str,
+    e2e_template: Template,
+    e2e_db: str,
+    expected: Expected,
+    tmp_path: Path,
+    retry_sleeps: RecordedSleeps,
+) -> None:
+    """PostgreSQL is down for 180 s from the stage's first attempt; the retries' jittered waits
+    (recorded, not slept) carry each task past it. Each task's attempts fail exactly until its
+    own waits, plus the time that really passed, sum past 180 s."""
+    started = time.monotonic()
+    spec = f"db:down:{stage}:{OUTAGE_S}s"
+    with pipeline(e2e_template, e2e_db, tmp_path, spec, timeline=retry_sleeps.timeline) as running:
+        record = execute(running, f"e2e-outage-{stage}")
+        assert running.slack is not None
+        messages = list(running.slack.received)
+    elapsed = time.monotonic() - started
+    assert record.status == "SUCCEEDED", (record.error, record.cause)
+    failed = task_failures(record, STATE_NAMES[stage])
+    assert len(failed) == (1 if stage == "fetch" else len(RANKED)), "every task met the outage"
+    assert all(set(errors) == {"DatabaseUnavailable"} for errors in failed.values()), failed
+    waits = _waits_per_task(retry_sleeps)
+    assert sorted(map(len, waits)) == sorted(len(errors) for errors in failed.values())
+    for task in waits:
+        assert within_caps(task, DATABASE_WAIT_CAPS), task
+        # The attempt after all but the last wait still found the database down ...
+        assert sum(task[:-1]) < OUTAGE_S
+        # ... and the one after the last wait found it up: virtual time was past the outage.
+        assert sum(task) + elapsed >= OUTAGE_S
+    assert snapshots_in(e2e_db) == _published_once(expected)
+    assert len(messages) == 1 and IDENTIFIER in messages[0]["text"]
+
+
+def test_a_rank_timeout_is_retried_once(
+    e2e_template: Template,
+    e2e_db: str,
+    expected: Expected,
+    tmp_path: Path,
+    retry_sleeps: RecordedSleeps,
+) -> None:
+    with pipeline(e2e_template, e2e_db, tmp_path, "rank:timeout") as running:
+        record = execute(running, "e2e-rank-timeout")
+    assert record.status == "SUCCEEDED", record.error
+    failed = task_failures(record, "Rank")
+    assert list(failed.values()) == [["Sandbox.Timedout"]]
+    assert retry_sleeps == [5]
+    assert snapshots_in(e2e_db) == _published_once(expected)
+
+    # The same leaderboard timing out twice is a problem of its own: the run fails at Rank.
+    with pipeline(e2e_template, e2e_db, tmp_path, "rank:timeout:2") as running:
+        twice = running.wait(
+            running.start(run_request(RUN_AT_NEXT_DAY, ("overall",)), "e2e-rank-timeout-twice")
+        )
+    assert (twice.status, twice.error) == ("FAILED", "Sandbox.Timedout")
+    point = failure_point(twice.history)
+    assert point.state == "Rank"
+    assert task_failures(twice, "Rank")[point.iteration] == ["Sandbox.Timedout"] * 2
+    assert "Task timed out after 600.00 seconds" in (twice.cause or "")
+
+
 def test_slack_down_keeps_the_snapshots_and_a_redrive_sends_exactly_one_message(
     e2e_template: Template,
     e2e_db: str,
     expected: Expected,
     tmp_path: Path,
-    retry_sleeps: list[float],
+    retry_sleeps: RecordedSleeps,
 ) -> None:
     with pipeline(e2e_template, e2e_db, tmp_path, "slack:500") as running:
         record = execute(running, "e2e-slack-down")
@@ -266,9 +346,10 @@ def test_slack_down_keeps_the_snapshots_and_a_redrive_sends_exactly_one_message(
         attempts, received = running.slack.attempts, list(running.slack.received)
     assert (record.status, record.error) == ("FAILED", "SlackUnavailable")
     assert failure_point(record.history).state == "Notify"
-    assert retry_sleeps == TRANSIENT_BACKOFF
-    # The run's five attempts, then the failure alert, which cannot get through either.
-    assert (attempts, received) == (len(TRANSIENT_BACKOFF) + 2, [])
+    assert len(retry_sleeps) == len(TRANSIENT_WAIT_CAPS)
+    assert within_caps(retry_sleeps, TRANSIENT_WAIT_CAPS), retry_sleeps
+    # The run's seven attempts, then the failure alert, which cannot get through either.
+    assert (attempts, received) == (len(TRANSIENT_WAIT_CAPS) + 2, [])
     assert alert_result["errorType"] == "SlackUnavailable"
     assert snapshots_in(e2e_db) == _published_once(expected)
 
@@ -355,3 +436,25 @@ def test_the_command_line_runs_redrives_and_lists_local_executions(
         "genetics": ["public", "public"],
         "overall": ["public", "public"],
     }
+
+
+def test_the_command_line_reproduces_a_timed_database_outage(
+    e2e_template: Template,
+    e2e_db: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`--inject-fault db:down:publish:3s` on the wall clock: the retries really wait, and the
+    run gets past the outage on its own."""
+    shutil.copytree(TEMPLATE_CACHE / "templates", tmp_path / "templates")
+    local = ["--database-url", e2e_db, "--state-dir", str(tmp_path)]
+    run = ["run", *local, "--leaderboards", "overall", "--bootstrap", "20"]
+    started = time.monotonic()
+    assert main([*run, "--inject-fault", "db:down:publish:3s"]) == 0
+    out = capsys.readouterr().out
+    assert time.monotonic() - started >= 3
+    assert "execution SUCCEEDED" in out
+    assert re.search(r"↻ retry \d+ of Publish", out), out
+    assert main([*run, "--inject-fault", "db:down:publish:3"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "e.g. 180s or 3m" in err

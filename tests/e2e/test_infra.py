@@ -27,7 +27,7 @@ from common.errors import TRANSIENT_ERRORS
 from infra import check_image, stack_template
 from infra.app import build_app
 from infra.config import CONTEXT_KEYS, InvalidContext, parse_context
-from infra.state_machine import LAMBDA_SERVICE_RETRY, STAGES, TRANSIENT_RETRY, render_definition
+from infra.state_machine import STAGES, render_definition
 
 REPO = Path(__file__).resolve().parents[2]
 STAGE_HANDLERS = {stage: f"stages.{stage}.handler.handler" for stage in (*STAGES, "admin")}
@@ -217,33 +217,57 @@ def test_definition_runs_fetch_then_map_of_rank_and_publish_then_notify(sandbox:
 def test_every_task_retries_the_named_transient_and_lambda_service_errors(
     sandbox: Synthesis,
 ) -> None:
+    """docs/state-machine.md, "Retries": the entries as deployed, written out here."""
     definition = _definition(sandbox)
-    tasks = [
-        node for node in _walk(definition) if isinstance(node, dict) and node.get("Type") == "Task"
-    ]
-    assert len(tasks) == 4
-    expected = [
-        {
-            "ErrorEquals": list(TRANSIENT_ERRORS),
-            "IntervalSeconds": 2,
-            "BackoffRate": 2,
-            "MaxAttempts": 4,
-        },
-        {
-            "ErrorEquals": [
-                "Lambda.ServiceException",
-                "Lambda.AWSLambdaException",
-                "Lambda.SdkClientException",
-                "Lambda.TooManyRequestsException",
-            ],
-            "IntervalSeconds": 2,
-            "BackoffRate": 2,
-            "MaxAttempts": 6,
-        },
-    ]
-    assert [TRANSIENT_RETRY.as_asl(), LAMBDA_SERVICE_RETRY.as_asl()] == expected
-    for task in tasks:
-        assert task["Retry"] == expected
+    tasks = {
+        name: node
+        for container in _walk(definition)
+        if isinstance(container, dict) and isinstance(container.get("States"), dict)
+        for name, node in container["States"].items()
+        if node.get("Type") == "Task"
+    }
+    assert sorted(tasks) == ["Fetch", "Notify", "Publish", "Rank"]
+    database = {
+        "ErrorEquals": ["DatabaseUnavailable"],
+        "IntervalSeconds": 2,
+        "BackoffRate": 2,
+        "MaxAttempts": 28,
+        "MaxDelaySeconds": 30,
+        "JitterStrategy": "FULL",
+    }
+    transient = {
+        "ErrorEquals": [e for e in TRANSIENT_ERRORS if e != "DatabaseUnavailable"],
+        "IntervalSeconds": 2,
+        "BackoffRate": 2,
+        "MaxAttempts": 6,
+        "MaxDelaySeconds": 30,
+        "JitterStrategy": "FULL",
+    }
+    lambda_service = {
+        "ErrorEquals": [
+            "Lambda.ClientExecutionTimeoutException",
+            "Lambda.ServiceException",
+            "Lambda.AWSLambdaException",
+            "Lambda.SdkClientException",
+            "Lambda.TooManyRequestsException",
+        ],
+        "IntervalSeconds": 2,
+        "BackoffRate": 2,
+        "MaxAttempts": 6,
+        "JitterStrategy": "FULL",
+    }
+    rank_timeout = {
+        "ErrorEquals": ["Sandbox.Timedout", "Lambda.Unknown"],
+        "IntervalSeconds": 5,
+        "BackoffRate": 1,
+        "MaxAttempts": 1,
+    }
+    for name, task in tasks.items():
+        expected = [database, transient, lambda_service]
+        if name == "Rank":
+            expected.append(rank_timeout)
+        assert task["Retry"] == expected, name
+        assert "TimeoutSeconds" not in task, "the function's own timeout applies"
     assert {"DatabaseUnavailable", "StorageUnavailable", "SlackUnavailable"} <= set(
         TRANSIENT_ERRORS
     )
