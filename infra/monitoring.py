@@ -3,20 +3,28 @@
 - A failed, timed-out or aborted execution emits an EventBridge "Execution Status Change" event;
   a rule sends it, raw, to the notify function (failure mode), which reads the execution history
   to name the failing state (docs/adr/0003-no-catch-to-fail.md).
-- CloudWatch alarms on the state machine's metrics (failed, timed out) and on the missed day (no
+- The alert always arrives somewhere: the rule retries delivering to notify and keeps what it
+  could not deliver in its own dead-letter queue; notify, invoked asynchronously, gets Lambda's
+  retries, then its failed events go to an on-failure destination queue. The schedule has its
+  dead-letter queue too. Each queue is encrypted and SSL-only, and an alarm fires as soon as
+  anything lands in any of them.
+- CloudWatch alarms on the state machine's metrics (failed, timed out), on the missed day (no
   leaderboard published in 26 hours: notify's ``LeaderboardsPublished`` EMF metric, so a run
-  that succeeded but published nothing counts as missed) publish to an encrypted SNS topic,
-  optionally with an e-mail subscription.
-- Events that EventBridge or Scheduler could not deliver land in one encrypted dead-letter queue.
+  that succeeded but published nothing counts as missed), on each function's errors and on the
+  admin endpoint's 5xx answers publish to an encrypted SNS topic, optionally with an e-mail
+  subscription.
 - The dashboard reads the stages' EMF metrics (namespace BixArena/Leaderboard) with SEARCH
   expressions, so it shows them whatever dimensions a stage adds.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
+import jsii
 from aws_cdk import Duration
+from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_cloudwatch as cw
 from aws_cdk import aws_cloudwatch_actions as cw_actions
 from aws_cdk import aws_events as events
@@ -41,6 +49,13 @@ from infra.nag import acknowledge
 
 FAILURE_STATUSES = ("FAILED", "TIMED_OUT", "ABORTED")
 STALE_AFTER_HOURS = 26
+DEAD_LETTER_RETENTION = Duration.days(14)
+"""SQS's longest retention: two weeks for an operator to read and redrive what landed there."""
+ALERT_RETRY_AGE = Duration.hours(6)
+"""How long EventBridge and Lambda keep retrying an alert before it goes to a dead-letter queue."""
+RULE_RETRY_ATTEMPTS = 8
+NOTIFY_ASYNC_RETRY_ATTEMPTS = 2
+"""Lambda's maximum for asynchronous invocations (retried after about 1 and 2 minutes)."""
 
 
 @dataclass(frozen=True)
@@ -48,6 +63,43 @@ class Alerts:
     topic: sns.Topic
     key: kms.Key
     dead_letters: sqs.Queue
+    """The schedule's: runs EventBridge Scheduler could not start."""
+
+
+@dataclass(frozen=True)
+class FailurePath:
+    rule: events.Rule
+    undelivered: sqs.Queue
+    """Failure events the rule could not hand to the notify function."""
+    unsent: sqs.Queue
+    """Failure events the notify function kept failing on (Slack down, a bug), with its error."""
+
+
+DEAD_LETTER_QUEUES = {
+    "UndeliveredEvents": "runs the daily schedule could not start",
+    "UndeliveredFailureEvents": "failure events the rule could not deliver to notify",
+    "UnsentFailureAlerts": "failure alerts the notify function kept failing on",
+}
+"""Every dead-letter queue of the stack (construct id -> what lands there)."""
+
+
+def dead_letter_queue(scope: Construct, construct_id: str) -> sqs.Queue:
+    """An encrypted, SSL-only queue that keeps for two weeks what could not be delivered."""
+    holds = DEAD_LETTER_QUEUES[construct_id]
+    queue = sqs.Queue(
+        scope,
+        construct_id,
+        encryption=sqs.QueueEncryption.SQS_MANAGED,
+        enforce_ssl=True,
+        retention_period=DEAD_LETTER_RETENTION,
+    )
+    acknowledge(
+        queue,
+        "AwsSolutions-SQS3",
+        f"This queue is itself a dead-letter queue ({holds}); nothing consumes it "
+        "automatically, so it needs no dead-letter queue of its own: an alarm watches it.",
+    )
+    return queue
 
 
 def build_alerts(scope: Construct, config: StackConfig) -> Alerts:
@@ -71,28 +123,44 @@ def build_alerts(scope: Construct, config: StackConfig) -> Alerts:
     )
     if config.alarm_email:
         topic.add_subscription(subscriptions.EmailSubscription(config.alarm_email))
-    dead_letters = sqs.Queue(
-        scope,
-        "UndeliveredEvents",
-        encryption=sqs.QueueEncryption.SQS_MANAGED,
-        enforce_ssl=True,
-        retention_period=Duration.days(14),
-    )
-    acknowledge(
-        dead_letters,
-        "AwsSolutions-SQS3",
-        "This queue is itself the dead-letter queue of the schedule's target and of the failure "
-        "rule's target; nothing consumes it automatically, so it needs no dead-letter queue.",
-    )
+    dead_letters = dead_letter_queue(scope, "UndeliveredEvents")
     return Alerts(topic=topic, key=key, dead_letters=dead_letters)
 
 
-def failure_rule(
-    scope: Construct,
-    state_machine_arn: str,
-    notify: lambda_.IFunction,
-    dead_letters: sqs.IQueue,
-) -> events.Rule:
+@jsii.implements(lambda_.IDestination)
+class SendOnlyQueueDestination:
+    """An SQS destination for a function's asynchronous invocations that grants the function
+    only sqs:SendMessage, all Lambda needs (CDK's SqsDestination also grants GetQueueUrl and
+    GetQueueAttributes)."""
+
+    def __init__(self, queue: sqs.IQueue) -> None:
+        self.queue = queue
+
+    def bind(
+        self,
+        scope: Construct,
+        fn: lambda_.IFunction,
+        *,
+        type: lambda_.DestinationType | None = None,
+    ) -> lambda_.DestinationConfig:
+        fn.add_to_role_policy(
+            iam.PolicyStatement(actions=["sqs:SendMessage"], resources=[self.queue.queue_arn])
+        )
+        return lambda_.DestinationConfig(destination=self.queue.queue_arn)
+
+
+def failure_path(
+    scope: Construct, state_machine_arn: str, notify: lambda_.IFunction
+) -> FailurePath:
+    """The rule on failed executions, notify's asynchronous retries, and where alerts that
+    still could not be sent are kept."""
+    undelivered = dead_letter_queue(scope, "UndeliveredFailureEvents")
+    unsent = dead_letter_queue(scope, "UnsentFailureAlerts")
+    notify.configure_async_invoke(
+        retry_attempts=NOTIFY_ASYNC_RETRY_ATTEMPTS,
+        max_event_age=ALERT_RETRY_AGE,
+        on_failure=SendOnlyQueueDestination(unsent),
+    )
     rule = events.Rule(
         scope,
         "ExecutionFailedRule",
@@ -106,12 +174,12 @@ def failure_rule(
     rule.add_target(
         targets.LambdaFunction(
             notify,
-            dead_letter_queue=dead_letters,
-            retry_attempts=8,
-            max_event_age=Duration.hours(6),
+            dead_letter_queue=undelivered,
+            retry_attempts=RULE_RETRY_ATTEMPTS,
+            max_event_age=ALERT_RETRY_AGE,
         )
     )
-    return rule
+    return FailurePath(rule=rule, undelivered=undelivered, unsent=unsent)
 
 
 def alarms(scope: Construct, state_machine: sfn.StateMachine, topic: sns.ITopic) -> list[cw.Alarm]:
@@ -166,6 +234,89 @@ def alarms(scope: Construct, state_machine: sfn.StateMachine, topic: sns.ITopic)
         alarm.add_alarm_action(action)
         alarm.add_ok_action(action)
     return [failed, timed_out, stale]
+
+
+def _alert_on(alarm: cw.Alarm, topic: sns.ITopic) -> cw.Alarm:
+    action = cw_actions.SnsAction(topic)
+    alarm.add_alarm_action(action)
+    alarm.add_ok_action(action)
+    return alarm
+
+
+def dead_letter_alarms(
+    scope: Construct, queues: list[sqs.Queue], topic: sns.ITopic
+) -> list[cw.Alarm]:
+    """One alarm per dead-letter queue, in alarm as long as a message waits there (an operator
+    reads it, acts, and purges the queue: docs/operations.md)."""
+    return [
+        _alert_on(
+            cw.Alarm(
+                scope,
+                f"{queue.node.id}Alarm",
+                alarm_description=(
+                    f"Something landed in a dead-letter queue: {DEAD_LETTER_QUEUES[queue.node.id]}."
+                    " See docs/operations.md, 'A message in a dead-letter queue'."
+                ),
+                metric=queue.metric_approximate_number_of_messages_visible(
+                    period=Duration.minutes(5), statistic="Maximum"
+                ),
+                threshold=1,
+                comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+                evaluation_periods=1,
+                treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+            ),
+            topic,
+        )
+        for queue in queues
+    ]
+
+
+def function_error_alarms(
+    scope: Construct, functions: Mapping[str, lambda_.IFunction], topic: sns.ITopic
+) -> list[cw.Alarm]:
+    """An alarm per function on any error in five minutes. A stage's error the state machine
+    retried away still shows here: the alarm says the stage failed, the execution's own
+    alarms say whether the run did."""
+    return [
+        _alert_on(
+            cw.Alarm(
+                scope,
+                f"{name.capitalize()}ErrorsAlarm",
+                alarm_description=(
+                    f"The {name} function failed at least once in 5 minutes: see its logs "
+                    "(a retried stage may still have succeeded)"
+                ),
+                metric=function.metric_errors(period=Duration.minutes(5), statistic="Sum"),
+                threshold=1,
+                comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+                evaluation_periods=1,
+                treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+            ),
+            topic,
+        )
+        for name, function in functions.items()
+    ]
+
+
+def admin_api_alarm(scope: Construct, api: apigw.RestApi, topic: sns.ITopic) -> cw.Alarm:
+    """5xx from the admin endpoint: the function failed, timed out, or answered 503 because
+    BixArena's JWKS or Step Functions could not be reached."""
+    return _alert_on(
+        cw.Alarm(
+            scope,
+            "AdminApi5xxAlarm",
+            alarm_description=(
+                "The admin endpoint answered 5xx: see the admin function's audit lines and "
+                "docs/operations.md"
+            ),
+            metric=api.metric_server_error(period=Duration.minutes(5), statistic="Sum"),
+            threshold=1,
+            comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            evaluation_periods=1,
+            treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+        ),
+        topic,
+    )
 
 
 def _emf(metric_name: str, statistic: str) -> cw.MathExpression:

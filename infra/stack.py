@@ -149,10 +149,15 @@ class LeaderboardStack(Stack):
         self._acknowledge_state_machine_role(state_machine, functions)
 
         build_schedule(self, config, state_machine, alerts.dead_letters)
-        monitoring.failure_rule(
-            self, state_machine.state_machine_arn, functions["notify"], alerts.dead_letters
+        failure_path = monitoring.failure_path(
+            self, state_machine.state_machine_arn, functions["notify"]
         )
         monitoring.alarms(self, state_machine, alerts.topic)
+        monitoring.dead_letter_alarms(
+            self,
+            [alerts.dead_letters, failure_path.undelivered, failure_path.unsent],
+            alerts.topic,
+        )
         monitoring.dashboard(self, config, state_machine, dict(functions))
         build_operator_access(self, config, self.state_machine_arn, self.executions_arn)
 
@@ -180,6 +185,8 @@ class LeaderboardStack(Stack):
         )
         self._acknowledge_executions_pattern(admin)
         api = build_admin_api(self, config, admin, log_group("AdminApiAccessLogs"))
+        monitoring.function_error_alarms(self, {**functions, "admin": admin}, alerts.topic)
+        monitoring.admin_api_alarm(self, api, alerts.topic)
 
         CfnOutput(self, "StateMachineArn", value=state_machine.state_machine_arn)
         CfnOutput(self, "ArtifactsBucketName", value=storage.artifacts.bucket_name)

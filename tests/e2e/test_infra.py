@@ -366,7 +366,122 @@ def test_failed_timed_out_or_aborted_executions_invoke_notify_with_the_raw_event
     (target,) = rule["Properties"]["Targets"]
     assert target["Arn"] == {"Fn::GetAtt": [sandbox.function_ids()["notify"], "Arn"]}
     assert "Input" not in target and "InputPath" not in target and "InputTransformer" not in target
-    assert "DeadLetterConfig" in target
+    assert target["RetryPolicy"] == {"MaximumRetryAttempts": 8, "MaximumEventAgeInSeconds": 21600}
+    queue_id = target["DeadLetterConfig"]["Arn"]["Fn::GetAtt"][0]
+    assert queue_id.startswith("UndeliveredFailureEvents"), "its own queue, not the schedule's"
+    (schedule,) = sandbox.of_type("AWS::Scheduler::Schedule").values()
+    assert schedule["Properties"]["Target"]["DeadLetterConfig"]["Arn"]["Fn::GetAtt"][0] != queue_id
+    rule_id = next(iter(sandbox.of_type("AWS::Events::Rule")))
+    assert {
+        "Action": "sqs:SendMessage",
+        "Effect": "Allow",
+        "Principal": {"Service": "events.amazonaws.com"},
+        "Resource": {"Fn::GetAtt": [queue_id, "Arn"]},
+        "Condition": {"ArnEquals": {"aws:SourceArn": {"Fn::GetAtt": [rule_id, "Arn"]}}},
+    } in [
+        {k: v for k, v in statement.items() if k != "Sid"}
+        for statement in _queue_policy(sandbox, queue_id)
+    ]
+
+
+def test_notify_in_failure_mode_gets_lambdas_retries_then_keeps_the_event(
+    sandbox: Synthesis,
+) -> None:
+    """The rule invokes notify asynchronously: when it raises (Slack down, a bug), Lambda retries
+    twice, then sends the event with the error to an on-failure destination queue."""
+    (config,) = sandbox.of_type("AWS::Lambda::EventInvokeConfig").values()
+    props = config["Properties"]
+    assert props["FunctionName"] == {"Ref": sandbox.function_ids()["notify"]}
+    assert (props["MaximumRetryAttempts"], props["MaximumEventAgeInSeconds"]) == (2, 21600)
+    queue_id = props["DestinationConfig"]["OnFailure"]["Destination"]["Fn::GetAtt"][0]
+    assert queue_id.startswith("UnsentFailureAlerts")
+    assert "OnSuccess" not in props["DestinationConfig"]
+
+
+def _queue_policy(synthesis: Synthesis, queue_id: str) -> list[dict[str, Any]]:
+    (policy,) = [
+        p["Properties"]
+        for p in synthesis.of_type("AWS::SQS::QueuePolicy").values()
+        if {"Ref": queue_id} in p["Properties"]["Queues"]
+    ]
+    statements: list[dict[str, Any]] = policy["PolicyDocument"]["Statement"]
+    return statements
+
+
+def test_every_dead_letter_queue_is_encrypted_ssl_only_and_alarmed(sandbox: Synthesis) -> None:
+    """The schedule's, the failure rule's and notify's queues: whatever lands in any of them
+    raises an alarm on the alert topic at once, and stays two weeks for the operator."""
+    queues = sandbox.of_type("AWS::SQS::Queue")
+    (schedule,) = sandbox.of_type("AWS::Scheduler::Schedule").values()
+    (rule,) = sandbox.of_type("AWS::Events::Rule").values()
+    (invoke_config,) = sandbox.of_type("AWS::Lambda::EventInvokeConfig").values()
+    dead_letter_ids = {
+        schedule["Properties"]["Target"]["DeadLetterConfig"]["Arn"]["Fn::GetAtt"][0],
+        rule["Properties"]["Targets"][0]["DeadLetterConfig"]["Arn"]["Fn::GetAtt"][0],
+        invoke_config["Properties"]["DestinationConfig"]["OnFailure"]["Destination"]["Fn::GetAtt"][
+            0
+        ],
+    }
+    assert dead_letter_ids == set(queues), "three distinct queues, and no other queue"
+    topic_id = next(iter(sandbox.of_type("AWS::SNS::Topic")))
+    alarms = [a["Properties"] for a in sandbox.of_type("AWS::CloudWatch::Alarm").values()]
+    for queue_id, queue in queues.items():
+        assert queue["Properties"] == {
+            "MessageRetentionPeriod": 14 * 86400,
+            "SqsManagedSseEnabled": True,
+        }
+        assert {
+            "Action": "sqs:*",
+            "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+            "Effect": "Deny",
+            "Principal": {"AWS": "*"},
+            "Resource": {"Fn::GetAtt": [queue_id, "Arn"]},
+        } in _queue_policy(sandbox, queue_id)
+        (alarm,) = [
+            a
+            for a in alarms
+            if a["Dimensions"]
+            == [{"Name": "QueueName", "Value": {"Fn::GetAtt": [queue_id, "QueueName"]}}]
+        ]
+        assert (alarm["Namespace"], alarm["MetricName"]) == (
+            "AWS/SQS",
+            "ApproximateNumberOfMessagesVisible",
+        )
+        assert (alarm["Statistic"], alarm["Threshold"], alarm["EvaluationPeriods"]) == (
+            "Maximum",
+            1,
+            1,
+        )
+        assert alarm["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
+        assert alarm["Period"] <= 300
+        assert alarm["AlarmActions"] == alarm["OKActions"] == [{"Ref": topic_id}]
+
+
+def test_each_function_s_errors_and_the_admin_endpoint_s_5xx_raise_an_alarm(
+    sandbox: Synthesis,
+) -> None:
+    topic_id = next(iter(sandbox.of_type("AWS::SNS::Topic")))
+    alarms = [a["Properties"] for a in sandbox.of_type("AWS::CloudWatch::Alarm").values()]
+    errors = {
+        a["Dimensions"][0]["Value"]["Ref"]: a
+        for a in alarms
+        if (a["Namespace"], a["MetricName"]) == ("AWS/Lambda", "Errors")
+    }
+    assert set(errors) == set(sandbox.function_ids().values()), "one per function, five in all"
+    for alarm in errors.values():
+        assert alarm["Dimensions"][0]["Name"] == "FunctionName"
+        assert (alarm["Statistic"], alarm["Threshold"], alarm["Period"]) == ("Sum", 1, 300)
+        assert alarm["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
+        assert alarm["AlarmActions"] == alarm["OKActions"] == [{"Ref": topic_id}]
+    (api_alarm,) = [a for a in alarms if a["Namespace"] == "AWS/ApiGateway"]
+    (api,) = sandbox.of_type("AWS::ApiGateway::RestApi").values()
+    assert api_alarm["MetricName"] == "5XXError"
+    assert api_alarm["Dimensions"] == [{"Name": "ApiName", "Value": api["Properties"]["Name"]}]
+    assert (api_alarm["Statistic"], api_alarm["Threshold"]) == ("Sum", 1)
+    assert api_alarm["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
+    assert api_alarm["AlarmActions"] == api_alarm["OKActions"] == [{"Ref": topic_id}]
+    # Every alarm of the stack reaches the operators.
+    assert all(a["AlarmActions"] == [{"Ref": topic_id}] for a in alarms)
 
 
 def _alarm(synthesis: Synthesis, metric_name: str) -> dict[str, Any]:
@@ -381,7 +496,11 @@ def _alarm(synthesis: Synthesis, metric_name: str) -> dict[str, Any]:
 def test_alarms_on_failed_timed_out_and_nothing_published_in_26_hours(sandbox: Synthesis) -> None:
     machine_id = next(iter(sandbox.of_type("AWS::StepFunctions::StateMachine")))
     topic_id = next(iter(sandbox.of_type("AWS::SNS::Topic")))
-    assert len(sandbox.of_type("AWS::CloudWatch::Alarm")) == 3
+    states = [
+        a for a in sandbox.of_type("AWS::CloudWatch::Alarm").values()
+        if a["Properties"]["Namespace"] == "AWS/States"
+    ]  # fmt: skip
+    assert len(states) == 3
     for name in ("ExecutionsFailed", "ExecutionsTimedOut"):
         alarm = _alarm(sandbox, name)
         assert alarm["Namespace"] == "AWS/States"
@@ -748,7 +867,9 @@ def test_each_function_may_do_exactly_what_its_stage_does(sandbox: Synthesis) ->
     assert _grants(sandbox, "publish") == read | {
         ("secretsmanager:GetSecretValue", f"<{db_secret}.Ref>")
     }
+    unsent = next(i for i in sandbox.of_type("AWS::SQS::Queue") if i.startswith("UnsentFailure"))
     assert _grants(sandbox, "notify") == {
+        ("sqs:SendMessage", f"<{unsent}.Arn>"),
         ("secretsmanager:GetSecretValue", f"<{slack_secret}.Ref>"),
         ("states:GetExecutionHistory", executions),
         ("sns:Publish", f"<{topic}.Ref>"),
