@@ -28,6 +28,7 @@ from cli.report import ProgressPrinter
 from common.contracts import REFERENCE_LEADERBOARDS, RunRequest, parse_run_request
 from common.errors import ConfigurationError, InvalidInput, PipelineError, StepFunctionsUnavailable
 from common.stepfunctions.executions import (
+    ExecutionNameTaken,
     RunInProgress,
     Selection,
     refuse_overlap,
@@ -169,14 +170,14 @@ def trigger(
     publish: bool = True,
 ) -> Started:
     """Start a manual run unless a RUNNING execution already covers one of its leaderboards."""
-    from common.admin import execution_name
+    from common.admin import RunAlreadyStarted, duplicate_of, execution_name
 
     now = (now or datetime.now(UTC)).replace(microsecond=0)
     correlation_id = str(uuid.uuid4())
     request = manual_request(
         leaderboards, bootstrap, requested_by, correlation_id, now, publish=publish
     )
-    name = execution_name(now, uuid.uuid4().hex[:8])
+    name = execution_name(now, request["leaderboards"])
     try:
         running = running_executions(sfn, state_machine_arn)
         try:
@@ -185,7 +186,13 @@ def trigger(
             raise RunInProgress(
                 f"{exc}; see `leaderboard status {exc.execution.arn}`", exc.execution
             ) from None
-        arn = start_execution(sfn, state_machine_arn, request, name)
+        try:
+            arn = start_execution(sfn, state_machine_arn, request, name)
+        except ExecutionNameTaken as taken:
+            raise RunAlreadyStarted(
+                f"{duplicate_of(taken)}; see `leaderboard status {taken.execution_arn}`",
+                taken.execution_arn,
+            ) from None
     except (ClientError, BotoCoreError) as exc:
         raise _refused(exc, "StartExecution", state_machine_arn) from None
     return Started(execution_arn=arn, name=name, correlation_id=correlation_id)

@@ -1,4 +1,5 @@
-"""Request and response logic of the admin endpoint ``POST /admin/generate-snapshot``.
+"""Request and response logic of the admin endpoint ``POST /admin/generate-snapshot``, and of
+the API Gateway authorizer in front of it.
 
 Pure functions from an API Gateway proxy event (REST API v1 or HTTP API v2 payload) to a request,
 from the request body to the leaderboards, bootstrap count and visibility wanted (the pipeline's
@@ -13,13 +14,21 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from common.auth import InvalidToken, JwksUnavailable, MissingToken, NotAdmin, Principal
+from common.auth import (
+    AuthError,
+    InvalidToken,
+    JwksUnavailable,
+    MissingToken,
+    NotAdmin,
+    Principal,
+)
 from common.contracts import (
     BOOTSTRAP_DEFAULT,
     REFERENCE_LEADERBOARDS,
@@ -36,9 +45,12 @@ from common.errors import (
     PipelineError,
     StepFunctionsUnavailable,
 )
-from common.stepfunctions.executions import RunInProgress, Selection
+from common.stepfunctions.executions import ExecutionNameTaken, RunInProgress, Selection
 
 DEFAULT_MAX_BODY_BYTES = 4096
+STALE_KEYS_WARNING = (
+    "BixArena's JWKS could not be refreshed: tokens are checked against the last keys fetched"
+)
 BODY_KEYS = ("leaderboards", "bootstrap", "publish")
 
 Response = dict[str, Any]
@@ -46,6 +58,21 @@ Response = dict[str, Any]
 
 class RequestTooLarge(PipelineError):
     """The request body is larger than MAX_BODY_BYTES."""
+
+
+class RunAlreadyStarted(PipelineError):
+    """An identical request (same leaderboards, same minute) already started a run."""
+
+    def __init__(self, message: str, execution_arn: str) -> None:
+        super().__init__(message)
+        self.execution_arn = execution_arn
+
+
+class Unauthorized(AuthError):
+    """How an authorizer tells API Gateway to answer 401: an error whose message is exactly this."""
+
+    def __init__(self) -> None:
+        super().__init__("Unauthorized")
 
 
 @dataclass(frozen=True)
@@ -188,9 +215,26 @@ def run_request(
     )
 
 
-def execution_name(now: datetime, suffix: str) -> str:
-    """A unique, readable execution name, e.g. ``manual-20260101T120000Z-1a2b3c4d``."""
-    return f"manual-{now.astimezone(UTC):%Y%m%dT%H%M%SZ}-{suffix}"
+def execution_name(now: datetime, leaderboards: Selection) -> str:
+    """The same name for the same selection in the same minute: ``manual-20260101T1200Z-all``,
+    or the selection's digest, ``manual-20260101T1200Z-3f2a9c0e1b7d``. Step Functions refuses a
+    second execution of a name, atomically, so two identical requests arriving together start
+    one run, whatever the order in which they passed the check for running executions."""
+    which = (
+        "all"
+        if leaderboards == "all"
+        else hashlib.sha256(",".join(sorted(set(leaderboards))).encode()).hexdigest()[:12]
+    )
+    return f"manual-{now.astimezone(UTC):%Y%m%dT%H%MZ}-{which}"
+
+
+def duplicate_of(taken: ExecutionNameTaken) -> RunAlreadyStarted:
+    """The answer to a request whose run an identical request started this minute."""
+    return RunAlreadyStarted(
+        "an identical request started a run this minute: execution "
+        f"{taken.execution_arn.rsplit(':', 1)[-1]}",
+        taken.execution_arn,
+    )
 
 
 def json_response(
@@ -221,6 +265,7 @@ _STATUSES: tuple[tuple[type[Exception], int, str], ...] = (
     (InvalidToken, 401, "invalid_token"),
     (NotAdmin, 403, "not_admin"),
     (RunInProgress, 409, "run_in_progress"),
+    (RunAlreadyStarted, 409, "run_in_progress"),
     (JwksUnavailable, 503, "auth_unavailable"),
     (StepFunctionsUnavailable, 503, "workflow_unavailable"),
 )
@@ -241,12 +286,54 @@ def error_response(exc: BaseException, correlation_id: str) -> Response:
         if status != 500
         else f"unexpected error; the operators can trace it with correlation id {correlation_id}"
     )
+    body = {"error": code, "message": message}
+    if isinstance(exc, RunInProgress):
+        body["execution_arn"] = exc.execution.arn
+    elif isinstance(exc, RunAlreadyStarted):
+        body["execution_arn"] = exc.execution_arn
     headers: dict[str, str] = {}
     if isinstance(exc, MissingToken):
         headers["WWW-Authenticate"] = 'Bearer realm="bixarena-leaderboard"'
     elif isinstance(exc, InvalidToken):
         headers["WWW-Authenticate"] = 'Bearer realm="bixarena-leaderboard", error="invalid_token"'
-    return json_response(status, {"error": code, "message": message}, headers)
+    return json_response(status, body, headers)
+
+
+# --- the authorizer -----------------------------------------------------------------------------
+def authorizer_headers(event: Mapping[str, Any]) -> dict[str, str]:
+    """The request's Authorization header as a TOKEN authorizer event carries it."""
+    token = event.get("authorizationToken")
+    return {"authorization": token} if isinstance(token, str) else {}
+
+
+def authorizer_policy(principal_id: str, method_arn: str, *, allow: bool) -> dict[str, Any]:
+    """The authorizer's answer for the one method it guards; API Gateway caches it per token."""
+    return {
+        "principalId": principal_id,
+        "policyDocument": {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Action": "execute-api:Invoke",
+                    "Effect": "Allow" if allow else "Deny",
+                    "Resource": method_arn,
+                }
+            ],
+        },
+    }
+
+
+def allow(principal: Principal, method_arn: str) -> dict[str, Any]:
+    """Let an admin through; the principal goes to the function in ``requestContext.authorizer``
+    (string values only: API Gateway's rule)."""
+    return {
+        **authorizer_policy(principal.sub, method_arn, allow=True),
+        "context": {
+            "sub": principal.sub,
+            "email": principal.email or "",
+            "roles": " ".join(principal.roles),
+        },
+    }
 
 
 def audit_line(audit: Audit, response: Response) -> dict[str, Any]:

@@ -6,16 +6,21 @@ present, small leeway), names a subject, and holds the admin role in the configu
 (``roles`` for BixArena, ``cognito:groups`` for a Cognito pool). The algorithm is fixed here,
 never taken from the token, so ``none`` and HS256 signed with the public key are refused.
 
-The JWKS is fetched with a short timeout and cached per container for a TTL; a token naming an
-unknown key id triggers one refetch (key rotation), at most once per cooldown so that forged kids
-cannot turn every request into a fetch. Errors are named for what happened and never carry the
-token: MissingToken and InvalidToken (401), NotAdmin (403), JwksUnavailable (503).
+The JWKS is fetched over HTTPS only (the URL, and any redirect it answers with: a redirect to
+another scheme is refused), with a short timeout, and cached per container for a TTL; a token
+naming an unknown key id triggers one refetch (key rotation), at most once per cooldown so that
+forged kids cannot turn every request into a fetch. When BixArena's auth service is down, a failed
+fetch is remembered and not retried before a backoff has passed (doubling up to a ceiling), so an
+outage does not become one blocking fetch per request; meanwhile the last good keys keep being
+served, for a bounded time after they were fetched. Errors are named for what happened and never
+carry the token: MissingToken and InvalidToken (401), NotAdmin (403), JwksUnavailable (503).
 """
 
 from __future__ import annotations
 
 import json
 import re
+import ssl
 import threading
 import time
 import urllib.error
@@ -39,6 +44,12 @@ MAX_JWKS_BYTES = 1_000_000
 JWKS_TTL_S = 300.0
 JWKS_TIMEOUT_S = 3.0
 JWKS_REFRESH_COOLDOWN_S = 30.0
+JWKS_MAX_STALE_S = 3600.0
+"""How long after their last successful fetch keys are still served while refreshes fail: long
+enough to ride out an auth-service outage, short enough that a revoked key stops working."""
+JWKS_RETRY_S = (5.0, 60.0)
+"""The wait after a failed fetch before the next one: the first, doubling up to the last."""
+JWKS_MAX_REDIRECTS = 3
 DEFAULT_LEEWAY_S = 30
 
 
@@ -81,8 +92,8 @@ class AuthConfig:
         if missing:
             raise ConfigurationError(f"{', '.join(missing)} not set")
         jwks_url = env["JWKS_URL"]
-        if urlparse(jwks_url).scheme not in ("https", "http"):
-            raise ConfigurationError("JWKS_URL: expected an http(s):// URL")
+        if not is_https(jwks_url):
+            raise ConfigurationError("JWKS_URL: must be an https:// URL")
         raw_leeway = env.get("JWT_LEEWAY_S") or str(DEFAULT_LEEWAY_S)
         if not raw_leeway.isdigit() or int(raw_leeway) > 300:
             raise ConfigurationError("JWT_LEEWAY_S: expected an integer of seconds in 0..300")
@@ -119,10 +130,43 @@ def bearer_token(headers: Mapping[str, str]) -> str:
     return token.strip()
 
 
+def is_https(url: str) -> bool:
+    parsed = urlparse(url)
+    return parsed.scheme == "https" and bool(parsed.hostname)
+
+
+class _HttpsRedirectsOnly(urllib.request.HTTPRedirectHandler):
+    """Follows a redirect only to another https:// URL, and only a few times."""
+
+    max_redirections = JWKS_MAX_REDIRECTS
+
+    def redirect_request(
+        self,
+        req: urllib.request.Request,
+        fp: Any,
+        code: int,
+        msg: str,
+        headers: Any,
+        newurl: str,
+    ) -> urllib.request.Request | None:
+        if not is_https(newurl):
+            fp.close()
+            scheme = urlparse(newurl).scheme or "relative"
+            raise JwksUnavailable(
+                f"the JWKS endpoint redirected to a {scheme} URL; only https:// is followed"
+            )
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
 def fetch_jwks(url: str, timeout_s: float = JWKS_TIMEOUT_S) -> dict[str | None, RSAPublicKey]:
-    """GET the JWKS and keep its RS256 signing keys, indexed by key id."""
+    """GET the JWKS over HTTPS and keep its RS256 signing keys, indexed by key id."""
+    if not is_https(url):
+        raise ConfigurationError("JWKS_URL: must be an https:// URL")
+    opener = urllib.request.build_opener(
+        _HttpsRedirectsOnly(), urllib.request.HTTPSHandler(context=ssl.create_default_context())
+    )
     try:
-        with urllib.request.urlopen(url, timeout=timeout_s) as response:
+        with opener.open(url, timeout=timeout_s) as response:
             raw = response.read(MAX_JWKS_BYTES + 1)
     except urllib.error.HTTPError as exc:
         exc.close()
@@ -162,7 +206,9 @@ def parse_jwks(document: Any) -> dict[str | None, RSAPublicKey]:
 
 
 class JwksCache:
-    """The JWKS of one URL, cached for ``ttl_s``, refetched once on an unknown key id."""
+    """The JWKS of one URL: cached for ``ttl_s``, refetched once on an unknown key id, and while
+    fetches fail, the last good keys served for up to ``max_stale_s`` with no fetch before the
+    backoff has passed."""
 
     def __init__(
         self,
@@ -171,15 +217,24 @@ class JwksCache:
         ttl_s: float = JWKS_TTL_S,
         timeout_s: float = JWKS_TIMEOUT_S,
         refresh_cooldown_s: float = JWKS_REFRESH_COOLDOWN_S,
+        max_stale_s: float = JWKS_MAX_STALE_S,
+        retry_s: tuple[float, float] = JWKS_RETRY_S,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        if not is_https(url):
+            raise ConfigurationError("JWKS_URL: must be an https:// URL")
         self.url = url
         self.ttl_s = ttl_s
         self.timeout_s = timeout_s
         self.refresh_cooldown_s = refresh_cooldown_s
+        self.max_stale_s = max_stale_s
+        self.retry_s = retry_s
         self._clock = clock
         self._keys: dict[str | None, RSAPublicKey] = {}
         self._fetched_at: float | None = None
+        self._failures = 0
+        self._retry_at: float | None = None
+        self._last_failure = ""
         self._lock = threading.Lock()
 
     def key_for(self, kid: str | None) -> RSAPublicKey:
@@ -194,12 +249,36 @@ class JwksCache:
             raise InvalidToken("the token is signed with a key BixArena does not publish")
         return key
 
+    @property
+    def serving_stale_keys(self) -> bool:
+        """Whether the keys in use are older than the TTL because refreshes fail."""
+        return self._fetched_at is not None and self._age() >= self.ttl_s
+
     def _age(self) -> float:
         return float("inf") if self._fetched_at is None else self._clock() - self._fetched_at
 
     def _refresh(self) -> None:
-        self._keys = fetch_jwks(self.url, self.timeout_s)
-        self._fetched_at = self._clock()
+        """Fetch now unless a recent failure says to wait; on failure keep the last good keys
+        while they are fresh enough, else raise JwksUnavailable."""
+        now = self._clock()
+        if self._retry_at is not None and now < self._retry_at:
+            if self._age() < self.max_stale_s:
+                return
+            raise JwksUnavailable(
+                f"{self._last_failure}; next attempt in {self._retry_at - now:.0f} s"
+            )
+        try:
+            keys = fetch_jwks(self.url, self.timeout_s)
+        except JwksUnavailable as exc:
+            first, ceiling = self.retry_s
+            self._failures += 1
+            self._retry_at = now + min(ceiling, first * 2 ** (self._failures - 1))
+            self._last_failure = str(exc)
+            if self._age() < self.max_stale_s:
+                return
+            raise
+        self._keys, self._fetched_at = keys, now
+        self._failures, self._retry_at = 0, None
 
     def _lookup(self, kid: str | None) -> RSAPublicKey | None:
         if kid is None and len(self._keys) == 1:

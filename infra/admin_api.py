@@ -1,19 +1,32 @@
 """The admin endpoint (issue 7): ``POST /admin/generate-snapshot`` starts a run on demand.
 
-API Gateway (REST, regional) forwards the request to the admin function, which verifies the
-BixArena JWT itself (RS256 via the auth service's JWKS, issuer, audience, expiry, admin role),
-validates the body against its whitelist, refuses a second concurrent run and starts an execution.
-BixArena's tokens are neither IAM nor Cognito, so the method's authorization type is NONE; what
-API Gateway can check before the function runs, it checks: the body must be a JSON object of a
-bounded shape (request validator), and the stage is throttled. The function stays outside the VPC:
-it calls only Step Functions and the JWKS URL, both over HTTPS.
+Unauthenticated traffic is stopped before it can use up what admins need (issue 11):
+- AWS WAF, in front of the stage, blocks a request without an ``Authorization: Bearer`` header
+  before API Gateway counts it against the stage's throttle, and blocks an address that sends
+  more than ``RATE_LIMIT_PER_IP`` requests in 5 minutes: a flood of forged tokens from one place
+  cannot use up the stage's throttle either.
+- A Lambda TOKEN authorizer checks the BixArena JWT (RS256 via the auth service's JWKS, issuer,
+  audience, expiry, admin role: ``stages/authorizer``) before the admin function runs; API
+  Gateway refuses a header that is not shaped like a bearer JWT without invoking it, and caches
+  each token's answer for five minutes. Requests without a valid admin token never reach the
+  admin function or its reserved concurrency.
+- The admin function checks the token again (the cached answer may outlive the token), validates
+  the body against its whitelist, refuses a second concurrent run and starts an execution.
+API Gateway also checks the body's shape (request validator). Gateway responses keep API
+Gateway's own refusals in the function's JSON shape (``{"error", "message"}``), with 503 when the
+authorizer cannot read the JWKS. The functions stay outside the VPC: they call only Step
+Functions and the JWKS URL, both over HTTPS.
 """
 
 from __future__ import annotations
 
+import json
+
+from aws_cdk import Duration
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
+from aws_cdk import aws_wafv2 as wafv2
 from constructs import Construct
 
 from common.contracts import BOOTSTRAP_MAX, BOOTSTRAP_MIN, MAX_LEADERBOARDS
@@ -22,6 +35,36 @@ from infra.nag import acknowledge
 
 ROUTE = ("admin", "generate-snapshot")
 STAGE_NAME = "v1"
+TOKEN_PATTERN = r"^[Bb][Ee][Aa][Rr][Ee][Rr] [A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$"
+"""What API Gateway lets through to the authorizer: ``Bearer`` and a signed JWT's three parts."""
+AUTHORIZER_CACHE = Duration.minutes(5)
+RATE_LIMIT_PER_IP = 100
+"""Requests per source address per 5 minutes before WAF blocks that address until its rate falls:
+far above what an admin sends, far below what a flood needs."""
+GATEWAY_RESPONSES: dict[str, tuple[str, str, str]] = {
+    "UNAUTHORIZED": (
+        "401",
+        "invalid_token",
+        "a valid BixArena token is required: 'Authorization: Bearer <token>'",
+    ),
+    "ACCESS_DENIED": (
+        "403",
+        "not_admin",
+        "the token does not carry the admin role",
+    ),
+    "AUTHORIZER_FAILURE": (
+        "503",
+        "auth_unavailable",
+        "BixArena's key set cannot be read right now; try again in a minute",
+    ),
+    "WAF_FILTERED": (
+        "403",
+        "forbidden",
+        "refused: no bearer token, or too many requests from this address",
+    ),
+}
+"""API Gateway's own refusals (by response type), in the admin function's JSON shape: status,
+error code, message."""
 
 SLUG = apigw.JsonSchema(type=apigw.JsonSchemaType.STRING, min_length=1, max_length=100)
 REQUEST_SCHEMA = apigw.JsonSchema(
@@ -54,6 +97,7 @@ def build_admin_api(
     scope: Construct,
     config: StackConfig,
     admin: lambda_.IFunction,
+    authorizer_function: lambda_.IFunction,
     access_logs: logs.ILogGroup,
 ) -> apigw.RestApi:
     api = apigw.RestApi(
@@ -94,28 +138,43 @@ def build_admin_api(
     model = api.add_model(
         "GenerateSnapshotRequest", content_type="application/json", schema=REQUEST_SCHEMA
     )
+    authorizer = apigw.TokenAuthorizer(
+        scope,
+        "AdminAuthorizer",
+        handler=authorizer_function,
+        identity_source=apigw.IdentitySource.header("Authorization"),
+        validation_regex=TOKEN_PATTERN,
+        results_cache_ttl=AUTHORIZER_CACHE,
+    )
     resource = api.root
     for part in ROUTE:
         resource = resource.add_resource(part)
     method = resource.add_method(
         "POST",
         apigw.LambdaIntegration(admin, allow_test_invoke=False),
-        authorization_type=apigw.AuthorizationType.NONE,
+        authorization_type=apigw.AuthorizationType.CUSTOM,
+        authorizer=authorizer,
         request_validator=validator,
         request_models={"application/json": model},
     )
-    reason_auth = (
-        "The admin function verifies BixArena's RS256 JWT itself (JWKS, issuer, audience, expiry, "
-        "admin role); BixArena tokens are not IAM or Cognito, so the method is NONE by design."
-    )
-    acknowledge(method, "AwsSolutions-APIG4", reason_auth)
-    acknowledge(method, "AwsSolutions-COG4", reason_auth)
     acknowledge(
-        api.deployment_stage,
-        "AwsSolutions-APIG3",
-        "One admin-only POST route, throttled on the stage and refused without an admin JWT; "
-        "a WAF web ACL would add cost without protecting anything the function does not check.",
+        method,
+        "AwsSolutions-COG4",
+        "BixArena's tokens are RS256 JWTs of its own auth service, not a Cognito user pool: a "
+        "Lambda authorizer verifies them against the service's JWKS.",
     )
+    for response_type, (status, code, message) in GATEWAY_RESPONSES.items():
+        headers = {"Content-Type": "'application/json'", "Cache-Control": "'no-store'"}
+        if response_type == "UNAUTHORIZED":
+            headers["WWW-Authenticate"] = """'Bearer realm="bixarena-leaderboard"'"""
+        api.add_gateway_response(
+            f"{code.title().replace('_', '')}Response{status}",
+            type=apigw.ResponseType.of(response_type),
+            status_code=status,
+            response_headers=headers,
+            templates={"application/json": json.dumps({"error": code, "message": message})},
+        )
+    _web_acl(scope, config, api)
     if config.create_api_gateway_logs_role:
         role = api.node.find_child("CloudWatchRole")
         acknowledge(
@@ -126,3 +185,74 @@ def build_admin_api(
             "it only lets API Gateway write its own access and execution logs.",
         )
     return api
+
+
+def _blocking_rule(
+    name: str, priority: int, statement: wafv2.CfnWebACL.StatementProperty
+) -> wafv2.CfnWebACL.RuleProperty:
+    return wafv2.CfnWebACL.RuleProperty(
+        name=name,
+        priority=priority,
+        action=wafv2.CfnWebACL.RuleActionProperty(block={}),
+        statement=statement,
+        visibility_config=_visibility(name),
+    )
+
+
+def _visibility(metric_name: str) -> wafv2.CfnWebACL.VisibilityConfigProperty:
+    return wafv2.CfnWebACL.VisibilityConfigProperty(
+        cloud_watch_metrics_enabled=True, metric_name=metric_name, sampled_requests_enabled=True
+    )
+
+
+def _web_acl(scope: Construct, config: StackConfig, api: apigw.RestApi) -> wafv2.CfnWebACL:
+    """WAF in front of the stage: what it blocks, API Gateway never counts or throttles."""
+    bearer_header = wafv2.CfnWebACL.StatementProperty(
+        byte_match_statement=wafv2.CfnWebACL.ByteMatchStatementProperty(
+            # WAF's SingleHeader is free-form JSON in CloudFormation: the key is "Name".
+            field_to_match=wafv2.CfnWebACL.FieldToMatchProperty(
+                single_header={"Name": "authorization"}
+            ),
+            positional_constraint="STARTS_WITH",
+            search_string="bearer ",
+            text_transformations=[
+                wafv2.CfnWebACL.TextTransformationProperty(priority=0, type="LOWERCASE")
+            ],
+        )
+    )
+    acl = wafv2.CfnWebACL(
+        scope,
+        "AdminApiWebAcl",
+        name=f"{config.name_prefix}-admin",
+        description="Admin endpoint: bearer token required, per-address rate limit",
+        scope="REGIONAL",
+        default_action=wafv2.CfnWebACL.DefaultActionProperty(allow={}),
+        visibility_config=_visibility(f"{config.name_prefix}-admin"),
+        rules=[
+            _blocking_rule(
+                "RequireBearerToken",
+                0,
+                wafv2.CfnWebACL.StatementProperty(
+                    not_statement=wafv2.CfnWebACL.NotStatementProperty(statement=bearer_header)
+                ),
+            ),
+            _blocking_rule(
+                "RateLimitPerAddress",
+                1,
+                wafv2.CfnWebACL.StatementProperty(
+                    rate_based_statement=wafv2.CfnWebACL.RateBasedStatementProperty(
+                        aggregate_key_type="IP",
+                        limit=RATE_LIMIT_PER_IP,
+                        evaluation_window_sec=300,
+                    )
+                ),
+            ),
+        ],
+    )
+    wafv2.CfnWebACLAssociation(
+        scope,
+        "AdminApiWebAclAssociation",
+        resource_arn=api.deployment_stage.stage_arn,
+        web_acl_arn=acl.attr_arn,
+    )
+    return acl

@@ -48,8 +48,11 @@ SIZING: dict[str, Sizing] = {
     "rank": Sizing(3008, Duration.minutes(10), ephemeral_mb=2048),
     "publish": Sizing(1024, Duration.minutes(5)),
     "notify": Sizing(256, Duration.minutes(1)),
-    # Behind API Gateway, whose integration timeout is 29 s.
-    "admin": Sizing(256, Duration.seconds(25)),
+    # Behind API Gateway, whose integration timeout is 29 s. Only requests the authorizer let
+    # through reach it: a couple of admins at a time at most.
+    "admin": Sizing(256, Duration.seconds(25), reserved_concurrency=2),
+    # API Gateway's TOKEN authorizer: one JWKS fetch at most (3 s timeout), then cached.
+    "authorizer": Sizing(256, Duration.seconds(10)),
 }
 
 

@@ -184,8 +184,19 @@ class LeaderboardStack(Stack):
             )
         )
         self._acknowledge_executions_pattern(admin)
-        api = build_admin_api(self, config, admin, log_group("AdminApiAccessLogs"))
-        monitoring.function_error_alarms(self, {**functions, "admin": admin}, alerts.topic)
+        authorizer = build_function(
+            self,
+            "authorizer",
+            function_name=f"{config.name_prefix}-authorizer",
+            sizing=stage_sizing("authorizer", config.map_max_concurrency),
+            environment={**common_env, **self._token_env()},
+            log_retention=retention,
+            placement=None,
+        )
+        api = build_admin_api(self, config, admin, authorizer, log_group("AdminApiAccessLogs"))
+        monitoring.function_error_alarms(
+            self, {**functions, "admin": admin, "authorizer": authorizer}, alerts.topic
+        )
         monitoring.admin_api_alarm(self, api, alerts.topic)
 
         CfnOutput(self, "StateMachineArn", value=state_machine.state_machine_arn)
@@ -226,9 +237,12 @@ class LeaderboardStack(Stack):
         return secret.secret_arn
 
     def _admin_env(self) -> dict[str, str]:
+        return {"STATE_MACHINE_ARN": self.state_machine_arn, **self._token_env()}
+
+    def _token_env(self) -> dict[str, str]:
+        """What the authorizer and the admin function check a token against."""
         config = self.config
         env = {
-            "STATE_MACHINE_ARN": self.state_machine_arn,
             "JWT_ISSUER": config.jwt_issuer,
             "JWT_AUDIENCE": config.jwt_audience,
             "ADMIN_CLAIM": config.admin_claim,

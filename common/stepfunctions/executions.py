@@ -25,6 +25,7 @@ from common.errors import (
     PipelineError,
     StepFunctionsUnavailable,
 )
+from common.stepfunctions.history import execution_arn
 
 Selection = list[str] | Literal["all"]
 
@@ -61,6 +62,14 @@ class RunInProgress(PipelineError):
         self.execution = execution
 
 
+class ExecutionNameTaken(PipelineError):
+    """StartExecution refused the name: an execution of that name exists (or existed)."""
+
+    def __init__(self, message: str, execution_arn: str) -> None:
+        super().__init__(message)
+        self.execution_arn = execution_arn
+
+
 @dataclass(frozen=True)
 class RunningExecution:
     """A RUNNING execution of the state machine and what it was asked to do."""
@@ -77,12 +86,22 @@ class RunningExecution:
 
 
 def start_execution(sfn: Any, state_machine_arn: str, request: RunRequest, name: str) -> str:
-    """Start one execution with ``request`` as its input; return the execution ARN."""
+    """Start one execution with ``request`` as its input; return the execution ARN.
+
+    Names are unique per state machine (for 90 days), and Step Functions checks it atomically:
+    a name already taken raises ExecutionNameTaken with that execution's ARN.
+    """
     try:
         response = sfn.start_execution(
             stateMachineArn=state_machine_arn, name=name, input=json.dumps(request)
         )
-    except (ClientError, BotoCoreError) as exc:
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") == "ExecutionAlreadyExists":
+            raise ExecutionNameTaken(
+                f"execution {name} exists already", execution_arn(state_machine_arn, name)
+            ) from None
+        raise _named(exc, "StartExecution", state_machine_arn) from None
+    except BotoCoreError as exc:
         raise _named(exc, "StartExecution", state_machine_arn) from None
     return str(response["executionArn"])
 

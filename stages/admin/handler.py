@@ -1,16 +1,18 @@
 """Admin endpoint ``POST /admin/generate-snapshot`` (API Gateway proxy integration, v1 or v2).
 
-An admin with a BixArena JWT asks for a fresh snapshot now: the token is verified, the body is
-checked against the pipeline's contract, a second run over the same leaderboards is refused, and
-the execution is started; the answer is 202 with its ARN and correlation id. Every request leaves
-one audit log line (who, what, result), never the token.
+An admin with a BixArena JWT asks for a fresh snapshot now: the token is verified (API Gateway's
+authorizer checked it already, but its cached answer may outlive the token), the body is checked
+against the pipeline's contract, a second run over the same leaderboards is refused (409 with the
+running execution's ARN), and the execution is started under a name that an identical request in
+the same minute would take too, so that Step Functions itself refuses the twin; the answer is 202
+with its ARN and correlation id. Every request leaves one audit log line (who, what, result),
+never the token.
 """
 
 from __future__ import annotations
 
 import functools
 import os
-import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -22,7 +24,12 @@ from botocore.config import Config
 
 from common import admin, auth
 from common.observability import bind_correlation_id, logger
-from common.stepfunctions.executions import refuse_overlap, running_executions, start_execution
+from common.stepfunctions.executions import (
+    ExecutionNameTaken,
+    refuse_overlap,
+    running_executions,
+    start_execution,
+)
 from common.stepfunctions.history import region_of
 
 # API Gateway gives up after 29 s and the function after 25 s: keep every call short, retry once.
@@ -73,6 +80,8 @@ def generate_snapshot(event: dict[str, Any], audit: admin.Audit) -> dict[str, An
     request = admin.parse_http_event(event, found.config.max_body_bytes)
     audit.request_id, audit.source_ip = request.request_id, request.source_ip
     principal = auth.verify(auth.bearer_token(request.headers), found.auth_config, found.jwks)
+    if found.jwks.serving_stale_keys:
+        logger.warning(admin.STALE_KEYS_WARNING)
     audit.sub = principal.sub
     wanted = admin.parse_body(request.body, found.config)
     audit.leaderboards, audit.bootstrap = wanted.leaderboards, wanted.bootstrap
@@ -80,6 +89,9 @@ def generate_snapshot(event: dict[str, Any], audit: admin.Audit) -> dict[str, An
     refuse_overlap(wanted.leaderboards, running_executions(found.sfn, arn))
     now = datetime.now(UTC)
     run = admin.run_request(wanted, principal, audit.correlation_id, now)
-    name = admin.execution_name(now, secrets.token_hex(4))
-    audit.execution_arn = start_execution(found.sfn, arn, run, name)
+    name = admin.execution_name(now, wanted.leaderboards)
+    try:
+        audit.execution_arn = start_execution(found.sfn, arn, run, name)
+    except ExecutionNameTaken as taken:
+        raise admin.duplicate_of(taken) from None
     return admin.accepted(audit.execution_arn, audit.correlation_id)

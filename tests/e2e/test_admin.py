@@ -11,9 +11,11 @@ log line and no response.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import logging
 import re
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -27,7 +29,7 @@ from botocore.stub import Stubber
 from moto import mock_aws
 
 from common import admin
-from common.auth import Principal
+from common.auth import JwksUnavailable, Principal
 from common.contracts import REFERENCE_LEADERBOARDS, parse_run_request
 from common.errors import (
     ConfigurationError,
@@ -47,6 +49,7 @@ from common.stepfunctions.executions import (
 )
 from local.moto_lambda import InvocationContext
 from stages.admin import handler as admin_handler
+from stages.authorizer import handler as authorizer_handler
 from tests.jwks_server import (
     AUDIENCE,
     ISSUER,
@@ -65,8 +68,15 @@ ADMIN_CONTEXT = InvocationContext(
     timeout_s=25,
 )
 
+AUTHORIZER_CONTEXT = InvocationContext(
+    function_name="leaderboard-authorizer",
+    invoked_function_arn="arn:aws:lambda:us-east-1:123456789012:function:leaderboard-authorizer",
+    memory_limit_in_mb=256,
+    timeout_s=10,
+)
+
 REGION = "us-east-1"
-NAME_RE = re.compile(r"^manual-\d{8}T\d{6}Z-[0-9a-f]{8}$")
+NAME_RE = re.compile(r"^manual-\d{8}T\d{4}Z-(all|[0-9a-f]{12})$")
 PASS_DEFINITION = {"StartAt": "Done", "States": {"Done": {"Type": "Pass", "End": True}}}
 DEFAULT_BODY = {"leaderboards": ["overall", "genomics"], "bootstrap": 200}
 
@@ -223,6 +233,7 @@ def endpoint(
     ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    monkeypatch.setenv("SSL_CERT_FILE", jwks_server.ca_file)
     monkeypatch.setenv("JWKS_URL", jwks_server.url)
     monkeypatch.setenv("JWT_ISSUER", ISSUER)
     monkeypatch.setenv("JWT_AUDIENCE", AUDIENCE)
@@ -407,6 +418,114 @@ def test_a_jwks_answering_500_is_503(endpoint: Endpoint) -> None:
     assert endpoint.executions() == []
 
 
+def test_a_jwks_outage_keeps_admins_in_with_the_last_good_keys_and_no_fetch_per_request(
+    endpoint: Endpoint,
+) -> None:
+    jwks = admin_handler.services().jwks
+    assert endpoint.post({"leaderboards": ["overall"], "bootstrap": 100}).status == 202
+    assert endpoint.jwks.hits == 1
+    endpoint.jwks.mode = "500"
+    jwks.ttl_s = 0  # every request now wants fresh keys, and the auth service fails them
+    slugs = ["genomics", "genetics", "immunology", "neuroscience"]
+    answers = [endpoint.post({"leaderboards": [slug], "bootstrap": 100}) for slug in slugs]
+    assert [a.status for a in answers] == [202] * len(slugs)
+    assert endpoint.jwks.hits == 2, "one failed refresh, then the backoff: no fetch per request"
+    jwks.max_stale_s = 0  # the last good keys have grown too old to trust
+    refused = endpoint.post({"leaderboards": ["pathology"], "bootstrap": 100})
+    assert (refused.status, refused.body["error"]) == (503, "auth_unavailable")
+    assert endpoint.jwks.hits == 2, "refused at once: the backoff has not passed"
+
+
+def test_a_jwks_redirect_to_plain_http_is_refused(endpoint: Endpoint, keys: Keys) -> None:
+    with JwksServer([keys.current], tls=False) as plain:
+        endpoint.jwks.mode = "redirect"
+        endpoint.jwks.redirect_to = plain.url
+        answer = endpoint.post()
+        assert (answer.status, answer.body["error"]) == (503, "auth_unavailable")
+        assert "only https:// is followed" in answer.body["message"]
+        assert plain.hits == 0
+    assert endpoint.executions() == []
+
+
+def test_a_plain_http_jwks_url_is_a_configuration_error(
+    endpoint: Endpoint, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("JWKS_URL", endpoint.jwks.url.replace("https://", "http://"))
+    answer = endpoint.post()
+    assert (answer.status, answer.body["error"]) == (500, "internal_error")
+    assert any("JWKS_URL: must be an https:// URL" in line for line in endpoint.lines)
+    assert endpoint.jwks.hits == 0 and endpoint.executions() == []
+
+
+# --- the authorizer in front -----------------------------------------------------------------------
+METHOD_ARN = "arn:aws:execute-api:us-east-1:123456789012:a1b2c3d4e5/v1/POST/admin/generate-snapshot"
+
+
+def _authorize(endpoint: Endpoint, header: str | None) -> Any:
+    """The TOKEN authorizer event API Gateway sends (``header``: the Authorization value)."""
+    authorizer_handler.services.cache_clear()
+    if header is not None and header.startswith("Bearer "):
+        endpoint.tokens.append(header.removeprefix("Bearer "))
+    event: dict[str, Any] = {"type": "TOKEN", "methodArn": METHOD_ARN}
+    if header is not None:
+        event["authorizationToken"] = header
+    return authorizer_handler.handler(event, AUTHORIZER_CONTEXT)
+
+
+def test_the_authorizer_lets_an_admin_through_with_the_principal(endpoint: Endpoint) -> None:
+    answer = _authorize(endpoint, f"Bearer {endpoint.token()}")
+    assert answer == {
+        "principalId": claims()["sub"],
+        "policyDocument": {
+            "Version": "2012-10-17",
+            "Statement": [
+                {"Action": "execute-api:Invoke", "Effect": "Allow", "Resource": METHOD_ARN}
+            ],
+        },
+        "context": {
+            "sub": claims()["sub"],
+            "email": "admin@bixarena.example",
+            "roles": "user admin",
+        },
+    }
+    assert endpoint.executions() == [], "the authorizer starts nothing"
+
+
+def test_the_authorizer_denies_a_valid_token_without_the_admin_role(endpoint: Endpoint) -> None:
+    answer = _authorize(endpoint, f"Bearer {endpoint.token(roles=['user'])}")
+    (statement,) = answer["policyDocument"]["Statement"]
+    assert (statement["Effect"], statement["Resource"]) == ("Deny", METHOD_ARN)
+    assert "context" not in answer
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda e: None,
+        lambda e: "Basic dXNlcjpwYXNz",
+        lambda e: "Bearer not.a.token",
+        lambda e: f"Bearer {forge_unsigned(claims(), 'bixarena-1')}",
+        lambda e: f"Bearer {e.keys.impostor.sign(claims())}",
+        lambda e: f"Bearer {e.token(exp=int(datetime.now(UTC).timestamp()) - 120)}",
+        lambda e: f"Bearer {e.token(aud='urn:bixarena:ai')}",
+    ],
+    ids=["missing", "basic", "malformed", "alg-none", "other-key", "expired", "wrong-audience"],
+)
+def test_the_authorizer_refuses_bad_tokens_as_401(endpoint: Endpoint, make: Any) -> None:
+    with pytest.raises(Exception) as raised:
+        _authorize(endpoint, make(endpoint))
+    assert str(raised.value) == "Unauthorized", "API Gateway answers 401 for exactly this message"
+    refusals = [json.loads(line) for line in endpoint.lines]
+    assert [r["decision"] for r in refusals if r.get("decision")] == ["401"]
+
+
+def test_the_authorizer_fails_when_the_jwks_is_down(endpoint: Endpoint) -> None:
+    endpoint.jwks.mode = "500"
+    with pytest.raises(JwksUnavailable) as raised:
+        _authorize(endpoint, f"Bearer {endpoint.token()}")
+    assert str(raised.value) != "Unauthorized", "a failure (503 at the gateway), not a 401"
+
+
 # --- refused bodies --------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("raw_body", "status", "code", "named"),
@@ -495,8 +614,53 @@ def test_a_second_run_over_the_same_leaderboard_is_409(endpoint: Endpoint) -> No
     assert (second.status, second.body["error"]) == (409, "run_in_progress")
     assert f"execution {running['name']}" in second.body["message"]
     assert second.body["message"].endswith("is still running for genomics")
+    assert second.body["execution_arn"] == running["executionArn"]
     assert len(endpoint.executions()) == 1
     assert endpoint.audit()[1]["audit"]["error"] == "run_in_progress"
+
+
+def test_two_identical_requests_arriving_together_start_one_run(endpoint: Endpoint) -> None:
+    """Both pass the check for running executions before either starts (a barrier holds each
+    StartExecution until both got there): Step Functions' name check decides, and the loser is
+    answered 409 with the winner's execution ARN."""
+    # Both requests must fall in the same minute, as requests arriving together do.
+    if datetime.now(UTC).second >= 55:
+        time.sleep(61 - datetime.now(UTC).second)
+    sfn = admin_handler.services().sfn
+    together = threading.Barrier(2, timeout=10)
+
+    def hold(**_: Any) -> None:
+        together.wait()  # a handler that returns nothing lets the call go on
+
+    sfn.meta.events.register("before-call.sfn.StartExecution", hold)
+    answers: list[Answer] = []
+
+    def request() -> None:
+        answers.append(endpoint.post({"leaderboards": ["overall", "genomics"], "bootstrap": 100}))
+
+    threads = [threading.Thread(target=request) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert sorted(a.status for a in answers) == [202, 409], [a.body for a in answers]
+    started = next(a for a in answers if a.status == 202)
+    refused = next(a for a in answers if a.status == 409)
+    [execution] = endpoint.executions()
+    assert execution["executionArn"] == started.body["execution_arn"]
+    assert refused.body["error"] == "run_in_progress"
+    assert refused.body["execution_arn"] == execution["executionArn"]
+    assert f"execution {execution['name']}" in refused.body["message"]
+    assert sorted(line["audit"]["status"] for line in endpoint.audit()) == [202, 409]
+
+
+def test_the_same_request_a_minute_later_is_refused_by_the_running_one(
+    endpoint: Endpoint,
+) -> None:
+    assert endpoint.post().status == 202
+    [running] = endpoint.executions()
+    again = endpoint.post()
+    assert (again.status, again.body["execution_arn"]) == (409, running["executionArn"])
 
 
 def test_disjoint_leaderboards_run_side_by_side(endpoint: Endpoint) -> None:
@@ -710,7 +874,16 @@ def test_run_request_and_execution_name() -> None:
     assert (run["trigger"], run["publish"], run["seed"]) == ("manual", True, 0)
     private = admin.SnapshotRequest(["overall"], 50, publish=False)
     assert admin.run_request(private, principal, "cid", now)["publish"] is False
-    assert admin.execution_name(now, "0a1b2c3d") == "manual-20260304T050607Z-0a1b2c3d"
+    assert admin.execution_name(now, "all") == "manual-20260304T0506Z-all"
+    # The selection, whatever its order or repeats, and the minute make the name.
+    digest = hashlib.sha256(b"genomics,overall").hexdigest()[:12]
+    same_minute = now.replace(second=59)
+    for selection in (["overall", "genomics"], ["genomics", "overall", "genomics"]):
+        assert admin.execution_name(same_minute, selection) == f"manual-20260304T0506Z-{digest}"
+    assert admin.execution_name(now.replace(minute=7), ["overall", "genomics"]).startswith(
+        "manual-20260304T0507Z-"
+    )
+    assert admin.execution_name(now, ["overall"]) != admin.execution_name(now, ["genomics"])
 
 
 def test_admin_config_from_env() -> None:

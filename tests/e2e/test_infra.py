@@ -30,7 +30,9 @@ from infra.config import CONTEXT_KEYS, InvalidContext, parse_context
 from infra.state_machine import STAGES, render_definition
 
 REPO = Path(__file__).resolve().parents[2]
-STAGE_HANDLERS = {stage: f"stages.{stage}.handler.handler" for stage in (*STAGES, "admin")}
+STAGE_HANDLERS = {
+    stage: f"stages.{stage}.handler.handler" for stage in (*STAGES, "admin", "authorizer")
+}
 PROD_CONTEXT = {
     "environment": "prod",
     "vpcId": "vpc-0123456789abcdef0",
@@ -573,9 +575,9 @@ def test_dashboard_shows_executions_stage_durations_errors_and_the_stage_metrics
 
 
 # --- functions, network, data -------------------------------------------------------------------
-def test_five_functions_run_one_image_with_their_handler(sandbox: Synthesis) -> None:
+def test_six_functions_run_one_image_with_their_handler(sandbox: Synthesis) -> None:
     ids = sandbox.function_ids()
-    assert set(ids) == {"fetch", "rank", "publish", "notify", "admin"}
+    assert set(ids) == {"fetch", "rank", "publish", "notify", "admin", "authorizer"}
     for stage in ids:
         props = sandbox.function(stage)
         assert props["PackageType"] == "Image"
@@ -602,6 +604,9 @@ def test_functions_are_sized_for_five_million_votes(sandbox: Synthesis) -> None:
         "notify": (256, 60, None),
     }
     assert sandbox.function("admin")["Timeout"] < 29  # API Gateway's integration timeout
+    # Only requests the authorizer let through reach the admin function: two at a time is plenty.
+    assert sandbox.function("admin")["ReservedConcurrentExecutions"] == 2
+    assert sandbox.function("authorizer")["Timeout"] < 29
 
 
 def test_stage_functions_run_in_private_subnets_with_narrow_security_groups(
@@ -621,6 +626,7 @@ def test_stage_functions_run_in_private_subnets_with_narrow_security_groups(
         (group,) = vpc_config["SecurityGroupIds"]
         groups[stage] = group["Fn::GetAtt"][0]
     assert "VpcConfig" not in sandbox.function("admin")
+    assert "VpcConfig" not in sandbox.function("authorizer")
     assert groups["fetch"] == groups["publish"] != groups["rank"] == groups["notify"]
 
     database_clients, https_only = groups["fetch"], groups["rank"]
@@ -685,13 +691,9 @@ def test_function_environments_follow_the_state_machine_doc(sandbox: Synthesis) 
         "SNS_TOPIC_ARN",
         "STATE_MACHINE_ARN",
     }
-    assert set(env["admin"]) == common_keys | {
-        "STATE_MACHINE_ARN",
-        "JWT_ISSUER",
-        "JWT_AUDIENCE",
-        "ADMIN_CLAIM",
-        "ADMIN_ROLE",
-    }
+    token_keys = {"JWT_ISSUER", "JWT_AUDIENCE", "ADMIN_CLAIM", "ADMIN_ROLE"}
+    assert set(env["admin"]) == common_keys | token_keys | {"STATE_MACHINE_ARN"}
+    assert set(env["authorizer"]) == common_keys | token_keys
     assert env["fetch"]["POWERTOOLS_SERVICE_NAME"] == "bixarena-leaderboard"
     assert env["fetch"]["POWERTOOLS_METRICS_NAMESPACE"] == "BixArena/Leaderboard"
     assert env["fetch"]["ARTIFACTS_PREFIX"] == "runs/"
@@ -876,6 +878,7 @@ def test_each_function_may_do_exactly_what_its_stage_does(sandbox: Synthesis) ->
         ("kms:Decrypt", f"<{key}.Arn>"),
         ("kms:GenerateDataKey", f"<{key}.Arn>"),
     }
+    assert _grants(sandbox, "authorizer") == set(), "it reads the JWKS over HTTPS, nothing more"
     # DescribeExecution: the admin function reads running executions' input to refuse overlaps.
     assert _grants(sandbox, "admin") == {
         ("states:StartExecution", machine),
@@ -930,7 +933,7 @@ def test_admin_endpoint_posts_to_the_admin_function_throttled_and_logged(
     (method,) = sandbox.of_type("AWS::ApiGateway::Method").values()
     props = method["Properties"]
     assert props["HttpMethod"] == "POST"
-    assert props["AuthorizationType"] == "NONE"
+    assert props["AuthorizationType"] == "CUSTOM"
     assert props["Integration"]["Type"] == "AWS_PROXY"
     admin_id = sandbox.function_ids()["admin"]
     assert {"Fn::GetAtt": [admin_id, "Arn"]} in _walk(props["Integration"]["Uri"])
@@ -970,9 +973,92 @@ def test_admin_endpoint_posts_to_the_admin_function_throttled_and_logged(
     )
     permissions = [p["Properties"] for p in sandbox.of_type("AWS::Lambda::Permission").values()]
     api_permissions = [p for p in permissions if p["Principal"] == "apigateway.amazonaws.com"]
-    (permission,) = api_permissions
-    assert permission["FunctionName"] == {"Fn::GetAtt": [admin_id, "Arn"]}
-    assert _resolve(sandbox, permission["SourceArn"]).endswith("/POST/admin/generate-snapshot")
+    by_function = {p["FunctionName"]["Fn::GetAtt"][0]: p for p in api_permissions}
+    assert set(by_function) == {admin_id, sandbox.function_ids()["authorizer"]}
+    source = _resolve(sandbox, by_function[admin_id]["SourceArn"])
+    assert source.endswith("/POST/admin/generate-snapshot")
+
+
+def test_requests_without_a_valid_admin_token_never_reach_the_admin_function(
+    sandbox: Synthesis,
+) -> None:
+    """A TOKEN authorizer, cached per token, in front of the one method; API Gateway refuses a
+    header that is not a bearer JWT without invoking it."""
+    (method,) = sandbox.of_type("AWS::ApiGateway::Method").values()
+    (authorizer_id, authorizer) = next(iter(sandbox.of_type("AWS::ApiGateway::Authorizer").items()))
+    assert method["Properties"]["AuthorizerId"] == {"Ref": authorizer_id}
+    props = authorizer["Properties"]
+    assert props["Type"] == "TOKEN"
+    assert props["IdentitySource"] == "method.request.header.Authorization"
+    assert props["AuthorizerResultTtlInSeconds"] == 300
+    function_id = sandbox.function_ids()["authorizer"]
+    assert {"Fn::GetAtt": [function_id, "Arn"]} in _walk(props["AuthorizerUri"])
+    pattern = re.compile(props["IdentityValidationExpression"])
+    token = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl"
+    assert pattern.fullmatch(f"Bearer {token}") and pattern.fullmatch(f"bearer {token}")
+    for refused in ("", "Basic dXNlcjpwYXNz", "Bearer", "Bearer not-a-jwt", f"Bearer {token}."):
+        assert not pattern.fullmatch(refused), refused
+    # alg "none" tokens have an empty signature: refused before any Lambda runs.
+    assert not pattern.fullmatch("Bearer eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0.")
+    permissions = [p["Properties"] for p in sandbox.of_type("AWS::Lambda::Permission").values()]
+    (invoke,) = [
+        p for p in permissions if p["FunctionName"] == {"Fn::GetAtt": [function_id, "Arn"]}
+    ]
+    assert invoke["Principal"] == "apigateway.amazonaws.com"
+    assert _resolve(sandbox, invoke["SourceArn"]).endswith(f"/authorizers/<{authorizer_id}.Ref>")
+
+
+def test_api_gateways_refusals_answer_in_the_functions_json_shape(sandbox: Synthesis) -> None:
+    responses = {
+        r["Properties"]["ResponseType"]: r["Properties"]
+        for r in sandbox.of_type("AWS::ApiGateway::GatewayResponse").values()
+    }
+    expected = {
+        "UNAUTHORIZED": ("401", "invalid_token"),
+        "ACCESS_DENIED": ("403", "not_admin"),
+        "AUTHORIZER_FAILURE": ("503", "auth_unavailable"),
+        "WAF_FILTERED": ("403", "forbidden"),
+    }
+    assert set(responses) == set(expected)
+    for kind, (status, code) in expected.items():
+        response = responses[kind]
+        assert response["StatusCode"] == status
+        body = json.loads(response["ResponseTemplates"]["application/json"])
+        assert body["error"] == code and body["message"]
+        assert (
+            response["ResponseParameters"]["gatewayresponse.header.Cache-Control"] == "'no-store'"
+        )
+    challenge = responses["UNAUTHORIZED"]["ResponseParameters"]
+    assert challenge["gatewayresponse.header.WWW-Authenticate"].startswith("'Bearer realm=")
+
+
+def test_waf_blocks_requests_without_a_bearer_token_and_floods_from_one_address(
+    sandbox: Synthesis,
+) -> None:
+    """Evaluated before API Gateway's throttle: what WAF blocks cannot use up the admins' share."""
+    ((acl_id, acl),) = sandbox.of_type("AWS::WAFv2::WebACL").items()
+    props = acl["Properties"]
+    assert (props["Scope"], props["DefaultAction"]) == ("REGIONAL", {"Allow": {}})
+    rules = {rule["Name"]: rule for rule in props["Rules"]}
+    assert set(rules) == {"RequireBearerToken", "RateLimitPerAddress"}
+    for rule in rules.values():
+        assert rule["Action"] == {"Block": {}}
+        assert rule["VisibilityConfig"]["CloudWatchMetricsEnabled"] is True
+    match = rules["RequireBearerToken"]["Statement"]["NotStatement"]["Statement"]
+    assert match["ByteMatchStatement"] == {
+        "FieldToMatch": {"SingleHeader": {"Name": "authorization"}},
+        "PositionalConstraint": "STARTS_WITH",
+        "SearchString": "bearer ",
+        "TextTransformations": [{"Priority": 0, "Type": "LOWERCASE"}],
+    }
+    rate = rules["RateLimitPerAddress"]["Statement"]["RateBasedStatement"]
+    assert (rate["AggregateKeyType"], rate["EvaluationWindowSec"]) == ("IP", 300)
+    assert 100 <= rate["Limit"] <= 300
+    (association,) = sandbox.of_type("AWS::WAFv2::WebACLAssociation").values()
+    assert association["Properties"]["WebACLArn"] == {"Fn::GetAtt": [acl_id, "Arn"]}
+    stage_id = next(iter(sandbox.of_type("AWS::ApiGateway::Stage")))
+    stage_arn = _resolve(sandbox, association["Properties"]["ResourceArn"])
+    assert stage_arn.endswith(f"/stages/<{stage_id}.Ref>"), "the stage, which it waits for"
 
 
 # --- production context -------------------------------------------------------------------------
@@ -1005,8 +1091,9 @@ def test_production_context_uses_the_given_vpc_subnets_secrets_and_schedule(
         "genomics",
     ]
     assert json.loads(schedule["Properties"]["Target"]["Input"])["bootstrap"] == 500
-    admin_env = production.function("admin")["Environment"]["Variables"]
-    assert admin_env["JWKS_URL"] == PROD_CONTEXT["jwksUrl"]
+    for function in ("admin", "authorizer"):
+        env = production.function(function)["Environment"]["Variables"]
+        assert env["JWKS_URL"] == PROD_CONTEXT["jwksUrl"]
     assert not production.of_type("AWS::ApiGateway::Account")
     definition = _definition(production)
     assert definition["States"]["RankAndPublish"]["MaxConcurrency"] == 6

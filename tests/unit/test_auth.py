@@ -1,6 +1,8 @@
-"""Token verification against a real JWKS served over HTTP: what BixArena mints is accepted, every
+"""Token verification against a real JWKS served over HTTPS: what BixArena mints is accepted, every
 forgery and every mismatch is refused with a named error, and the JWKS cache fetches only when it
-must (TTL, one refetch on an unknown key id, not more often than the cooldown)."""
+must (TTL, one refetch on an unknown key id, not more often than the cooldown, not again before
+the backoff after a failure), serves the last good keys through an outage for a bounded time, and
+never fetches over plain HTTP, not even after a redirect."""
 
 from __future__ import annotations
 
@@ -28,6 +30,7 @@ from common.errors import ConfigurationError
 from tests.jwks_server import (
     AUDIENCE,
     ISSUER,
+    MOVED_PATH,
     JwksServer,
     SigningKey,
     claims,
@@ -60,8 +63,9 @@ def running_server(keys: Keys) -> Iterator[JwksServer]:
 
 
 @pytest.fixture
-def server(running_server: JwksServer) -> JwksServer:
+def server(running_server: JwksServer, monkeypatch: pytest.MonkeyPatch) -> JwksServer:
     running_server.reset()
+    monkeypatch.setenv("SSL_CERT_FILE", running_server.ca_file)
     return running_server
 
 
@@ -318,6 +322,122 @@ def test_an_unreachable_jwks_is_unavailable(keys: Keys, config: AuthConfig) -> N
         verify(keys.current.sign(claims()), config, jwks)
 
 
+# --- the JWKS down -------------------------------------------------------------------------------
+def test_an_outage_serves_the_last_good_keys_with_no_fetch_per_request_for_a_bounded_time(
+    keys: Keys, config: AuthConfig, server: JwksServer, clock: Clock
+) -> None:
+    jwks = JwksCache(
+        server.url, ttl_s=300, max_stale_s=3600, retry_s=(5, 60), timeout_s=2, clock=clock
+    )
+    token = keys.current.sign(claims())
+    verify(token, config, jwks)
+    assert (server.hits, jwks.serving_stale_keys) == (1, False)
+    server.mode = "500"
+    clock.now += 301  # the keys are due for a refresh, and the refresh fails
+    assert verify(token, config, jwks).sub
+    assert (server.hits, jwks.serving_stale_keys) == (2, True)
+    for _ in range(10):
+        assert verify(token, config, jwks).sub
+    assert server.hits == 2, "no fetch while the backoff runs"
+    # The backoff doubles: 5 s, 10 s, 20 s, 40 s, then 60 s at most.
+    for wait in (5, 10, 20, 40, 60, 60):
+        clock.now += wait - 0.5
+        verify(token, config, jwks)
+        hits = server.hits
+        clock.now += 0.5
+        verify(token, config, jwks)
+        assert server.hits == hits + 1, f"one fetch once {wait} s have passed"
+    # An hour after the last good fetch, the old keys are no longer trusted.
+    clock.now = 1000.0 + 3600
+    with pytest.raises(JwksUnavailable, match="answered 500"):
+        verify(token, config, jwks)
+    hits = server.hits
+    with pytest.raises(JwksUnavailable, match="next attempt in"):
+        verify(token, config, jwks)
+    assert server.hits == hits, "refused at once, without waiting on a fetch"
+    # The auth service is back: the next attempt after the backoff restores everything.
+    server.mode = "ok"
+    clock.now += 60
+    assert verify(token, config, jwks).sub
+    assert jwks.serving_stale_keys is False
+    server.mode = "500"
+    clock.now += 301
+    verify(token, config, jwks)
+    clock.now += 5
+    hits = server.hits
+    verify(token, config, jwks)
+    assert server.hits == hits + 1, "the backoff starts over at 5 s after a success"
+
+
+def test_without_keys_an_outage_is_refused_at_once_until_the_backoff_passes(
+    keys: Keys, config: AuthConfig, server: JwksServer, clock: Clock
+) -> None:
+    jwks = JwksCache(server.url, retry_s=(5, 60), timeout_s=2, clock=clock)
+    server.mode = "500"
+    token = keys.current.sign(claims())
+    with pytest.raises(JwksUnavailable, match="answered 500"):
+        verify(token, config, jwks)
+    for _ in range(5):
+        with pytest.raises(JwksUnavailable, match="answered 500; next attempt in 5 s"):
+            verify(token, config, jwks)
+    assert server.hits == 1
+    server.mode = "ok"
+    clock.now += 5
+    assert verify(token, config, jwks).sub and server.hits == 2
+
+
+def test_an_unknown_kid_during_an_outage_does_not_fetch_again(
+    keys: Keys, config: AuthConfig, server: JwksServer, clock: Clock
+) -> None:
+    jwks = JwksCache(server.url, retry_s=(5, 60), timeout_s=2, clock=clock)
+    verify(keys.current.sign(claims()), config, jwks)
+    server.mode = "500"
+    clock.now += 31
+    for _ in range(3):
+        with pytest.raises(InvalidToken):
+            verify(keys.rotated.sign(claims()), config, jwks)
+    assert server.hits == 2, "one failed refetch, then the backoff"
+
+
+# --- HTTPS only ----------------------------------------------------------------------------------
+def test_a_plain_http_jwks_url_is_refused_at_run_time() -> None:
+    with pytest.raises(ConfigurationError, match="JWKS_URL: must be an https:// URL"):
+        JwksCache("http://auth.example/.well-known/jwks.json")
+    env = {"JWT_ISSUER": ISSUER, "JWT_AUDIENCE": AUDIENCE}
+    for url in ("http://auth.example/jwks.json", "https:///jwks.json", "file:///etc/passwd"):
+        with pytest.raises(ConfigurationError, match="JWKS_URL: must be an https:// URL"):
+            AuthConfig.from_env({**env, "JWKS_URL": url})
+
+
+def test_a_redirect_to_plain_http_is_refused_and_not_followed(
+    keys: Keys, config: AuthConfig, server: JwksServer
+) -> None:
+    with JwksServer([keys.current], tls=False) as plain:
+        server.mode = "redirect"
+        server.redirect_to = plain.url
+        with pytest.raises(JwksUnavailable, match="redirected to a http URL"):
+            verify(keys.current.sign(claims()), config, JwksCache(server.url))
+        assert plain.hits == 0, "the plain-HTTP location was never fetched"
+
+
+def test_a_redirect_to_another_https_url_is_followed(
+    keys: Keys, config: AuthConfig, server: JwksServer
+) -> None:
+    server.mode = "redirect"
+    server.redirect_to = f"{server.base}{MOVED_PATH}"
+    assert verify(keys.current.sign(claims()), config, JwksCache(server.url)).sub
+    assert server.hits == 2
+
+
+def test_a_certificate_nobody_vouches_for_is_refused(
+    keys: Keys, config: AuthConfig, server: JwksServer
+) -> None:
+    with JwksServer([keys.current]) as stranger:  # its own CA, which the client does not trust
+        with pytest.raises(JwksUnavailable, match="CERTIFICATE_VERIFY_FAILED"):
+            verify(keys.current.sign(claims()), config, JwksCache(stranger.url))
+        assert stranger.hits == 0
+
+
 def test_parse_jwks_keeps_only_rs256_signing_keys_of_2048_bits_or_more(keys: Keys) -> None:
     weak = SigningKey.generate("weak", bits=1024)
     good = keys.current.jwk()
@@ -374,5 +494,5 @@ def test_config_from_env_defaults_and_requirements() -> None:
     assert (custom.admin_claim, custom.admin_role, custom.leeway_s) == ("cognito:groups", "ops", 5)
     with pytest.raises(ConfigurationError, match="JWT_LEEWAY_S"):
         AuthConfig.from_env({**env, "JWT_AUDIENCE": AUDIENCE, "JWT_LEEWAY_S": "-1"})
-    with pytest.raises(ConfigurationError, match="JWKS_URL"):
+    with pytest.raises(ConfigurationError, match="JWKS_URL: must be an https:// URL"):
         AuthConfig.from_env({**env, "JWT_AUDIENCE": AUDIENCE, "JWKS_URL": "file:///etc/passwd"})

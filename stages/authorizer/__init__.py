@@ -1,0 +1,1 @@
+"""The admin endpoint's API Gateway authorizer Lambda function."""
