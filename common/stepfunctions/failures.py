@@ -213,6 +213,12 @@ class _History:
             current = self.previous(current)
         return None
 
+    def iteration_index(self, event: dict[str, Any]) -> Any:
+        """The index of the Map iteration a state's event belongs to (None at top level)."""
+        entered = self.entered_before(event)
+        iteration = self.enclosing_iteration(entered) if entered is not None else None
+        return details(iteration).get("index") if iteration is not None else None
+
     def enclosing_iteration(self, entered: dict[str, Any]) -> dict[str, Any] | None:
         """The MapIterationStarted a state's entry belongs to, skipping finished siblings."""
         current = self.previous(entered)
@@ -278,6 +284,12 @@ def failure_point(events: Iterable[dict[str, Any]]) -> FailurePoint:
             if (e["type"] in _STATE_FAILURES or e["type"] == "FailStateEntered")
             and (end_error is None or error_of(e)[0] == end_error)
         ]
+        # The other iterations of a failed Map may still be failing with the same error (retrying
+        # a database that is down) when one fails the Map: name the one that did.
+        failed = {
+            details(e).get("index") for e in history.events if e["type"] == "MapIterationFailed"
+        }
+        candidates = [e for e in candidates if history.iteration_index(e) in failed] or candidates
         if candidates:
             error, cause = error_of(candidates[-1])
             return _point(history, history.entered_before(candidates[-1]), error, cause)

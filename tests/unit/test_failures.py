@@ -309,3 +309,21 @@ def test_an_input_that_is_not_json_only_loses_the_correlation_id() -> None:
         EXECUTION, MACHINE, "run-7", "ABORTED", 0, 1, "not json", None, None, REGION, ACCOUNT
     )
     assert failures.parse_status_change(event).input is None
+
+
+def test_the_failing_iteration_is_named_when_its_siblings_are_still_failing_the_same_way() -> None:
+    """The database down: every iteration's Publish fails with DatabaseUnavailable; genetics'
+    runs out of retries and fails the Map while overall's is still retrying, its last failure
+    logged after genetics' last one."""
+    h = History()
+    fetched = _fetch(h, {"leaderboards": "all", "correlation_id": "corr-7", "trigger": "manual"})
+    first, second = _map_with_two_iterations(h, fetched)
+    overall = h.task("Publish", _rank_input("overall"), first)
+    genetics = h.task("Publish", _rank_input("genetics"), second)
+    final = h.add("TaskFailed", genetics, error="DatabaseUnavailable", cause="genetics down")
+    h.add("TaskFailed", overall, error="DatabaseUnavailable", cause="overall down")
+    h.add("MapIterationFailed", final, name="RankAndPublish", index=1)
+    h.add("MapStateFailed")
+    h.add("ExecutionFailed", error="DatabaseUnavailable", cause="genetics down")
+    point = failures.failure_point(h.events)
+    assert (point.state, point.iteration, point.cause) == ("Publish", 1, "genetics down")
