@@ -187,7 +187,7 @@ def test_a_transient_failure_in_a_stage_is_retried_with_backoff_and_the_run_succ
     assert {e for errors in failed.values() for e in errors} == {TRANSIENT_ERROR[stage]}
     waits = _waits_per_task(retry_sleeps)
     assert sorted(map(len, waits)) == sorted(len(errors) for errors in failed.values())
-    assert all(within_caps(task, WAIT_CAPS[stage]) for task in waits), waits
+    assert [t for t in waits if not within_caps(t, WAIT_CAPS[stage])] == []
     assert snapshots_in(e2e_db) == _published_once(expected)
     assert len(messages) == 1 and IDENTIFIER in messages[0]["text"]
 
@@ -261,7 +261,7 @@ def test_database_down_fails_at_the_stage_after_its_retries_and_a_redrive_comple
     # The failed task waited its whole schedule; other leaderboards' tasks retried alongside.
     waits = _waits_per_task(retry_sleeps)
     assert len(DATABASE_WAIT_CAPS) in map(len, waits)
-    assert all(within_caps(task, DATABASE_WAIT_CAPS) for task in waits), waits
+    assert [t for t in waits if not within_caps(t, DATABASE_WAIT_CAPS)] == []
     assert snapshots_in(e2e_db) == {}
 
     with pipeline(e2e_template, e2e_db, tmp_path) as running:

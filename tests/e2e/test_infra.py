@@ -502,7 +502,7 @@ def test_alarms_on_failed_timed_out_and_nothing_published_in_26_hours(sandbox: S
         a for a in sandbox.of_type("AWS::CloudWatch::Alarm").values()
         if a["Properties"]["Namespace"] == "AWS/States"
     ]  # fmt: skip
-    assert len(states) == 3
+    assert len(states) == 2
     for name in ("ExecutionsFailed", "ExecutionsTimedOut"):
         alarm = _alarm(sandbox, name)
         assert alarm["Namespace"] == "AWS/States"
