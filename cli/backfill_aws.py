@@ -29,8 +29,13 @@ from cli.backfill import BackfillInterrupted, Outcome
 from cli.progress import Progress
 from cli.stepfunctions import all_executions, describe, history
 from common.errors import StepFunctionsUnavailable
-from common.stepfunctions.executions import Selection, parse_input, start_execution
-from common.stepfunctions.history import FINAL_STATUSES, execution_arn, instant
+from common.stepfunctions.executions import (
+    ExecutionNameTaken,
+    Selection,
+    parse_input,
+    start_execution,
+)
+from common.stepfunctions.history import FINAL_STATUSES, instant
 
 DEFAULT_CONCURRENCY = 2
 MAX_CONCURRENCY = 20
@@ -210,12 +215,12 @@ def _start(
     )
     try:
         arn = start_execution(sfn, plan.state_machine_arn, request, name)
+    except ExecutionNameTaken as taken:
+        arn = taken.execution_arn
     except ClientError as exc:
         code = str(exc.response.get("Error", {}).get("Code", ""))
-        if code != "ExecutionAlreadyExists":
-            message = " ".join(str(exc.response.get("Error", {}).get("Message", "")).split())
-            return Outcome(moment, "failed", execution=name, note=f"not started: {code}: {message}")
-        arn = execution_arn(plan.state_machine_arn, name)
+        message = " ".join(str(exc.response.get("Error", {}).get("Message", "")).split())
+        return Outcome(moment, "failed", execution=name, note=f"not started: {code}: {message}")
     except StepFunctionsUnavailable as exc:
         return Outcome(moment, "failed", execution=name, note=f"not started: {exc}")
     return _Running(moment, name, arn, clock())
