@@ -132,6 +132,8 @@ class SummaryEntry(TypedDict):
 
 @final
 class PublishResult(TypedDict):
+    """One leaderboard's snapshot as publish left it, read back from the database."""
+
     slug: str
     snapshot_id: str
     snapshot_identifier: str
@@ -140,9 +142,22 @@ class PublishResult(TypedDict):
     vote_count: int
     created: bool
     previous_snapshot_identifier: str | None
+    """The public snapshot immediately before this one in data order (``created_at`` = the
+    time its votes count up to): what ``top``'s previous ranks and the new and dropped models are
+    measured against. None: there is none."""
+    shown_snapshot_identifier: str | None
+    """What BixArena shows for the leaderboard once this snapshot is written: the newest public
+    snapshot in data order (this one, when it went live). None: no snapshot is public."""
+    superseded: bool
+    """A public snapshot with newer votes exists: a public snapshot is history (BixArena did
+    not change), a private one would only join the history if published."""
     top: list[SummaryEntry]
     new_models: list[str]
     dropped_models: list[str]
+
+
+_PLACEMENT_KEYS = ("shown_snapshot_identifier", "superseded")
+"""PublishResult keys a result from before they existed lacks (a redriven old execution)."""
 
 
 class NotifyEvent(TypedDict):
@@ -323,26 +338,52 @@ def parse_summary_entry(raw: Any, where: str) -> SummaryEntry:
     )
 
 
+def _optional_identifier(raw: dict[str, Any], key: str, where: str) -> str | None:
+    value = raw[key]
+    _require(value is None or isinstance(value, str), f"{where}.{key}: expected a string or null")
+    return None if value is None else str(value)
+
+
 def parse_publish_result(raw: Any, where: str = "result") -> PublishResult:
-    """Validate one leaderboard's publish result (what the Map hands to notify)."""
-    result = require_keys(raw, where, tuple(PublishResult.__annotations__))
+    """Validate one leaderboard's publish result (what the Map hands to notify). A result written
+    before ``shown_snapshot_identifier`` and ``superseded`` existed (an old execution, redriven)
+    is read as publish then wrote it: a public snapshot was the one shown."""
+    required = tuple(k for k in PublishResult.__annotations__ if k not in _PLACEMENT_KEYS)
+    result = require_keys(raw, where, required)
+    identifier = _string(result, "snapshot_identifier", where, 200)
     visibility = result["visibility"]
     _require(visibility in ("public", "private"), f"{where}.visibility: expected public or private")
-    previous = result["previous_snapshot_identifier"]
-    _require(
-        previous is None or isinstance(previous, str),
-        f"{where}.previous_snapshot_identifier: expected a string or null",
-    )
     _require(isinstance(result["created"], bool), f"{where}.created: expected true or false")
+    if all(key in result for key in _PLACEMENT_KEYS):
+        shown = _optional_identifier(result, "shown_snapshot_identifier", where)
+        _require(
+            isinstance(result["superseded"], bool), f"{where}.superseded: expected true or false"
+        )
+        superseded = bool(result["superseded"])
+    else:
+        shown, superseded = (identifier if visibility == "public" else None), False
+    if visibility == "public":  # the one shown, or superseded by the one shown
+        consistent = shown is not None and (shown == identifier) != superseded
+    else:  # never shown; superseded only by a public one
+        consistent = shown != identifier and (shown is not None or not superseded)
+    _require(
+        consistent,
+        f"{where}.shown_snapshot_identifier: {str(shown)[:60]!r} contradicts visibility"
+        f" {visibility} with superseded {str(superseded).lower()}",
+    )
     return PublishResult(
         slug=_string(result, "slug", where, 100),
         snapshot_id=_string(result, "snapshot_id", where, 100),
-        snapshot_identifier=_string(result, "snapshot_identifier", where, 200),
+        snapshot_identifier=identifier,
         visibility="public" if visibility == "public" else "private",
         entry_count=_count(result, "entry_count", where),
         vote_count=_count(result, "vote_count", where),
         created=bool(result["created"]),
-        previous_snapshot_identifier=previous,
+        previous_snapshot_identifier=_optional_identifier(
+            result, "previous_snapshot_identifier", where
+        ),
+        shown_snapshot_identifier=shown,
+        superseded=superseded,
         top=[
             parse_summary_entry(entry, f"{where}.top[{j}]")
             for j, entry in enumerate(_list(result, "top", where))

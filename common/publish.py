@@ -2,10 +2,18 @@
 
 ``publish_entries`` writes a snapshot, its entries and its visibility in ONE transaction, exactly
 once per (leaderboard, snapshot_identifier): a retry, a redrive or a concurrent duplicate finds the
-snapshot already there (``INSERT ... ON CONFLICT DO NOTHING`` waits for a concurrent inserter to
-commit or roll back) and writes nothing. It then compares the snapshot with the previous public one
-(newest by ``created_at`` among those created before it), so that a rerun reports the same
-movements. A crash before COMMIT leaves nothing behind.
+snapshot already there and writes nothing. A crash before COMMIT leaves nothing behind.
+
+The snapshot and its entries are written with ``created_at`` = the run's ``run_at``, the instant up
+to which its votes count (``updated_at`` stays the time of writing), so BixArena, which shows the
+newest public snapshot by ``created_at``, sees snapshots in data order whenever they were computed:
+a redriven or late run with older votes is published as history and never replaces what BixArena
+shows (see ``common.snapshots``). The result says where the snapshot stands (live, history or
+private; ``common.standing``) and compares it with the public snapshot immediately before it in
+data order, never a newer one. Publishes of one leaderboard are serialized (an advisory lock), so
+of two overlapping runs the one that commits second sees the first: it reports history when its
+votes are older, and its movements against the first when they are newer. A rerun reports the
+same unless a public snapshot was added or removed around it meanwhile.
 
 If the leaderboard or a ranked model was deleted from BixArena's database after fetch read it,
 the snapshot cannot be written as ranked: the leaderboard is skipped with that reason (the data
@@ -15,6 +23,7 @@ changed under the run; a redrive would meet the same rows, the next run ranks wi
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 
 import psycopg
 
@@ -27,6 +36,8 @@ from common.snapshots import (
     EntryRow,
     Visibility,
     find_snapshot,
+    lock_leaderboard,
+    placement,
     previous_public_snapshot,
     snapshot_entries,
 )
@@ -68,21 +79,23 @@ def _insert_snapshot(
     document: EntriesDocument,
     description: str,
     visibility: Visibility,
+    data_time: datetime,
 ) -> bool:
-    """Insert the snapshot and its entries unless it exists; True when this call inserted it."""
+    """Insert the snapshot and its entries unless it exists; True when this call inserted it.
+    ``created_at`` is ``data_time`` (see the module docstring), ``updated_at`` now."""
     row = conn.execute(
         "INSERT INTO api.leaderboard_snapshot (leaderboard_id, snapshot_identifier, description,"
-        " visibility) VALUES (%s, %s, %s, %s)"
+        " visibility, created_at) VALUES (%s, %s, %s, %s, %s)"
         " ON CONFLICT (leaderboard_id, snapshot_identifier) DO NOTHING RETURNING id",
-        (leaderboard_id, snapshot_identifier, description, visibility),
+        (leaderboard_id, snapshot_identifier, description, visibility, data_time),
     ).fetchone()
     if row is None:
         return False
     with conn.cursor() as cur:
         cur.executemany(
             "INSERT INTO api.leaderboard_entry (leaderboard_id, model_id, snapshot_id, bt_score,"
-            " vote_count, rank, bootstrap_q025, bootstrap_q975)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+            " vote_count, rank, bootstrap_q025, bootstrap_q975, created_at)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
             [
                 (
                     leaderboard_id,
@@ -93,6 +106,7 @@ def _insert_snapshot(
                     e["rank"],
                     as_decimal(e["bootstrap_q025"]),
                     as_decimal(e["bootstrap_q975"]),
+                    data_time,
                 )
                 for e in document["entries"]
             ],
@@ -122,13 +136,15 @@ def publish_entries(
     slug: str,
     leaderboard_id: str,
     snapshot_identifier: str,
+    run_at: datetime,
     vote_count: int,
     document: EntriesDocument,
     publish: bool,
 ) -> PublishResult | Skipped:
-    """Write the snapshot once (see the module docstring) and summarize it against the previous
-    public snapshot. Everything returned is read back from the database, so a rerun returns the
-    same result (with ``created`` false). A leaderboard or model deleted since fetch: Skipped."""
+    """Write the snapshot once, dated ``run_at`` (see the module docstring), and summarize it
+    against the public snapshot before it in data order. Everything returned is read back from the
+    database, so a rerun returns the same result (with ``created`` false). A leaderboard or model
+    deleted since fetch: Skipped."""
     if not document["entries"]:
         # Rank skips a leaderboard where nobody could be ranked, so its RankResult always has
         # entries: an empty document here breaks the contract between the stages.
@@ -140,6 +156,7 @@ def publish_entries(
     visibility: Visibility = "public" if publish else "private"
     description = snapshot_description(vote_count, len(document["entries"]))
     with conn.transaction():
+        lock_leaderboard(conn, leaderboard_id)
         snapshot = find_snapshot(conn, leaderboard_id, snapshot_identifier)
         created = False
         if snapshot is None:
@@ -149,12 +166,19 @@ def publish_entries(
             if gone is not None:
                 return Skipped(slug=slug, reason=gone)
             created = _insert_snapshot(
-                conn, leaderboard_id, snapshot_identifier, document, description, visibility
+                conn,
+                leaderboard_id,
+                snapshot_identifier,
+                document,
+                description,
+                visibility,
+                run_at,
             )
             snapshot = find_snapshot(conn, leaderboard_id, snapshot_identifier)
         if snapshot is None:  # the concurrent inserter we waited for rolled back
             raise SnapshotNotFound(f"{slug}: {snapshot_identifier} vanished while publishing")
         previous = previous_public_snapshot(conn, snapshot)
+        placed = placement(conn, snapshot)
         current = _ranked(snapshot_entries(conn, snapshot.id))
         before = _ranked(snapshot_entries(conn, previous.id)) if previous else None
     moved = movements(current, before)
@@ -167,6 +191,8 @@ def publish_entries(
         vote_count=vote_count,
         created=created,
         previous_snapshot_identifier=previous.snapshot_identifier if previous else None,
+        shown_snapshot_identifier=placed.shown,
+        superseded=placed.superseded,
         top=moved.top,
         new_models=moved.new_models,
         dropped_models=moved.dropped_models,

@@ -2,9 +2,9 @@
 
 Event ``RankResult`` -> ``PublishResult``. The snapshot, its entries and its visibility ('public'
 unless the run says ``publish: false``) are written in one transaction, once per
-(leaderboard, snapshot identifier); see ``common.publish``. Event ``RankSkipped`` (nobody could
-be ranked) -> its ``Skipped``, unchanged, with nothing written: the Map's result for that
-leaderboard, which notify lists. A leaderboard or ranked model deleted since fetch -> a
+(leaderboard, snapshot identifier), dated the run's ``run_at``; see ``common.publish``. Event
+``RankSkipped`` (nobody could be ranked) -> its ``Skipped``, unchanged, with nothing written: the
+Map's result for that leaderboard, which notify lists. A leaderboard or ranked model deleted since fetch -> a
 ``Skipped`` naming it, nothing written.
 """
 
@@ -15,9 +15,9 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from common import db, publish, storage
+from common import db, publish, standing, storage
 from common.config import Settings, database_url
-from common.contracts import PublishResult, Skipped, parse_publish_event
+from common.contracts import PublishResult, Skipped, parse_publish_event, parse_timestamp
 from common.observability import bind_correlation_id, logger, metrics
 from common.rank import parse_entries
 from common.stage_runtime import stage
@@ -42,7 +42,8 @@ def handler(event: Any, context: LambdaContext) -> PublishResult | Skipped:
     with db.connect(database_url(settings)) as conn:
         result = publish.publish_entries(
             conn, slug=board["slug"], leaderboard_id=board["leaderboard_id"],
-            snapshot_identifier=run["snapshot_identifier"], vote_count=board["vote_count"],
+            snapshot_identifier=run["snapshot_identifier"],
+            run_at=parse_timestamp(run["run_at"], "run.run_at"), vote_count=board["vote_count"],
             document=document, publish=run["publish"],
         )  # fmt: skip
     if "reason" in result:
@@ -58,6 +59,8 @@ def handler(event: Any, context: LambdaContext) -> PublishResult | Skipped:
             "snapshot_id": result["snapshot_id"],
             "snapshot_identifier": result["snapshot_identifier"],
             "visibility": result["visibility"],
+            "standing": standing.of_result(result).standing,
+            "shown_snapshot_identifier": result["shown_snapshot_identifier"],
             "new_snapshot": result["created"],
             "entries": result["entry_count"],
         },

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -16,7 +17,7 @@ import pytest
 from cli import snapshots as cli_snapshots
 from common import publish as publish_service
 from common import snapshots
-from common.contracts import PublishResult, snapshot_description
+from common.contracts import PublishResult, parse_timestamp, snapshot_description
 from common.errors import (
     ArtifactCorrupt,
     ArtifactMissing,
@@ -128,6 +129,145 @@ def test_second_run_reports_movements_against_the_previous_public_snapshot(
     assert latest is not None and latest[1] == "snapshot_2025-06-02_06-00-00"
 
 
+DAY_1, DAY_2 = "2025-05-25T06:00:00Z", "2025-06-01T06:00:00Z"
+
+
+def _dates(url: str, snapshot_id: str) -> tuple[Any, Any, set[Any]]:
+    """A snapshot's created_at and updated_at, and its entries' created_at values."""
+    with psycopg.connect(url) as conn:
+        row = conn.execute(
+            "SELECT created_at, updated_at FROM api.leaderboard_snapshot WHERE id = %s",
+            (snapshot_id,),
+        ).fetchone()
+        entries = conn.execute(
+            "SELECT DISTINCT created_at FROM api.leaderboard_entry WHERE snapshot_id = %s",
+            (snapshot_id,),
+        ).fetchall()
+    assert row is not None
+    return row[0], row[1], {e[0] for e in entries}
+
+
+def test_a_snapshot_is_dated_by_its_votes_and_an_older_one_published_later_is_history(
+    publish_env: str, lambda_context: Any
+) -> None:
+    events = {
+        run_at: _chain(lambda_context, ["overall"], run_at=run_at)["overall"]
+        for run_at in (DAY_1, DAY_2)
+    }
+    assert events[DAY_1]["leaderboard"]["vote_count"] < events[DAY_2]["leaderboard"]["vote_count"]
+    before_writing = datetime.now(UTC)
+    day_2 = publish(events[DAY_2], lambda_context)
+    day_1 = publish(events[DAY_1], lambda_context)  # a redrive of yesterday, say
+
+    for result, run_at in ((day_1, DAY_1), (day_2, DAY_2)):
+        created, updated, entries = _dates(publish_env, result["snapshot_id"])
+        assert created == parse_timestamp(run_at, "run_at") and entries == {created}
+        assert updated >= before_writing
+    with psycopg.connect(publish_env) as conn:
+        latest = conn.execute(UPSTREAM_LATEST, ("overall",)).fetchone()
+    assert latest is not None and latest[1] == day_2["snapshot_identifier"]
+    assert (day_2["shown_snapshot_identifier"], day_2["superseded"]) == (
+        day_2["snapshot_identifier"], False,
+    )  # fmt: skip
+    assert day_2["previous_snapshot_identifier"] is None
+    # Day 1 went public as history, measured against nothing (no public snapshot is older).
+    assert day_1["visibility"] == "public" and day_1["created"]
+    assert (day_1["shown_snapshot_identifier"], day_1["superseded"]) == (
+        day_2["snapshot_identifier"], True,
+    )  # fmt: skip
+    assert day_1["previous_snapshot_identifier"] is None
+    assert all(t["previous_rank"] is None for t in day_1["top"])
+    # A rerun of day 2 now finds day 1 before it in data order, and measures against it.
+    again = publish(events[DAY_2], lambda_context)
+    assert (again["created"], again["previous_snapshot_identifier"]) == (
+        False, day_1["snapshot_identifier"],
+    )  # fmt: skip
+    day_1_ranks = {t["model"]: t["rank"] for t in day_1["top"]}
+    assert [t["previous_rank"] for t in again["top"]] == [
+        day_1_ranks.get(t["model"]) for t in again["top"]
+    ]
+
+
+@pytest.mark.parametrize("order", ["older first", "newer first"])
+def test_overlapping_publishes_of_one_leaderboard_report_what_the_other_left(
+    order: str, publish_env: str, stage_aws: Any, lambda_context: Any
+) -> None:
+    older, newer = (
+        _chain(lambda_context, ["overall"], run_at=run_at)["overall"] for run_at in (DAY_1, DAY_2)
+    )
+    first, second = (older, newer) if order == "older first" else (newer, older)
+    results = _one_after_another(publish_env, stage_aws, [first, second])
+    by_run = {r["snapshot_identifier"]: r for r in results}
+    old = by_run[older["run"]["snapshot_identifier"]]
+    new = by_run[newer["run"]["snapshot_identifier"]]
+    with psycopg.connect(publish_env) as conn:
+        latest = conn.execute(UPSTREAM_LATEST, ("overall",)).fetchone()
+    assert latest is not None and latest[1] == new["snapshot_identifier"]
+    assert (new["shown_snapshot_identifier"], new["superseded"]) == (
+        new["snapshot_identifier"], False,
+    )  # fmt: skip
+    if order == "older first":
+        # The older one was what BixArena showed until the newer one committed after it.
+        assert (old["shown_snapshot_identifier"], old["superseded"]) == (
+            old["snapshot_identifier"], False,
+        )  # fmt: skip
+        assert new["previous_snapshot_identifier"] == old["snapshot_identifier"]
+    else:
+        assert (old["shown_snapshot_identifier"], old["superseded"]) == (
+            new["snapshot_identifier"], True,
+        )  # fmt: skip
+        assert new["previous_snapshot_identifier"] is None
+    assert old["previous_snapshot_identifier"] is None
+
+
+def _snapshot_at(
+    conn: psycopg.Connection, identifier: str, created_at: str, visibility: str = "public"
+) -> str:
+    row = conn.execute(
+        "INSERT INTO api.leaderboard_snapshot (leaderboard_id, snapshot_identifier, visibility,"
+        " created_at) SELECT id, %s, %s, %s FROM api.leaderboard WHERE slug = 'overall'"
+        " RETURNING id::text",
+        (identifier, visibility, created_at),
+    ).fetchone()
+    assert row is not None
+    return str(row[0])
+
+
+def test_data_order_breaks_ties_on_created_at_by_identifier_then_id(publish_env: str) -> None:
+    # Upstream leaves ties to chance; a script inserting snapshots in one transaction makes them.
+    with psycopg.connect(publish_env) as conn:
+        early = _snapshot_at(conn, "snapshot_b", "2025-05-01T00:00:00Z")
+        tied_low = _snapshot_at(conn, "snapshot_C", "2025-05-02T00:00:00Z")
+        tied_high = _snapshot_at(conn, "snapshot_a", "2025-05-02T00:00:00Z")
+        private = _snapshot_at(conn, "snapshot_z", "2025-05-03T00:00:00Z", "private")
+        older_private = _snapshot_at(conn, "snapshot_0", "2025-04-01T00:00:00Z", "private")
+        conn.commit()
+        info = {i: snapshots.get_snapshot(conn, i) for i in (early, tied_low, tied_high)}
+        latest = snapshots.latest_public_snapshot(conn, "overall")
+        # "C" < "a" in code point order (COLLATE "C"), whatever the database's collation says.
+        assert latest is not None and latest.id == tied_high
+        previous = {
+            i: snapshots.previous_public_snapshot(conn, snapshots.get_snapshot(conn, i))
+            for i in (tied_high, tied_low, early, private, older_private)
+        }
+        assert {i: p.id if p else None for i, p in previous.items()} == {
+            tied_high: tied_low,
+            tied_low: early,
+            early: None,
+            private: tied_high,
+            older_private: None,
+        }
+        placed = snapshots.placement(conn, info[tied_low])
+        assert (placed.standing, placed.shown, placed.superseded) == ("history", "snapshot_a", True)
+        placed = snapshots.placement(conn, snapshots.get_snapshot(conn, private))
+        assert (placed.standing, placed.superseded) == ("private", False)
+        placed = snapshots.placement(conn, snapshots.get_snapshot(conn, older_private))
+        assert (placed.standing, placed.superseded) == ("private", True)
+        assert sorted(info.values(), key=snapshots.data_key) == [
+            info[early], info[tied_low], info[tied_high],
+        ]  # fmt: skip
+
+
 def test_publish_false_leaves_the_snapshot_private(
     publish_env: str, stage_aws: Any, lambda_context: Any
 ) -> None:
@@ -165,44 +305,62 @@ def _waiting_on_locks(url: str, expected: int, timeout_s: float = 20.0) -> None:
     raise AssertionError(f"{expected} publishes never got to wait on each other")
 
 
-def test_concurrent_publishes_of_one_run_make_one_snapshot(
-    ranked: dict[str, Any], publish_env: str, stage_aws: Any
-) -> None:
-    event = ranked["overall"]
-    uri = parse_s3_uri(event["entries_uri"])
+def _publish_directly(url: str, stage_aws: Any, event: dict[str, Any]) -> PublishResult:
+    """``common.publish`` on its own connection, as the stage calls it (for threads)."""
+    board, run = event["leaderboard"], event["run"]
     document = parse_entries(
-        json.loads(object_bytes(stage_aws, event["entries_uri"])), uri,
-        leaderboard="overall", snapshot_identifier=event["run"]["snapshot_identifier"],
-    )  # fmt: skip
-    results: list[Any] = []
+        json.loads(object_bytes(stage_aws, event["entries_uri"])),
+        parse_s3_uri(event["entries_uri"]),
+        leaderboard=board["slug"],
+        snapshot_identifier=run["snapshot_identifier"],
+    )
+    with psycopg.connect(url) as conn:
+        result = publish_service.publish_entries(
+            conn,
+            slug=board["slug"],
+            leaderboard_id=board["leaderboard_id"],
+            snapshot_identifier=run["snapshot_identifier"],
+            run_at=parse_timestamp(run["run_at"], "run_at"),
+            vote_count=board["vote_count"],
+            document=document,
+            publish=run["publish"],
+        )
+    assert "snapshot_id" in result, result
+    return result
 
-    def one_publish() -> None:
-        with psycopg.connect(publish_env) as conn:
-            result = publish_service.publish_entries(
-                conn,
-                slug="overall",
-                leaderboard_id=event["leaderboard"]["leaderboard_id"],
-                snapshot_identifier=event["run"]["snapshot_identifier"],
-                vote_count=event["leaderboard"]["vote_count"],
-                document=document,
-                publish=True,
-            )
-        results.append(result)
 
-    # Hold the entry table so that both transactions are in flight at once: one waits to insert
-    # its entries, the other waits on the first one's snapshot row (ON CONFLICT).
-    with psycopg.connect(publish_env) as blocker:
+def _one_after_another(
+    url: str, stage_aws: Any, events: list[dict[str, Any]]
+) -> list[PublishResult]:
+    """Publish ``events`` in overlapping transactions that reach the database in this order: the
+    entry table is held until every one of them waits, then let go."""
+    results: dict[int, PublishResult] = {}
+
+    def one_publish(index: int) -> None:
+        results[index] = _publish_directly(url, stage_aws, events[index])
+
+    with psycopg.connect(url) as blocker:
         blocker.execute("LOCK TABLE api.leaderboard_entry IN EXCLUSIVE MODE")
-        threads = [threading.Thread(target=one_publish) for _ in range(2)]
-        for thread in threads:
+        threads = [threading.Thread(target=one_publish, args=(i,)) for i in range(len(events))]
+        for waiting, thread in enumerate(threads, 1):
             thread.start()
-        _waiting_on_locks(publish_env, 2)
+            _waiting_on_locks(url, waiting)
         blocker.rollback()
     for thread in threads:
         thread.join(30)
-    assert len(results) == 2
+    assert sorted(results) == list(range(len(events)))
+    return [results[i] for i in range(len(events))]
+
+
+def test_concurrent_publishes_of_one_run_make_one_snapshot(
+    ranked: dict[str, Any], publish_env: str, stage_aws: Any
+) -> None:
+    # Both transactions are in flight at once: the first waits to insert its entries, the
+    # second waits for the first to end (the leaderboard's lock), then finds its snapshot.
+    event = ranked["overall"]
+    results = _one_after_another(publish_env, stage_aws, [event, event])
     assert results[0]["snapshot_id"] == results[1]["snapshot_id"]
-    assert sorted(r["created"] for r in results) == [False, True]
+    assert [r["created"] for r in results] == [True, False]
     assert _count(publish_env, "leaderboard_snapshot") == 1
     assert _count(publish_env, "leaderboard_entry") == event["ranked_count"]
 
@@ -369,13 +527,14 @@ def test_operator_functions(ranked: dict[str, Any], publish_env: str, lambda_con
     genomics = publish(ranked["genomics"], lambda_context)
     with psycopg.connect(publish_env) as conn:
         listed = cli_snapshots.recent_snapshots(conn)
+        # Newest data first (created_at is each run's run_at), whatever order they were written in.
         assert [(s.leaderboard_slug, s.snapshot_identifier, s.visibility) for s in listed] == [
-            ("genomics", "snapshot_2025-06-01_06-00-00", "public"),
             ("overall", "snapshot_2025-06-02_06-00-00", "private"),
+            ("genomics", "snapshot_2025-06-01_06-00-00", "public"),
             ("overall", "snapshot_2025-06-01_06-00-00", "public"),
         ]
         assert [s.entry_count for s in listed] == [
-            genomics["entry_count"], private["entry_count"], public["entry_count"],
+            private["entry_count"], genomics["entry_count"], public["entry_count"],
         ]  # fmt: skip
         assert listed[2].description == snapshot_description(
             ranked["overall"]["leaderboard"]["vote_count"], public["entry_count"]
