@@ -26,6 +26,7 @@ from urllib.error import URLError
 from slack_sdk.errors import SlackRequestError
 from slack_sdk.webhook import WebhookClient
 
+from common import standing
 from common.contracts import NotifyEvent, PublishResult, RunContext, SummaryEntry, parse_timestamp
 from common.errors import ConfigurationError, SlackRejected, SlackUnavailable
 from common.movements import rank_change
@@ -214,11 +215,18 @@ def movement(entry: SummaryEntry, has_previous: bool) -> str:
 
 
 def _visibility(results: list[PublishResult]) -> str:
-    public = sum(1 for r in results if r["visibility"] == "public")
-    private = len(results) - public
-    if public and private:
-        return f"{public} public, {private} private"
-    return "public" if public else "private"
+    """How the run's snapshots stand: "public", "public, as history", "private" or counts."""
+    counts = {"live": 0, "history": 0, "private": 0}
+    for result in results:
+        counts[standing.of_result(result).standing] += 1
+    if counts["live"] == len(results):
+        return "public"
+    if counts["history"] == len(results):
+        return "public, as history"
+    if counts["private"] == len(results):
+        return "private"
+    labels = {"live": "public", "history": "as history", "private": "private"}
+    return ", ".join(f"{n} {labels[kind]}" for kind, n in counts.items() if n)
 
 
 def run_seconds(event: NotifyEvent, now: datetime) -> float:
@@ -230,16 +238,19 @@ def run_seconds(event: NotifyEvent, now: datetime) -> float:
 
 def _leaderboard_section(result: PublishResult, style: _Style, top_n: int) -> str:
     has_previous = result["previous_snapshot_identifier"] is not None
+    placed = standing.of_result(result)
     facts = [f"{result['vote_count']:,} votes", f"{result['entry_count']} ranked models"]
     if has_previous:
         facts.append(f"vs {style.code(str(result['previous_snapshot_identifier']))}")
     else:
-        facts.append("first public snapshot")
-    if result["visibility"] != "public":
-        facts.append("private")
+        facts.append("first public snapshot" if placed.public else "none public before it")
+    if placed.standing != "live":
+        facts.append(placed.standing)
     if not result["created"]:
         facts.append("already existed")
     lines = [f"{style.bold(result['slug'])} — {' · '.join(facts)}"]
+    if placed.standing != "live":
+        lines.append(_standing_line(result, placed, style))
     for entry in sorted(result["top"], key=lambda e: e["rank"])[:top_n]:
         move = movement(entry, has_previous)
         lines.append(
@@ -252,6 +263,16 @@ def _leaderboard_section(result: PublishResult, style: _Style, top_n: int) -> st
     if has_previous and result["dropped_models"]:
         lines.append(f"Dropped: {_names(result['dropped_models'], style)}")
     return _fit_lines(lines)
+
+
+def _standing_line(result: PublishResult, placed: standing.Placement, style: _Style) -> str:
+    """A history or private snapshot in plain words; a private one with the command that
+    publishes it."""
+    words = standing.describe(placed, style.code)  # slugs need no escaping: a-z, 0-9, -
+    text = words[:1].upper() + words[1:]
+    if placed.standing == "history":
+        return f"{text}; BixArena did not change."
+    return f"{text}. Publish: {style.code(standing.publish_command(result['snapshot_id']))}"
 
 
 def _more_leaderboards(results: list[PublishResult], style: _Style) -> str:
@@ -286,19 +307,50 @@ NOTHING_PUBLISHED = (
     "BixArena still shows the previous snapshots, and the missed-day alarm counts this run as "
     "no update."
 )
+NOTHING_LIVE = (
+    "BixArena shows nothing new: every snapshot of this run is private or history (below), and "
+    "the missed-day alarm counts this run as no update."
+)
 
 
 def published_count(event: NotifyEvent) -> int:
-    """Leaderboards whose snapshot of this run is public (what the missed-day alarm counts)."""
-    return sum(1 for r in event["results"] if r["visibility"] == "public")
+    """Leaderboards whose snapshot of this run BixArena shows (what the missed-day alarm counts):
+    public, and not superseded by a public snapshot with newer votes."""
+    return sum(1 for r in event["results"] if standing.of_result(r).standing == "live")
+
+
+_TITLES = {
+    "nothing": ("⚠️", "Leaderboard run published nothing"),
+    "live": ("🏆", "Leaderboard snapshot published"),
+    "history": ("📚", "Leaderboard snapshot published as history"),
+    "private": ("👀", "Leaderboard snapshot awaits review"),
+}
+
+
+def _outcome(event: NotifyEvent) -> str:
+    """The run's headline: a snapshot went live, else one joined the history, else awaits review."""
+    kinds = {standing.of_result(r).standing for r in event["results"]}
+    return next((kind for kind in ("live", "history", "private") if kind in kinds), "nothing")
 
 
 def _success_title(event: NotifyEvent, environment: str | None) -> str:
-    published = published_count(event) > 0
-    title = "Leaderboard snapshot published" if published else "Leaderboard snapshot created"
-    if not event["results"]:
-        title = "Leaderboard run published nothing"
+    title = _TITLES[_outcome(event)][1]
     return f"{title} ({environment})" if environment else title
+
+
+def _review_section(event: NotifyEvent, style: _Style) -> str:
+    """How to review and publish the run's private snapshots by identifier (one for the run)."""
+    private = [r["slug"] for r in event["results"] if r["visibility"] == "private"]
+    identifier = event["run"]["snapshot_identifier"]
+    show = f"leaderboard snapshots show {identifier} --leaderboard SLUG"
+    publish = standing.publish_command_by_identifier(identifier, "SLUG")
+    return _fit_lines(
+        [
+            f"{style.bold(f'Awaiting review ({len(private)})')}: {_names(private, style, 30)}",
+            f"Review: {style.code(show)}",
+            f"Publish: {style.code(publish)} (or by id, as above)",
+        ]
+    )
 
 
 def _success_parts(
@@ -314,7 +366,7 @@ def _success_parts(
     results = event["results"]
     elapsed = run_seconds(event, now)
     votes = sum(r["vote_count"] for r in results)
-    icon = ("🏆 " if results else "⚠️ ") if style.markup else ""
+    icon = f"{_TITLES[_outcome(event)][0]} " if style.markup else ""
     parts: list[_Part] = [
         _Header(icon + _success_title(event, environment)),
         _Fields(
@@ -331,10 +383,14 @@ def _success_parts(
     ]
     if not results:
         parts.append(_Section(NOTHING_PUBLISHED))
+    elif published_count(event) == 0:
+        parts.append(_Section(NOTHING_LIVE))
     shown = results if len(results) <= max_leaderboards else results[: max_leaderboards - 1]
     parts += [_Section(_leaderboard_section(r, style, top_n)) for r in shown]
     if len(shown) < len(results):
         parts.append(_Section(_more_leaderboards(results[len(shown) :], style)))
+    if any(r["visibility"] == "private" for r in results):
+        parts.append(_Section(_review_section(event, style)))
     if event["skipped"] or event["left_out"]:
         parts.append(_Section(_data_problems_section(event, style)))
     parts.append(
@@ -376,9 +432,18 @@ def success_message(
 ) -> SlackMessage:
     """The run's summary for Slack: top models with CIs, rank moves, skips and votes left out,
     trigger, run time; a run that published nothing says so plainly."""
-    # header, fields, divider, data problems, context: five blocks besides the leaderboard
-    # sections, the last of which becomes "and N more leaderboards" when they do not all fit
-    detailed = max(2, min(max_leaderboards, MAX_BLOCKS - 5))
+    # The blocks besides the leaderboard sections (header, fields, context, ...) come first; the
+    # last section that fits becomes "and N more leaderboards" when they do not all fit.
+    everything = _success_parts(
+        event,
+        now,
+        MRKDWN,
+        environment=environment,
+        top_n=top_n,
+        max_leaderboards=len(event["results"]) + 1,
+    )
+    fixed = len(everything) - len(event["results"])
+    detailed = max(2, min(max_leaderboards, MAX_BLOCKS - fixed))
     parts = _success_parts(
         event, now, MRKDWN, environment=environment, top_n=top_n, max_leaderboards=detailed
     )

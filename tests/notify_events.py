@@ -30,16 +30,25 @@ def result(
     dropped: list[str] | None = None,
     votes: int = 1234,
     visibility: str = "public",
+    shown: str | None = None,
+    superseded: bool = False,
 ) -> PublishResult:
+    """A leaderboard's result; a public one is shown unless ``shown`` names a newer one, a private
+    one waits while ``shown`` (default: ``previous``) is shown."""
+    identifier = "snapshot_2025-06-01_03-00-00"
+    if shown is None:
+        shown = identifier if visibility == "public" else previous
     return PublishResult(
         slug=slug,
         snapshot_id=f"id-{slug}",
-        snapshot_identifier="snapshot_2025-06-01_03-00-00",
+        snapshot_identifier=identifier,
         visibility=visibility,  # type: ignore[typeddict-item]
         entry_count=max(len(top), 12),
         vote_count=votes,
         created=True,
         previous_snapshot_identifier=previous,
+        shown_snapshot_identifier=shown,
+        superseded=superseded,
         top=top,
         new_models=new or [],
         dropped_models=dropped or [],

@@ -72,17 +72,134 @@ def test_success_message_golden() -> None:
     )
 
 
-def test_scheduled_private_run_without_skips() -> None:
-    results = [result("overall", [entry("a", 1, 1000.0, 1)], visibility="private")]
-    message = slack.success_message(
-        notify_event(results, [], trigger="scheduled", requested_by=None), now=NOW
-    )
+def test_scheduled_private_run_awaits_review_with_the_commands_that_publish() -> None:
+    results = [
+        result("overall", [entry("a", 1, 1000.0, 1)], visibility="private"),
+        result("genetics", [entry("b", 1, 990.0, None)], previous=None, visibility="private"),
+    ]
+    event = notify_event(results, [], trigger="scheduled", requested_by=None)
+    message = slack.success_message(event, now=NOW)
+    assert block_problems(message) == []
     texts = _texts(message)
-    assert message["blocks"][0]["text"]["text"] == "🏆 Leaderboard snapshot created"
+    assert message["blocks"][0]["text"]["text"] == "👀 Leaderboard snapshot awaits review"
+    assert message["text"].startswith("Leaderboard snapshot awaits review: snapshot_2025-06-01")
     assert "*Trigger*\nscheduled" in texts
     assert "*Visibility*\nprivate" in texts
     assert not any("Skipped" in t for t in texts)
-    assert "private" in message["blocks"][3]["text"]["text"]
+    assert slack.published_count(event) == 0
+    assert message["blocks"][3]["text"]["text"] == slack.NOTHING_LIVE
+    assert message["blocks"][4]["text"]["text"] == (
+        "*overall* — 1,234 votes · 12 ranked models · vs `snapshot_2025-05-31_03-00-00` · private\n"
+        "Private, awaiting review: BixArena shows `snapshot_2025-05-31_03-00-00` for overall until"
+        " it is published. Publish: `leaderboard snapshots publish id-overall`\n"
+        "1. *a*  1000.0 (95% CI [987.8, 1011.8])  ="
+    )
+    assert message["blocks"][5]["text"]["text"] == (
+        "*genetics* — 1,234 votes · 12 ranked models · none public before it · private\n"
+        "Private, awaiting review: genetics has no public snapshot, publishing makes it live."
+        " Publish: `leaderboard snapshots publish id-genetics`\n"
+        "1. *b*  990.0 (95% CI [977.8, 1001.8])"
+    )
+    assert message["blocks"][6]["text"]["text"] == (
+        "*Awaiting review (2)*: overall, genetics\n"
+        "Review: `leaderboard snapshots show snapshot_2025-06-01_03-00-00 --leaderboard SLUG`\n"
+        "Publish: `leaderboard snapshots publish snapshot_2025-06-01_03-00-00 --leaderboard SLUG`"
+        " (or by id, as above)"
+    )
+    plain = slack.success_plain(event, now=NOW)
+    assert plain["subject"] == ("Leaderboard snapshot awaits review: snapshot_2025-06-01_03-00-00")
+    assert "Publish: leaderboard snapshots publish id-overall" in plain["body"]
+    assert "`" not in plain["body"]
+
+
+def test_a_run_with_older_votes_is_published_as_history_and_changes_nothing_shown() -> None:
+    newer = "snapshot_2025-06-02_03-00-00"
+    results = [
+        result("overall", [entry("a", 1, 1000.0, 2)], shown=newer, superseded=True),
+        result("genetics", [entry("b", 1, 990.0, 1)], shown=newer, superseded=True),
+    ]
+    event = notify_event(results, [])
+    message = slack.success_message(event, now=NOW, environment="prod")
+    assert block_problems(message) == []
+    assert message["blocks"][0]["text"]["text"] == (
+        "📚 Leaderboard snapshot published as history (prod)"
+    )
+    assert "*Visibility*\npublic, as history" in _texts(message)
+    assert slack.published_count(event) == 0
+    assert message["blocks"][3]["text"]["text"] == slack.NOTHING_LIVE
+    assert message["blocks"][4]["text"]["text"] == (
+        "*overall* — 1,234 votes · 12 ranked models · vs `snapshot_2025-05-31_03-00-00` · history\n"
+        "Published as history: overall already shows `snapshot_2025-06-02_03-00-00` with newer"
+        " votes; BixArena did not change.\n"
+        "1. *a*  1000.0 (95% CI [987.8, 1011.8])  ↑1"
+    )
+    plain = slack.success_plain(event, now=NOW)
+    assert (
+        "Published as history: overall already shows snapshot_2025-06-02_03-00-00 with newer"
+        " votes; BixArena did not change." in plain["body"]
+    )
+
+
+def test_a_run_mixing_live_history_and_private_counts_only_what_went_live() -> None:
+    results = [
+        result("overall", [entry("a", 1, 1000.0, 1)]),
+        result(
+            "genetics",
+            [entry("b", 1, 990.0, 1)],
+            shown="snapshot_2025-06-02_03-00-00",
+            superseded=True,
+        ),
+        result("immunology", [entry("c", 1, 980.0, 1)], visibility="private"),
+    ]
+    event = notify_event(results, [])
+    message = slack.success_message(event, now=NOW)
+    assert message["blocks"][0]["text"]["text"] == "🏆 Leaderboard snapshot published"
+    texts = _texts(message)
+    assert "*Visibility*\n1 public, 1 as history, 1 private" in texts
+    assert slack.published_count(event) == 1
+    assert slack.NOTHING_LIVE not in texts
+    assert [t.split("\n")[1][:22] for t in texts if t.startswith("*genetics*")] == [
+        "Published as history: "
+    ]
+    assert any(t.startswith("*Awaiting review (1)*: immunology") for t in texts)
+
+
+def test_a_result_from_before_the_placement_fields_reads_as_shown_when_public() -> None:
+    raw: dict[str, Any] = dict(notify_event())
+    old = [
+        {k: v for k, v in r.items() if k not in ("shown_snapshot_identifier", "superseded")}
+        for r in raw["results"]
+    ]
+    old[1]["visibility"] = "private"
+    event = parse_notify_event({**raw, "results": old})
+    assert [(r["shown_snapshot_identifier"], r["superseded"]) for r in event["results"]] == [
+        ("snapshot_2025-06-01_03-00-00", False),
+        (None, False),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("visibility", "shown", "superseded"),
+    [
+        ("public", None, False),
+        ("public", "snapshot_2025-06-01_03-00-00", True),
+        ("public", "snapshot_2025-06-02_03-00-00", False),
+        ("private", "snapshot_2025-06-01_03-00-00", False),
+        ("private", None, True),
+    ],
+)
+def test_a_placement_that_contradicts_the_visibility_is_refused(
+    visibility: str, shown: str | None, superseded: bool
+) -> None:
+    raw: dict[str, Any] = dict(notify_event())
+    bad = {
+        **raw["results"][0],
+        "visibility": visibility,
+        "shown_snapshot_identifier": shown,
+        "superseded": superseded,
+    }
+    with pytest.raises(InvalidInput, match=r"^results\[0\]\.shown_snapshot_identifier: "):
+        parse_notify_event({**raw, "results": [bad]})
 
 
 def test_manual_trigger_without_a_name() -> None:
