@@ -23,8 +23,8 @@ from cli.report import (
     stage_durations,
 )
 from cli.tables import entries_table
-from common import db, snapshots
-from common.contracts import parse_run_request
+from common import db, snapshots, standing
+from common.contracts import parse_publish_result, parse_run_request
 from common.stepfunctions.failures import summarize_cause
 from local import bad_data, postgres, simulate, template
 from local.faults import FaultPlan
@@ -183,6 +183,7 @@ def report(
         echo(
             f"{result['slug']}: snapshot {result['snapshot_identifier']} ({result['visibility']}), {result['vote_count']:,} votes"
         )
+        _standing(result, echo)
         echo(snapshot_table(database_url, result["snapshot_id"]))
     for result in results[1:]:
         top = result["top"][0]["model"] if result.get("top") else "-"
@@ -190,6 +191,7 @@ def report(
             f"{result['slug']}: snapshot {result['snapshot_identifier']} ({result['visibility']}),"
             f" {result['entry_count']} models, {result['vote_count']:,} votes, #1 {top}"
         )
+        _standing(result, echo)
     if results:
         echo(f"snapshots written to {postgres.redact(database_url)}")
     private = [r for r in results if r["visibility"] == "private"]
@@ -204,6 +206,13 @@ def report(
         echo("Slack message (local capture):")
         for message in slack:
             echo(_indent(slack_preview(message)))
+
+
+def _standing(result: dict[str, Any], echo: Echo) -> None:
+    """A snapshot that BixArena does not show (history, private) says so under its line."""
+    placed = standing.of_result(parse_publish_result(result))
+    if placed.standing != "live":
+        echo(f"  {standing.describe(placed)}")
 
 
 def snapshot_table(database_url: str, snapshot_id: str) -> str:

@@ -21,8 +21,8 @@ import psycopg
 from psycopg.rows import class_row
 
 from cli.arguments import UsageError, database
-from cli.tables import entries_table, snapshot_heading, snapshot_table
-from common import snapshots
+from cli.tables import entries_table, placement_lines, snapshot_heading, snapshot_table
+from common import snapshots, standing
 from common.errors import InvalidInput, LeaderboardNotFound, SnapshotNotFound
 from common.snapshots import (
     SELECT_SNAPSHOTS,
@@ -44,12 +44,13 @@ def set_visibility(
     if visibility not in VISIBILITIES:
         raise InvalidInput(f"visibility: expected one of {', '.join(VISIBILITIES)}")
     with conn.transaction():
+        snapshots.lock_leaderboard(conn, get_snapshot(conn, snapshot_id).leaderboard_id)
         updated = conn.execute(
             "UPDATE api.leaderboard_snapshot SET visibility = %s, updated_at = now()"
             " WHERE id = %s RETURNING id",
             (visibility, parse_snapshot_id(snapshot_id)),
         ).fetchone()
-        if updated is None:
+        if updated is None:  # deleted while we waited for the lock
             raise SnapshotNotFound(f"snapshot_id: no snapshot {snapshot_id}")
         info = get_snapshot(conn, snapshot_id)
     # Inside a transaction the caller already had open, the block above was only a savepoint.
@@ -181,12 +182,29 @@ def cmd_show(args: argparse.Namespace) -> int:
     with _snapshot_db(args, read_only=True) as conn:
         info = _snapshot(conn, args)
         entries = snapshots.snapshot_entries(conn, info.id)
+        placed = snapshots.placement(conn, info)
+        baseline = snapshots.previous_public_snapshot(conn, info)
+        before = (
+            {e.model_id: e.rank for e in snapshots.snapshot_entries(conn, baseline.id)}
+            if baseline
+            else None
+        )
     if args.format == "json":
-        document = {**as_dict(info), "entries": [as_dict(e) for e in entries]}
+        document = {
+            **as_dict(info),
+            "standing": placed.standing,
+            "shown_snapshot_identifier": placed.shown,
+            "superseded": placed.superseded,
+            "compared_with": baseline.snapshot_identifier if baseline else None,
+            "entries": [
+                {**as_dict(e), "previous_rank": (before or {}).get(e.model_id)} for e in entries
+            ],
+        }
         print(json.dumps(document, indent=2))
     else:
         print(snapshot_heading(info))
-        print(entries_table(entries))
+        print(placement_lines(info, placed, baseline))
+        print(entries_table(entries, before))
     return 0
 
 
@@ -194,7 +212,11 @@ def cmd_visibility(args: argparse.Namespace) -> int:
 
     with _snapshot_db(args) as conn:
         info = set_visibility(conn, _snapshot(conn, args).id, args.visibility)
-        print(f"{info.leaderboard_slug} {info.snapshot_identifier} is now {info.visibility}")
+        placed = snapshots.placement(conn, info)
+        change = f"{info.leaderboard_slug} {info.snapshot_identifier} is now {info.visibility}"
+        if placed.standing == "history":
+            change += f", {standing.describe(placed)}"
+        print(change)
         print(_shown(conn, info.leaderboard_slug))
     return 0
 

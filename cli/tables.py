@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from datetime import UTC
 
+from common import standing
 from common.movements import rank_change
 from common.snapshots import EntryRow, SnapshotInfo
 
@@ -41,6 +42,24 @@ def snapshot_heading(info: SnapshotInfo) -> str:
         f"created {_created(info)} UTC, {info.entry_count} entries\n"
         f"  id {info.id}" + (f"  {info.description}" if info.description else "")
     )
+
+
+def placement_lines(
+    info: SnapshotInfo, placed: standing.Placement, baseline: SnapshotInfo | None
+) -> str:
+    """Where a snapshot stands against what BixArena shows (with the command that publishes a
+    private one), and what its moves are measured against."""
+    lines = [f"  {standing.describe(placed)}"]
+    if placed.standing == "private":
+        lines.append(f"  publish with: {standing.publish_command(info.id)}")
+    if baseline is None:
+        lines.append("  no public snapshot before it: no moves")
+    else:
+        shown = " (what BixArena shows)" if baseline.snapshot_identifier == placed.shown else ""
+        lines.append(
+            f"  moves against {baseline.snapshot_identifier}, the public snapshot before it{shown}"
+        )
+    return "\n".join(lines)
 
 
 def entries_table(rows: Sequence[EntryRow], previous_ranks: Mapping[str, int] | None = None) -> str:

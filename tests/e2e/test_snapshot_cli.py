@@ -162,12 +162,106 @@ def test_show_prints_the_entries(arena: Arena, capsys: pytest.CaptureFixture[str
     assert lines[1] == (
         f"  id {arena.new}  Leaderboard snapshot with 90 evaluations and 3 ranked models"
     )
-    assert lines[2].split() == ["rank", "model", "score", "95%", "CI", "votes"]
-    assert [line.split() for line in lines[4:]] == [
-        ["1", "Model", "A", "1050.5", "1030.5", "..", "1070.5", "59"],
-        ["2", "Model", "B", "999.2", "979.2", "..", "1019.2", "58"],
-        ["3", "Model", "C", "950.1", "930.1", "..", "970.1", "57"],
+    # A private snapshot: what BixArena shows instead, how to publish it, moves against it.
+    assert lines[2:5] == [
+        "  private, awaiting review: BixArena shows snapshot_2026-01-01_06-00-00 for overall"
+        " until it is published",
+        f"  publish with: leaderboard snapshots publish {arena.new}",
+        "  moves against snapshot_2026-01-01_06-00-00, the public snapshot before it"
+        " (what BixArena shows)",
     ]
+    assert lines[5].split() == ["rank", "model", "score", "95%", "CI", "votes", "move"]
+    assert [line.split() for line in lines[7:]] == [
+        ["1", "Model", "A", "1050.5", "1030.5", "..", "1070.5", "59", "="],
+        ["2", "Model", "B", "999.2", "979.2", "..", "1019.2", "58", "="],
+        ["3", "Model", "C", "950.1", "930.1", "..", "970.1", "57", "="],
+    ]
+
+
+def _add_snapshot(url: str, identifier: str, visibility: str, age: str, order: list[str]) -> str:
+    """An overall snapshot ``age`` old ranking the models named (slugs) in that order."""
+    with psycopg.connect(url) as conn:
+        row = conn.execute(
+            "INSERT INTO api.leaderboard_snapshot (leaderboard_id, snapshot_identifier,"
+            " visibility, created_at) SELECT id, %s, %s, now() - %s::interval"
+            " FROM api.leaderboard WHERE slug = 'overall' RETURNING leaderboard_id, id",
+            (identifier, visibility, age),
+        ).fetchone()
+        assert row is not None
+        for rank, slug in enumerate(order, 1):
+            conn.execute(
+                "INSERT INTO api.leaderboard_entry (leaderboard_id, model_id, snapshot_id,"
+                " bt_score, vote_count, rank, bootstrap_q025, bootstrap_q975)"
+                " SELECT %s, id, %s, %s, 40, %s, 900, 1100 FROM api.model WHERE slug = %s",
+                (row[0], row[1], 1000 - rank, rank, slug),
+            )
+    return str(row[1])
+
+
+def test_show_measures_moves_against_the_public_snapshot_before_it_in_data_order(
+    arena: Arena, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = ["--database-url", arena.url]
+    preview = _add_snapshot(
+        arena.url, "snapshot_2026-01-03_06-00-00", "private", "1 hour", ["model-b", "model-a"]
+    )
+    _, out, _ = _cli(capsys, "snapshots", "show", preview, *url)
+    assert [line.split()[-1] for line in out.splitlines()[7:]] == ["↑1", "↓1"]
+    # The old public one, and the private one after it: neither is measured against the other.
+    _, out, _ = _cli(capsys, "snapshots", "show", arena.old, *url)
+    assert out.splitlines()[2:4] == [
+        "  BixArena shows it for overall",
+        "  no public snapshot before it: no moves",
+    ]
+    assert out.splitlines()[4].split()[-1] == "votes"
+
+    code, out, _ = _cli(capsys, "snapshots", "publish", preview, *url)
+    assert code == 0
+    _, raw, _ = _cli(capsys, "snapshots", "show", arena.old, "--format", "json", *url)
+    old = json.loads(raw)
+    assert (old["standing"], old["shown_snapshot_identifier"], old["superseded"]) == (
+        "history", "snapshot_2026-01-03_06-00-00", True,
+    )  # fmt: skip
+    assert old["compared_with"] is None
+    assert [e["previous_rank"] for e in old["entries"]] == [None, None, None]
+    _, raw, _ = _cli(capsys, "snapshots", "show", preview, "--format", "json", *url)
+    shown = json.loads(raw)
+    assert (shown["standing"], shown["compared_with"]) == (
+        "live", "snapshot_2026-01-01_06-00-00",
+    )  # fmt: skip
+    assert [(e["model_slug"], e["rank"], e["previous_rank"]) for e in shown["entries"]] == [
+        ("model-b", 1, 2),
+        ("model-a", 2, 1),
+    ]
+
+
+def test_publishing_a_snapshot_older_than_the_one_shown_makes_it_history(
+    arena: Arena, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = ["--database-url", arena.url]
+    older = _add_snapshot(
+        arena.url, "snapshot_2025-12-31_06-00-00", "private", "3 days", ["model-c", "model-a"]
+    )
+    _, out, _ = _cli(capsys, "snapshots", "show", older, *url)
+    assert out.splitlines()[2:5] == [
+        "  private: overall already shows snapshot_2026-01-01_06-00-00 with newer votes, so"
+        " publishing it would only add it to the history",
+        f"  publish with: leaderboard snapshots publish {older}",
+        "  no public snapshot before it: no moves",
+    ]
+    code, out, err = _cli(capsys, "snapshots", "publish", older, *url)
+    assert (code, err) == (0, "")
+    assert out.splitlines() == [
+        "overall snapshot_2025-12-31_06-00-00 is now public, published as history: overall"
+        " already shows snapshot_2026-01-01_06-00-00 with newer votes",
+        "BixArena now shows snapshot_2026-01-01_06-00-00 for overall",
+    ]
+    # In its place in the history: the old public snapshot now moves against it.
+    _, out, _ = _cli(capsys, "snapshots", "show", arena.old, *url)
+    assert out.splitlines()[3] == (
+        "  moves against snapshot_2025-12-31_06-00-00, the public snapshot before it"
+    )
+    assert [line.split()[-1] for line in out.splitlines()[6:]] == ["↑1", "new", "↓2"]
 
 
 def test_show_by_identifier_and_as_json(arena: Arena, capsys: pytest.CaptureFixture[str]) -> None:
