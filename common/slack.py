@@ -243,7 +243,8 @@ def _leaderboard_section(result: PublishResult, style: _Style, top_n: int) -> st
     if has_previous:
         facts.append(f"vs {style.code(str(result['previous_snapshot_identifier']))}")
     else:
-        facts.append("first public snapshot" if placed.public else "none public before it")
+        first = placed.standing == "live"
+        facts.append("first public snapshot" if first else "none public before it")
     if placed.standing != "live":
         facts.append(placed.standing)
     if not result["created"]:

@@ -116,7 +116,9 @@ def test_a_run_with_older_votes_is_published_as_history_and_changes_nothing_show
     newer = "snapshot_2025-06-02_03-00-00"
     results = [
         result("overall", [entry("a", 1, 1000.0, 2)], shown=newer, superseded=True),
-        result("genetics", [entry("b", 1, 990.0, 1)], shown=newer, superseded=True),
+        result(
+            "genetics", [entry("b", 1, 990.0, None)], previous=None, shown=newer, superseded=True
+        ),
     ]
     event = notify_event(results, [])
     message = slack.success_message(event, now=NOW, environment="prod")
@@ -132,6 +134,9 @@ def test_a_run_with_older_votes_is_published_as_history_and_changes_nothing_show
         "Published as history: overall already shows `snapshot_2025-06-02_03-00-00` with newer"
         " votes; BixArena did not change.\n"
         "1. *a*  1000.0 (95% CI [987.8, 1011.8])  ↑1"
+    )
+    assert message["blocks"][5]["text"]["text"].startswith(
+        "*genetics* — 1,234 votes · 12 ranked models · none public before it · history\n"
     )
     plain = slack.success_plain(event, now=NOW)
     assert (
