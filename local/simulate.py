@@ -1,13 +1,29 @@
-"""A synthetic BixArena: models with hidden strengths, battles, votes, validations, categories.
+"""A synthetic BixArena: models with hidden strengths, battles, answers, votes, validations,
+categories.
 
 Used by tests (to check that the ranking recovers the true strengths), by the local run (to seed
 the embedded database) and by the benchmarks. The generation is vectorized and seeded; rows reach
 PostgreSQL through COPY, never row-by-row inserts.
+
+Answers (``local.answers``): each model has a mean answer length and a taste for markdown; a
+battle has one to three rounds of both models' answers, a few battles miss an answer. Voters
+prefer the longer answer by a known amount: with d = (t1 - t2) / (t1 + t2 + 1) the normalized
+difference of the two sides' tokens summed over rounds (``common.answer_style``), a decided vote
+goes to model1 with probability
+
+    1 / (1 + exp(-(ln(10) (elo1 - elo2) / 400 + LENGTH_EFFECT d))),
+
+so an answer twice as long as the other (d = 1/3) multiplies its odds by exp(LENGTH_EFFECT / 3).
+Markdown has no effect of its own (it only travels with length: verbose models use more of it).
+A battle with a missing answer is voted on strengths alone. ``true_elo`` is the strength without
+style: the plain ranking drifts from it towards the verbose models, a style-controlled one should
+not.
 """
 
 from __future__ import annotations
 
 import io
+import itertools
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TypedDict
@@ -18,8 +34,10 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from common.answer_style import style_counts
 from common.contracts import REFERENCE_LEADERBOARDS
 from common.db import connect
+from local.answers import ANSWER_TOKENS, PROMPTS, Answers, battle_style, draw_answers, model_styles
 
 CATEGORIES: tuple[str, ...] = tuple(s for s in REFERENCE_LEADERBOARDS if s != "overall")
 """The categories battles fall into: the category leaderboards' slugs, in slug order."""
@@ -36,6 +54,15 @@ STATUS_P = (0.80, 0.15, 0.05)
 SECOND_CATEGORY_RATE = 0.30
 INACTIVE_RATE = 0.20
 WINDOW_DAYS = 120
+LENGTH_EFFECT = 1.0
+"""Natural log-odds per unit of the normalized length difference d (see the module docstring)."""
+STYLE_COLUMNS: tuple[str, ...] = tuple(
+    f"model{side}_{feature}"
+    for side in (1, 2)
+    for feature in ("tokens", "headers", "list_items", "bold")
+)
+ROWS_PER_COPY = 50_000
+"""Battles whose answers are made and written at once (the texts of one batch are in memory)."""
 
 
 @dataclass(frozen=True)
@@ -47,6 +74,10 @@ class SimModel:
     active: bool
     true_elo: float
     """Hidden strength on the reported scale (400·r + 1000 has mean 1000)."""
+    verbosity: float
+    """Mean answer length in tokens."""
+    markdown: float
+    """Share of the answer's units that carry markdown (0 to 0.6)."""
 
 
 @dataclass(frozen=True)
@@ -67,6 +98,7 @@ class Arena:
     """Index into CATEGORIES, or -1 when the battle has one category only."""
     created_at: np.ndarray
     """Seconds before ``now`` at which the battle started."""
+    answers: Answers
     seed: int
 
     @property
@@ -76,6 +108,12 @@ class Arena:
     def true_strengths(self) -> dict[str, float]:
         return {m.name: m.true_elo for m in self.models}
 
+    def style(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per battle the style counts of model1's and model2's answers summed over rounds
+        (shape (battles, 4) each, ``common.answer_style.FEATURES`` order) and whether it has
+        them (a round, and no missing answer); from the answers' units, not their texts."""
+        return battle_style(self.answers, self.n_battles)
+
 
 class WriteCounts(TypedDict):
     models: int
@@ -83,12 +121,13 @@ class WriteCounts(TypedDict):
     evaluations: int
 
 
-def make_models(count: int, seed: int) -> list[SimModel]:
-    """Model catalogue: names depend on the index only, strengths on the seed."""
+def make_models(count: int, seed: int, answer_tokens: float = ANSWER_TOKENS) -> list[SimModel]:
+    """Model catalogue: names depend on the index only, strengths and styles on the seed."""
     rng = np.random.default_rng([seed, 1])
     elo = rng.normal(0.0, ELO_SD, size=count)
     elo = elo - elo.mean() + 1000.0
     active = rng.random(count) >= INACTIVE_RATE
+    verbosity, markdown = model_styles(count, rng, answer_tokens)
     return [
         SimModel(
             slug=f"sim-model-{i:03d}",
@@ -97,22 +136,32 @@ def make_models(count: int, seed: int) -> list[SimModel]:
             license="open-source" if i % 3 else "proprietary",
             active=bool(active[i]),
             true_elo=float(elo[i]),
+            verbosity=float(verbosity[i]),
+            markdown=float(markdown[i]),
         )
         for i in range(count)
     ]
 
 
 def simulate_arena(
-    models: int, battles: int, seed: int = 0, *, battle_seed: int | None = None
+    models: int,
+    battles: int,
+    seed: int = 0,
+    *,
+    battle_seed: int | None = None,
+    answer_tokens: float = ANSWER_TOKENS,
 ) -> Arena:
     """Simulate ``battles`` battles between ``models`` models.
 
     ``battle_seed`` draws new battles for the same models and strengths (e.g. a later day's votes).
+    ``answer_tokens``: the median over models of the mean answer length (shorter answers make a
+    big arena cheaper to write and to read).
     """
     if models < 2:
         raise ValueError("an arena needs at least 2 models")
-    catalogue = make_models(models, seed)
-    rng = np.random.default_rng([seed, 2, battle_seed if battle_seed is not None else seed])
+    catalogue = make_models(models, seed, answer_tokens)
+    day = battle_seed if battle_seed is not None else seed
+    rng = np.random.default_rng([seed, 2, day])
     # Popular models meet more often: pick each side with lognormal popularity weights.
     popularity = rng.lognormal(0.0, 0.8, size=models)
     popularity /= popularity.sum()
@@ -122,8 +171,18 @@ def simulate_arena(
     while same.any():
         m2[same] = rng.choice(models, size=int(same.sum()), p=popularity)
         same = m1 == m2
+    answers = draw_answers(
+        np.random.default_rng([seed, 3, day]),
+        m1,
+        m2,
+        np.array([m.verbosity for m in catalogue]),
+        np.array([m.markdown for m in catalogue]),
+    )
+    side1, side2, has_style = battle_style(answers, battles)
+    d = (side1[:, 0] - side2[:, 0]) / (side1[:, 0] + side2[:, 0] + 1.0)
     elo = np.array([m.true_elo for m in catalogue])
-    p1 = 1.0 / (1.0 + 10.0 ** ((elo[m2] - elo[m1]) / 400.0))
+    logit = np.log(10.0) * (elo[m1] - elo[m2]) / 400.0 + np.where(has_style, LENGTH_EFFECT * d, 0)
+    p1 = 1.0 / (1.0 + np.exp(-logit))
     u = rng.random(battles)
     outcome = np.where(u < TIE_RATE, 2, np.where(rng.random(battles) < p1, 0, 1)).astype(np.int8)
     outcome[rng.random(battles) < UNVOTED_RATE] = -1
@@ -143,6 +202,7 @@ def simulate_arena(
         category1=category1.astype(np.int16),
         category2=category2.astype(np.int16),
         created_at=np.sort(rng.random(battles))[::-1] * WINDOW_DAYS * 86400.0,
+        answers=answers,
         seed=seed,
     )
 
@@ -152,10 +212,32 @@ def _zipf(n: int) -> np.ndarray:
     return weights / weights.sum()
 
 
+def text_style(arena: Arena) -> tuple[np.ndarray, np.ndarray]:
+    """Per battle the 8 style counts (STYLE_COLUMNS order) computed from the generated texts by
+    the fetch stage's rule (``common.answer_style.style_counts``), and whether it has them."""
+    answers = arena.answers
+    counts = np.zeros((answers.count, 4), dtype=np.int64)
+    step = ROWS_PER_COPY * 3
+    for start in range(0, answers.count, step):
+        stop = min(start + step, answers.count)
+        counts[start:stop] = style_counts(answers.texts(start, stop))
+    totals = np.zeros((arena.n_battles, 8), dtype=np.int64)
+    for side in (1, 2):
+        mine = answers.side == side
+        for j in range(4):
+            totals[:, (side - 1) * 4 + j] = np.bincount(
+                answers.battle[mine], weights=counts[mine, j], minlength=arena.n_battles
+            ).astype(np.int64)
+    _, _, has = battle_style(answers, arena.n_battles)
+    return totals.astype(np.int32), has
+
+
 def votes_table(arena: Arena) -> pa.Table:
-    """The voted battles as (model_a, model_b, outcome) with model names, no filter applied."""
+    """The voted battles as (model_a, model_b, outcome) with model names and the answers' style
+    counts (STYLE_COLUMNS, null for a battle with a missing answer), no filter applied."""
     voted = arena.outcome >= 0
     names = pa.array([m.name for m in arena.models])
+    style, has = text_style(arena)
     return pa.table(
         {
             "model_a": pa.DictionaryArray.from_arrays(pa.array(arena.model1[voted]), names),
@@ -163,6 +245,10 @@ def votes_table(arena: Arena) -> pa.Table:
             "outcome": pa.DictionaryArray.from_arrays(
                 pa.array(arena.outcome[voted].astype(np.int32)), pa.array(list(OUTCOMES))
             ),
+            **{
+                name: pa.array(style[voted, j], type=pa.int32(), mask=~has[voted])
+                for j, name in enumerate(STYLE_COLUMNS)
+            },
         }
     )
 
@@ -290,6 +376,7 @@ def write_database(arena: Arena, url: str, *, now: datetime | None = None) -> Wr
             "categorization_id": cat_ids.take(pa.array(rows)),
             "category": pa.array(np.array(CATEGORIES)[cats]),
         }))  # fmt: skip
+        _write_rounds(conn, arena.answers, battle_ids, rng, created)
         if not one_pass:
             _set_effective_pointers(conn, battle_ids, effective_validation, cat_ids)
         conn.commit()
@@ -311,3 +398,51 @@ def _set_effective_pointers(
         " effective_categorization_id = e.categorization_id"
         " FROM sim_effective e WHERE b.id = e.battle_id"
     )
+
+
+def _write_rounds(
+    conn: psycopg.Connection,
+    answers: Answers,
+    battle_ids: pa.Array,
+    rng: np.random.Generator,
+    created: pa.Array,
+) -> None:
+    """The battles' rounds and their messages (a prompt, then both answers), ROWS_PER_COPY
+    battles at a time so that only one batch of texts is in memory."""
+    n_answers = answers.count
+    if not n_answers:
+        return
+    rounds = n_answers // 2  # answers come in (side 1, side 2) pairs, round by round
+    first = np.arange(rounds) * 2
+    battle_of_round = answers.battle[first]
+    stops = np.searchsorted(battle_of_round, np.arange(0, len(battle_ids), ROWS_PER_COPY)[1:])
+    bounds = [0, *stops.tolist(), rounds]
+    prompts = pa.array(PROMPTS)
+    for lo, hi in itertools.pairwise(bounds):
+        if hi == lo:
+            continue
+        count = hi - lo
+        prompt_ids = uuids(rng, count)
+        answer_ids = uuids(rng, 2 * count)
+        texts = answers.texts(2 * lo, 2 * hi)
+        missing = answers.missing[2 * lo : 2 * hi]
+        present = np.flatnonzero(~missing)
+        battles = pa.array(battle_of_round[lo:hi])
+        _copy(conn, "api.message", pa.table({
+            "id": pa.concat_arrays([prompt_ids, answer_ids.take(pa.array(present))]),
+            "role": pa.array(["user"] * count + ["assistant"] * len(present)),
+            "content": pa.concat_arrays([
+                prompts.take(pa.array(battle_of_round[lo:hi] % len(PROMPTS))),
+                texts.take(pa.array(present)),
+            ]),
+        }))  # fmt: skip
+        side1 = answer_ids.take(pa.array(np.arange(0, 2 * count, 2), mask=missing[0::2]))
+        side2 = answer_ids.take(pa.array(np.arange(1, 2 * count, 2), mask=missing[1::2]))
+        _copy(conn, "api.battle_round", pa.table({
+            "battle_id": battle_ids.take(battles),
+            "round_number": pa.array(answers.round[first[lo:hi]].astype(np.int32)),
+            "prompt_message_id": prompt_ids,
+            "model1_message_id": side1,
+            "model2_message_id": side2,
+            "created_at": created.take(battles),
+        }))  # fmt: skip

@@ -31,7 +31,9 @@ def test_arena_is_reproducible_and_realistic() -> None:
 def test_stronger_models_win_more() -> None:
     arena = simulate.simulate_arena(models=10, battles=50_000, seed=1)
     elo = np.array([m.true_elo for m in arena.models])
-    decided = arena.outcome <= 1
+    side1, side2, has = arena.style()
+    similar_length = has & (np.abs(side1[:, 0] - side2[:, 0]) < 0.1 * (side1[:, 0] + side2[:, 0]))
+    decided = (arena.outcome >= 0) & (arena.outcome <= 1) & similar_length
     stronger_first = elo[arena.model1] > elo[arena.model2]
     wins_of_stronger = np.where(stronger_first, arena.outcome == 0, arena.outcome == 1)[decided]
     assert wins_of_stronger.mean() > 0.55
@@ -61,7 +63,7 @@ def test_parquet_output(tmp_path: Path) -> None:
         == 0
     )
     table = pq.read_table(out)
-    assert table.column_names == ["model_a", "model_b", "outcome"]
+    assert table.column_names == ["model_a", "model_b", "outcome", *simulate.STYLE_COLUMNS]
     assert set(table.column("outcome").to_pylist()) == {"model1", "model2", "tie"}
     assert 1800 < table.num_rows <= 2000
 
