@@ -23,11 +23,13 @@ transaction, in a fixed order, so the same run writes the same bytes again.
 
 from __future__ import annotations
 
+import io
+import itertools
 import selectors
 import uuid
 from collections.abc import Generator, Iterable, Iterator
 from contextlib import closing
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Literal
 
@@ -39,13 +41,18 @@ from psycopg import pq as libpq
 from psycopg import sql
 
 from common import storage
+from common.answer_style import FEATURES, style_counts
 from common.contracts import SLUG_RE, LeaderboardBatch, LeftOut, Skipped
 from common.errors import LeaderboardNotFound
 from common.filters import (
     MODELS_QUERY,
     OUTCOME_CODES,
+    FetchPlan,
     LeaderboardFilters,
+    SharedRows,
+    answers_query,
     check_overrides,
+    plan_fetch,
     votes_query,
 )
 from common.storage import S3Uri
@@ -56,26 +63,38 @@ _TRAILER = b"\xff\xff"
 PG_EPOCH_US = 946_684_800_000_000
 """2000-01-01T00:00:00Z in microseconds since 1970: binary timestamptz counts from there."""
 
-# One binary COPY row of votes_query: field count, then (length, value) per field, big-endian.
-COPY_ROW = np.dtype(
-    [
+
+def copy_row(groups: int) -> tuple[np.dtype, dict[str, int]]:
+    """One binary COPY row of ``votes_query`` with ``groups`` category masks (field count, then
+    length and value per field, big-endian), and the values its header fields must have."""
+    fields = [
         ("fields", ">i2"),
-        ("id_len", ">i4"),
-        ("id", "S36"),
-        ("m1_len", ">i4"),
-        ("model1", "V16"),
-        ("m2_len", ">i4"),
-        ("model2", "V16"),
-        ("outcome_len", ">i4"),
-        ("outcome", ">i2"),
-        ("at_len", ">i4"),
-        ("evaluated_at", ">i8"),
-    ]
-)
-_EXPECTED = {"fields": 5, "id_len": 36, "m1_len": 16, "m2_len": 16, "outcome_len": 2, "at_len": 8}
+        ("id_len", ">i4"), ("id", "V16"),
+        ("m1_len", ">i4"), ("model1", "V16"),
+        ("m2_len", ">i4"), ("model2", "V16"),
+        ("outcome_len", ">i4"), ("outcome", ">i2"),
+        ("at_len", ">i4"), ("evaluated_at", ">i8"),
+        ("validation_len", ">i4"), ("validation", ">i2"),
+        ("confidence_len", ">i4"), ("confidence", ">i2"),
+    ]  # fmt: skip
+    expected = {
+        "fields": 7 + groups, "id_len": 16, "m1_len": 16, "m2_len": 16, "outcome_len": 2,
+        "at_len": 8, "validation_len": 2, "confidence_len": 2,
+    }  # fmt: skip
+    for g in range(groups):
+        fields += [(f"mask{g}_len", ">i4"), (f"mask{g}", ">i8")]
+        expected[f"mask{g}_len"] = 8
+    return np.dtype(fields), expected
+
+
 ROWS_PER_GROUP = 1 << 18
 
 MODEL_ID = pa.dictionary(pa.int32(), pa.string())
+STYLE_COLUMNS: tuple[str, ...] = tuple(
+    f"model{side}_{feature}" for side in (1, 2) for feature in FEATURES
+)
+"""Per vote, each answer's style counts summed over the battle's rounds (``common.answer_style``),
+all NULL when either model lacks an answer in some round or the battle has no round."""
 VOTES_SCHEMA = pa.schema(
     [
         ("evaluation_id", pa.string()),
@@ -83,6 +102,7 @@ VOTES_SCHEMA = pa.schema(
         ("model2_id", MODEL_ID),
         ("outcome", pa.dictionary(pa.int8(), pa.string())),
         ("evaluated_at", pa.timestamp("us", tz="UTC")),
+        *((name, pa.int32()) for name in STYLE_COLUMNS),
     ]
 )
 MODELS_SCHEMA = pa.schema(
@@ -139,12 +159,16 @@ class ExportedVotes:
 
 # --- pure parts -----------------------------------------------------------------------------------
 def copy_row_batches(
-    chunks: Iterable[bytes | memoryview], rows_per_batch: int
+    chunks: Iterable[bytes | memoryview],
+    rows_per_batch: int,
+    row: tuple[np.dtype, dict[str, int]],
 ) -> Iterator[np.ndarray]:
-    """Cut a binary COPY stream of votes_query rows into structured arrays of whole rows."""
+    """Cut a binary COPY stream of fixed-width rows (``copy_row``) into structured arrays of
+    whole rows."""
+    dtype, expected = row
     buffer = bytearray()
     header: int | None = None
-    batch_bytes = rows_per_batch * COPY_ROW.itemsize
+    batch_bytes = rows_per_batch * dtype.itemsize
     for chunk in chunks:
         buffer += chunk
         if header is None:
@@ -161,19 +185,19 @@ def copy_row_batches(
             del buffer[:header]
             header = 0
         while len(buffer) >= batch_bytes:
-            yield _checked(np.frombuffer(buffer[:batch_bytes], dtype=COPY_ROW))
+            yield _checked(np.frombuffer(buffer[:batch_bytes], dtype=dtype), expected)
             del buffer[:batch_bytes]
     if header != 0 or bytes(buffer[-2:]) != _TRAILER:
         raise CopyFormatError("COPY stream ended without its trailer")
     rest = len(buffer) - len(_TRAILER)
-    if rest % COPY_ROW.itemsize:
+    if rest % dtype.itemsize:
         raise CopyFormatError("COPY stream ended inside a row")
     if rest:
-        yield _checked(np.frombuffer(buffer[:rest], dtype=COPY_ROW))
+        yield _checked(np.frombuffer(buffer[:rest], dtype=dtype), expected)
 
 
-def _checked(rows: np.ndarray) -> np.ndarray:
-    for name, value in _EXPECTED.items():
+def _checked(rows: np.ndarray, expected: dict[str, int]) -> np.ndarray:
+    for name, value in expected.items():
         if not bool((rows[name] == value).all()):
             raise CopyFormatError(f"COPY row field {name!r} is not {value}: the query changed")
     return rows
@@ -204,41 +228,177 @@ class Catalogue:
         return np.asarray(found.to_numpy(zero_copy_only=False), dtype=np.int32)
 
 
-def votes_batch(
-    rows: np.ndarray, catalogue: Catalogue
-) -> tuple[pa.RecordBatch, np.ndarray, dict[str, int]]:
-    """Arrow columns from structured COPY rows without the bad ones, the catalogue rows of the
-    models they name, and how many rows were left out by reason."""
-    model1, model2 = catalogue.codes(rows["model1"]), catalogue.codes(rows["model2"])
-    missing = (model1 < 0) | (model2 < 0)
-    itself = (model1 == model2) & ~missing
-    left_out = {SELF_BATTLE: int(itself.sum()), MISSING_MODEL: int(missing.sum())}
-    if left_out[SELF_BATTLE] or left_out[MISSING_MODEL]:
-        keep = ~(missing | itself)
-        rows, model1, model2 = rows[keep], model1[keep], model2[keep]
-    n = len(rows)
+def uuid_text(raw: np.ndarray) -> pa.StringArray:
+    """16-byte uuids (a ``V16`` or (n, 16) uint8 array) as their canonical 36-character text."""
+    data = np.ascontiguousarray(raw).view(np.uint8).reshape(-1, 16)
+    n = len(data)
+    nibbles = np.empty((n, 32), dtype=np.uint8)
+    nibbles[:, 0::2] = _HEX[data >> 4]
+    nibbles[:, 1::2] = _HEX[data & 0x0F]
+    text = np.full((n, 36), ord("-"), dtype=np.uint8)
+    for start, stop, shift in _UUID_GROUPS:
+        text[:, start + shift : stop + shift] = nibbles[:, start:stop]
     offsets = np.arange(0, 36 * (n + 1), 36, dtype=np.int32)
-    evaluation_id = pa.StringArray.from_buffers(
-        n, pa.py_buffer(offsets), pa.py_buffer(np.ascontiguousarray(rows["id"]))
+    return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(text))
+
+
+def uuid_bytes(text: pa.Array) -> np.ndarray:
+    """Canonical 36-character uuid texts as an (n, 16) uint8 array (the inverse of uuid_text)."""
+    text = text.cast(pa.string())
+    offsets = np.frombuffer(
+        text.buffers()[1], dtype=np.int32, count=len(text) + 1, offset=4 * text.offset
     )
+    if text.null_count or not bool((np.diff(offsets) == 36).all()):
+        raise CopyFormatError("an evaluation id is not a 36-character uuid")
+    data = np.frombuffer(text.buffers()[2], dtype=np.uint8)[offsets[0] : offsets[-1]]
+    chars = data.reshape(-1, 36)[:, _UUID_DIGITS]
+    values = _NIBBLE[chars]
+    return (values[:, 0::2] << 4) | values[:, 1::2]
+
+
+_HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+_NIBBLE = np.zeros(256, dtype=np.uint8)
+_NIBBLE[_HEX] = np.arange(16, dtype=np.uint8)
+_NIBBLE[np.frombuffer(b"ABCDEF", dtype=np.uint8)] = np.arange(10, 16, dtype=np.uint8)
+_UUID_GROUPS = ((0, 8, 0), (8, 12, 1), (12, 16, 2), (16, 20, 3), (20, 32, 4))
+_UUID_DIGITS = np.array([i for i in range(36) if i not in (8, 13, 18, 23)])
+
+
+@dataclass(frozen=True)
+class SharedVotes:
+    """Every vote of the shared pass, sorted by (evaluation time, evaluation id), as columns."""
+
+    ids: np.ndarray
+    """(votes, 16) uint8: the evaluation ids."""
+    model1: np.ndarray
+    model2: np.ndarray
+    """Catalogue rows of the models (-1: not in api.model)."""
+    outcome: np.ndarray
+    evaluated_at_us: np.ndarray
+    validation: np.ndarray
+    confidence_milli: np.ndarray
+    masks: np.ndarray
+    style: np.ndarray
+    """(votes, 8) int32 in STYLE_COLUMNS order; meaningful where ``has_style``."""
+    has_style: np.ndarray
+
+    def rows(self, catalogue: Catalogue) -> SharedRows:
+        return SharedRows(
+            validation=self.validation,
+            confidence_milli=self.confidence_milli,
+            evaluated_at_us=self.evaluated_at_us,
+            model1=self.model1,
+            model2=self.model2,
+            active=np.asarray(catalogue.table.column("active").to_numpy(zero_copy_only=False)),
+            masks=self.masks,
+        )
+
+
+def shared_votes(batches: Iterable[np.ndarray], catalogue: Catalogue, groups: int) -> SharedVotes:
+    """The compact columns of structured COPY rows (``copy_row(groups)``), sorted."""
+    parts: dict[str, list[np.ndarray]] = {
+        k: [] for k in ("id", "m1", "m2", "o", "t", "v", "c", "k")
+    }
+    for rows in batches:
+        parts["id"].append(np.ascontiguousarray(rows["id"]).view(np.uint8).reshape(-1, 16))
+        parts["m1"].append(catalogue.codes(rows["model1"]))
+        parts["m2"].append(catalogue.codes(rows["model2"]))
+        parts["o"].append(rows["outcome"].astype(np.int8))
+        parts["t"].append(rows["evaluated_at"].astype(np.int64) + PG_EPOCH_US)
+        parts["v"].append(rows["validation"].astype(np.int8))
+        parts["c"].append(rows["confidence"].astype(np.int16))
+        parts["k"].append(
+            np.stack([rows[f"mask{g}"].astype(np.int64) for g in range(groups)], axis=1)
+            if groups
+            else np.zeros((len(rows), 0), dtype=np.int64)
+        )
+    empty = {"id": (0, 16), "k": (0, groups)}
+    joined = {
+        k: np.concatenate(v) if v else np.zeros(empty.get(k, (0,)), dtype=np.uint8)
+        for k, v in parts.items()
+    }
+    ids = joined["id"].astype(np.uint8, copy=False)
+    # Scan order is not stable: sort on (time, id) so the same votes give the same bytes. The id
+    # bytes compare as its text does (hex digits at fixed places).
+    halves = ids.view(">u8").reshape(-1, 2) if len(ids) else np.zeros((0, 2), dtype=">u8")
+    order = np.lexsort((halves[:, 1], halves[:, 0], joined["t"]))
+    n = len(order)
+    return SharedVotes(
+        ids=ids[order],
+        model1=joined["m1"].astype(np.int32)[order],
+        model2=joined["m2"].astype(np.int32)[order],
+        outcome=joined["o"].astype(np.int8)[order],
+        evaluated_at_us=joined["t"].astype(np.int64)[order],
+        validation=joined["v"].astype(np.int8)[order],
+        confidence_milli=joined["c"].astype(np.int16)[order],
+        masks=joined["k"].astype(np.int64).reshape(n, groups)[order],
+        style=np.zeros((n, len(STYLE_COLUMNS)), dtype=np.int32),
+        has_style=np.zeros(n, dtype=bool),
+    )
+
+
+def add_style(votes: SharedVotes, rounds: Iterable[pa.RecordBatch]) -> SharedVotes:
+    """Sum each vote's answers' style counts over its rounds (batches of evaluation id, model1's
+    answer, model2's answer); a vote keeps them when it has a round and no answer is missing."""
+    n = len(votes.ids)
+    keys = pa.FixedSizeBinaryArray.from_buffers(
+        pa.binary(16), n, [None, pa.py_buffer(np.ascontiguousarray(votes.ids))]
+    )
+    totals = np.zeros((n, len(STYLE_COLUMNS)), dtype=np.int64)
+    seen = np.zeros(n, dtype=np.int64)
+    lacking = np.zeros(n, dtype=np.int64)
+    for batch in rounds:
+        raw = uuid_bytes(batch.column(0))
+        probe = pa.FixedSizeBinaryArray.from_buffers(
+            pa.binary(16), len(raw), [None, pa.py_buffer(np.ascontiguousarray(raw))]
+        )
+        vote = np.asarray(
+            pc.index_in(probe, value_set=keys).fill_null(-1).to_numpy(zero_copy_only=False)
+        )
+        known = vote >= 0
+        if not known.all():
+            raise CopyFormatError("a round names an evaluation the votes pass did not return")
+        counts = np.concatenate(
+            [style_counts(batch.column(1)), style_counts(batch.column(2))], axis=1
+        )
+        for j in range(len(STYLE_COLUMNS)):
+            totals[:, j] += np.bincount(vote, weights=counts[:, j], minlength=n).astype(np.int64)
+        seen += np.bincount(vote, minlength=n)
+        missing = np.asarray(
+            pc.or_(pc.is_null(batch.column(1)), pc.is_null(batch.column(2))).to_numpy(
+                zero_copy_only=False
+            )
+        )
+        lacking += np.bincount(vote[missing], minlength=n)
+    has = (seen > 0) & (lacking == 0)
+    style = np.where(has[:, None], np.minimum(totals, np.iinfo(np.int32).max), 0)
+    return replace(votes, style=style.astype(np.int32), has_style=has)
+
+
+def votes_table(
+    votes: SharedVotes, keep: np.ndarray, catalogue: Catalogue
+) -> Iterator[pa.RecordBatch]:
+    """The rows ``keep`` (sorted positions) as Arrow batches of at most ROWS_PER_GROUP rows."""
     model_ids = catalogue.table.column("id").combine_chunks()
-    outcome = pa.DictionaryArray.from_arrays(
-        pa.array(rows["outcome"].astype(np.int8)), pa.array(OUTCOME_CODES)
-    )
-    batch = pa.RecordBatch.from_arrays(
-        [
-            evaluation_id,
-            pa.DictionaryArray.from_arrays(pa.array(model1), model_ids),
-            pa.DictionaryArray.from_arrays(pa.array(model2), model_ids),
-            outcome,
-            pa.array(
-                rows["evaluated_at"].astype(np.int64) + PG_EPOCH_US,
-                type=pa.timestamp("us", tz="UTC"),
-            ),
-        ],
-        schema=VOTES_SCHEMA,
-    )
-    return batch, np.concatenate([model1, model2]), left_out
+    outcomes = pa.array(OUTCOME_CODES)
+    for start in range(0, len(keep), ROWS_PER_GROUP):
+        rows = keep[start : start + ROWS_PER_GROUP]
+        has = votes.has_style[rows]
+        style = votes.style[rows]
+        yield pa.RecordBatch.from_arrays(
+            [
+                uuid_text(votes.ids[rows]),
+                pa.DictionaryArray.from_arrays(pa.array(votes.model1[rows]), model_ids),
+                pa.DictionaryArray.from_arrays(pa.array(votes.model2[rows]), model_ids),
+                pa.DictionaryArray.from_arrays(pa.array(votes.outcome[rows]), outcomes),
+                pa.array(votes.evaluated_at_us[rows], type=pa.timestamp("us", tz="UTC")),
+                *(
+                    pa.array(style[:, j], type=pa.int32(), mask=~has)
+                    for j in range(len(STYLE_COLUMNS))
+                ),
+            ],
+            schema=VOTES_SCHEMA,
+        )
 
 
 def sparse_reason(
@@ -328,10 +488,14 @@ def model_catalogue(conn: psycopg.Connection) -> Catalogue:
 
 
 def copy_out(
-    conn: psycopg.Connection, statement: sql.Composable, params: dict[str, Any]
+    conn: psycopg.Connection,
+    statement: sql.Composable,
+    params: dict[str, Any],
+    *,
+    copy_format: Literal["binary", "csv"] = "binary",
 ) -> Generator[memoryview, None, None]:
-    """Run ``COPY (statement) TO STDOUT (FORMAT binary)`` in the connection's open transaction
-    and yield the server's messages.
+    """Run ``COPY (statement) TO STDOUT (FORMAT binary)`` (or csv) in the connection's open
+    transaction and yield the server's messages.
 
     It talks to libpq through ``conn.pgconn`` (psycopg's documented low-level escape hatch):
     psycopg's ``Copy.read()`` goes once through its wait loop per row, which at a million rows
@@ -343,7 +507,8 @@ def copy_out(
     if conn.info.transaction_status != libpq.TransactionStatus.INTRANS:
         raise CopyFormatError("copy_out must run inside the export's open transaction")
     query = psycopg.ClientCursor(conn).mogrify(
-        sql.SQL("COPY ({}) TO STDOUT (FORMAT binary)").format(statement), params
+        sql.SQL("COPY ({}) TO STDOUT (FORMAT {})").format(statement, sql.SQL(copy_format)),
+        params,
     )
     pgconn = conn.pgconn
     with selectors.DefaultSelector() as selector:
@@ -404,40 +569,92 @@ def _abandon(conn: psycopg.Connection, selector: selectors.BaseSelector) -> None
         pass
 
 
-def export_votes(
-    conn: psycopg.Connection,
-    slug: str,
-    filters: LeaderboardFilters,
-    run_at: datetime,
-    catalogue: Catalogue,
-) -> ExportedVotes:
-    """Stream one leaderboard's votes into Parquet bytes (one row group per batch); runs inside
-    the transaction that read ``catalogue``."""
+class _CopyText(io.RawIOBase):
+    """A text COPY stream (one message per row) as a readable file, for Arrow's CSV reader."""
+
+    def __init__(self, messages: Iterator[memoryview]) -> None:
+        self._messages = messages
+        self._rest = memoryview(b"")
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while not self._rest:
+            message = next(self._messages, None)
+            if message is None:
+                return 0
+            self._rest = memoryview(bytes(message))
+        n = min(len(buffer), len(self._rest))
+        buffer[:n] = self._rest[:n]
+        self._rest = self._rest[n:]
+        return n
+
+
+def rounds_batches(conn: psycopg.Connection, plan: FetchPlan) -> Iterator[pa.RecordBatch]:
+    """The rounds of the plan's votes with both answers' texts, streamed in Arrow batches."""
+    import pyarrow.csv as pacsv
+
+    statement, params = answers_query(plan)
+    with closing(copy_out(conn, statement, params, copy_format="csv")) as messages:
+        first = next(messages, None)
+        if first is None:  # no round at all: Arrow's reader refuses an empty file
+            return
+        reader = pacsv.open_csv(
+            io.BufferedReader(_CopyText(itertools.chain([first], messages)), buffer_size=1 << 20),
+            read_options=pacsv.ReadOptions(
+                column_names=["id", "answer1", "answer2"], block_size=8 << 20
+            ),
+            parse_options=pacsv.ParseOptions(newlines_in_values=True),
+            convert_options=pacsv.ConvertOptions(
+                column_types={"id": pa.string(), "answer1": pa.string(), "answer2": pa.string()},
+                # COPY's CSV writes NULL as an empty unquoted field and an empty text as "".
+                null_values=[""],
+                strings_can_be_null=True,
+                quoted_strings_can_be_null=False,
+            ),
+        )
+        yield from reader
+
+
+def fetch_shared(conn: psycopg.Connection, plan: FetchPlan, catalogue: Catalogue) -> SharedVotes:
+    """The shared pass: every vote any leaderboard of ``plan`` may count, with its answers'
+    style; runs inside the transaction that read ``catalogue``."""
+    statement, params = votes_query(plan)
+    row = copy_row(len(plan.groups))
+    with closing(copy_out(conn, statement, params)) as messages:
+        votes = shared_votes(
+            copy_row_batches(messages, ROWS_PER_GROUP, row), catalogue, len(plan.groups)
+        )
+    return add_style(votes, rounds_batches(conn, plan))
+
+
+def export_votes(votes: SharedVotes, member: np.ndarray, catalogue: Catalogue) -> ExportedVotes:
+    """One leaderboard's Parquet bytes from the shared pass: its rows (``member``) without the
+    bad ones, which are counted by reason."""
     import pyarrow.parquet as pq
 
-    statement, params = votes_query(slug, filters.for_leaderboard(slug), run_at)
-    model_votes = np.zeros(catalogue.table.num_rows, dtype=np.int64)
+    missing = (votes.model1 < 0) | (votes.model2 < 0)
+    itself = (votes.model1 == votes.model2) & ~missing
     left_out = dict.fromkeys(LEFT_OUT_REASONS, 0)
-    count = 0
+    left_out[SELF_BATTLE] = int((member & itself).sum())
+    left_out[MISSING_MODEL] = int((member & missing).sum())
+    keep = np.flatnonzero(member & ~missing & ~itself)
     sink = pa.BufferOutputStream()
-    with (
-        pq.ParquetWriter(
-            sink,
-            VOTES_SCHEMA,
-            compression=storage.PARQUET_COMPRESSION,
-            use_dictionary=DICTIONARY_COLUMNS,
-        ) as writer,
-        closing(copy_out(conn, statement, params)) as messages,
-    ):
-        for rows in copy_row_batches(messages, ROWS_PER_GROUP):
-            batch, models, dropped = votes_batch(rows, catalogue)
+    with pq.ParquetWriter(
+        sink,
+        VOTES_SCHEMA,
+        compression=storage.PARQUET_COMPRESSION,
+        use_dictionary=DICTIONARY_COLUMNS,
+    ) as writer:
+        for batch in votes_table(votes, keep, catalogue):
             writer.write_batch(batch)
-            model_votes += np.bincount(models, minlength=len(model_votes))
-            count += batch.num_rows
-            for reason, n in dropped.items():
-                left_out[reason] += n
+    model_votes = np.bincount(
+        np.concatenate([votes.model1[keep], votes.model2[keep]]),
+        minlength=catalogue.table.num_rows,
+    ).astype(np.int64)
     return ExportedVotes(
-        parquet=sink.getvalue(), vote_count=count, model_votes=model_votes, left_out=left_out
+        parquet=sink.getvalue(), vote_count=len(keep), model_votes=model_votes, left_out=left_out
     )
 
 
@@ -468,8 +685,13 @@ def fetch_leaderboards(
         check_overrides(filters, [board.slug for board in rows])
         boards, skipped = resolve_leaderboards(rows, selection)
         catalogue = model_catalogue(conn)
+        plan = plan_fetch([board.slug for board in boards], filters, run_at)
+        if not boards:
+            return batches, skipped, left_out
+        votes = fetch_shared(conn, plan, catalogue)
+        shared = votes.rows(catalogue)
         for board in boards:
-            exported = export_votes(conn, board.slug, filters, run_at, catalogue)
+            exported = export_votes(votes, plan.member(board.slug, shared), catalogue)
             left_out += left_out_counts(board.slug, exported.left_out)
             reason = sparse_reason(
                 exported.vote_count, exported.model_count, min_battles, min_models,

@@ -26,9 +26,10 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field, fields, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
+import numpy as np
 from psycopg import sql
 
 from common.contracts import SLUG_RE, parse_timestamp
@@ -183,64 +184,228 @@ def is_category(slug: str) -> bool:
     return slug != OVERALL_SLUG
 
 
-def votes_query(
-    slug: str, config: FilterConfig, run_at: datetime
-) -> tuple[sql.Composed, dict[str, Any]]:
-    """The statement selecting one leaderboard's votes, and its parameters.
+BITS_PER_MASK = 63
+"""Category leaderboards per int8 mask column (bit 63 would make the shift overflow)."""
 
-    Columns, in this order and with these types (the fetch stage reads them as fixed-width binary
-    COPY rows): evaluation id (text), model1 and model2 ids (uuid), outcome as int2 (index into
-    OUTCOME_CODES), evaluation time (timestamptz). Rows come in (evaluation time, id) order so
-    that the same votes always give the same file.
+
+@dataclass(frozen=True)
+class CategoryGroup:
+    """Category leaderboards that share their categorization rule: one int8 mask column of the
+    shared query, bit i set when the battle counts for ``slugs[i]``."""
+
+    source: CategorySource
+    statuses: tuple[str, ...]
+    slugs: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class FetchPlan:
+    """What one pass over the votes must carry so that every selected leaderboard can decide
+    which of its rows are its own (``FetchPlan.member``).
+
+    Per vote the shared query returns the evaluation, the validation's verdict and confidence,
+    and one category mask per ``CategoryGroup``. The filters every leaderboard shares are applied
+    in the query (a biomedical validation when every leaderboard requires it, the latest start
+    of a window when every leaderboard has one, ...); the rest is decided per leaderboard on
+    those columns. Every ``FilterConfig`` field is expressible so: no leaderboard needs a query
+    of its own.
     """
-    params: dict[str, Any] = {"until": run_at, "outcomes": list(OUTCOME_CODES)}
+
+    boards: tuple[tuple[str, FilterConfig], ...]
+    groups: tuple[CategoryGroup, ...]
+    run_at: datetime
+
+    @property
+    def configs(self) -> list[FilterConfig]:
+        return [config for _, config in self.boards]
+
+    def place(self, slug: str) -> tuple[int, int]:
+        """The mask column and bit of a category leaderboard."""
+        for g, group in enumerate(self.groups):
+            if slug in group.slugs:
+                return g, group.slugs.index(slug)
+        raise KeyError(slug)
+
+    def member(self, slug: str, rows: SharedRows) -> np.ndarray:
+        """Which rows count for ``slug`` under its filters (before bad rows are left out)."""
+        config = dict(self.boards)[slug]
+        keep = np.ones(len(rows.evaluated_at_us), dtype=bool)
+        if config.require_biomedical:
+            keep &= rows.validation == VALIDATION_BIOMEDICAL
+        if config.min_confidence is not None:
+            # PostgreSQL compares numeric with a float parameter as float8, as here.
+            keep &= (rows.validation != VALIDATION_NONE) & (
+                rows.confidence_milli / 1000.0 >= config.min_confidence
+            )
+        start = config.start(self.run_at)
+        if start is not None:
+            keep &= rows.evaluated_at_us >= _micros(start)
+        if not config.include_inactive_models:
+            active = np.append(rows.active, False)  # code -1 (not in api.model): not active
+            keep &= active[rows.model1] & active[rows.model2]
+        if is_category(slug):
+            g, bit = self.place(slug)
+            keep &= (rows.masks[:, g] & np.int64(1 << bit)) != 0
+        return keep
+
+
+VALIDATION_NONE, VALIDATION_OTHER, VALIDATION_BIOMEDICAL = -1, 0, 1
+"""The shared query's validation column: no effective validation, not biomedical, biomedical."""
+
+
+@dataclass(frozen=True)
+class SharedRows:
+    """The columns of the shared pass that decide membership (one entry per vote)."""
+
+    validation: np.ndarray
+    confidence_milli: np.ndarray
+    """The effective validation's confidence x 1000 (DECIMAL(4,3): exact), 0 when none."""
+    evaluated_at_us: np.ndarray
+    model1: np.ndarray
+    model2: np.ndarray
+    """Catalogue rows of the models (-1: not in api.model)."""
+    active: np.ndarray
+    """Per catalogue row: the model is active."""
+    masks: np.ndarray
+    """Shape (votes, groups), int64: the category masks."""
+
+
+def _micros(at: datetime) -> int:
+    return (at - _EPOCH) // timedelta(microseconds=1)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def plan_fetch(slugs: list[str], filters: LeaderboardFilters, run_at: datetime) -> FetchPlan:
+    """The shared pass for these leaderboards (in this order) under ``filters``."""
+    boards = tuple((slug, filters.for_leaderboard(slug)) for slug in slugs)
+    rules: dict[tuple[CategorySource, tuple[str, ...]], list[str]] = {}
+    for slug, config in boards:
+        if is_category(slug):
+            rules.setdefault((config.category_source, config.category_statuses), []).append(slug)
+    groups = tuple(
+        CategoryGroup(source=source, statuses=statuses, slugs=tuple(members[i : i + BITS_PER_MASK]))
+        for (source, statuses), members in rules.items()
+        for i in range(0, len(members), BITS_PER_MASK)
+    )
+    return FetchPlan(boards=boards, groups=groups, run_at=run_at)
+
+
+def _shared_from(plan: FetchPlan, params: dict[str, Any]) -> sql.Composed:
+    """FROM and WHERE of the shared pass: evaluations up to the run's start with a known outcome,
+    their battle, validation and category masks, under the filters every leaderboard shares."""
+    configs = plan.configs
+    params.update(until=plan.run_at, outcomes=list(OUTCOME_CODES))
     joins: list[sql.Composable] = []
     where: list[sql.Composable] = [
         sql.SQL("e.created_at <= %(until)s"),
         sql.SQL("e.outcome = ANY(%(outcomes)s)"),
     ]
-    if config.require_biomedical or config.min_confidence is not None:
+    needs_validation = any(c.require_biomedical or c.min_confidence is not None for c in configs)
+    all_biomedical = bool(configs) and all(c.require_biomedical for c in configs)
+    all_confidence = bool(configs) and all(c.min_confidence is not None for c in configs)
+    if all_biomedical or all_confidence:
         joins.append(sql.SQL("JOIN api.battle_validation v ON v.id = b.effective_validation_id"))
-    if config.require_biomedical:
-        where.append(sql.SQL("v.is_biomedical"))
-    if config.min_confidence is not None:
-        where.append(sql.SQL("v.confidence >= %(min_confidence)s"))
-        params["min_confidence"] = config.min_confidence
-    if not config.include_inactive_models:
+    elif needs_validation:
         joins.append(
-            sql.SQL(
-                "JOIN api.model m1 ON m1.id = b.model1_id JOIN api.model m2 ON m2.id = b.model2_id"
+            sql.SQL("LEFT JOIN api.battle_validation v ON v.id = b.effective_validation_id")
+        )
+    if all_biomedical:
+        where.append(sql.SQL("v.is_biomedical"))
+    if all_confidence:
+        where.append(sql.SQL("v.confidence >= %(min_confidence)s"))
+        params["min_confidence"] = min(c.min_confidence or 0.0 for c in configs)
+    starts = [c.start(plan.run_at) for c in configs]
+    if starts and all(start is not None for start in starts):
+        where.append(sql.SQL("e.created_at >= %(since)s"))
+        params["since"] = min(start for start in starts if start is not None)
+    if plan.groups and all(is_category(slug) for slug, _ in plan.boards):
+        where.append(
+            sql.SQL("({})").format(
+                sql.SQL(" OR ").join(
+                    sql.SQL("k{}.mask IS NOT NULL").format(sql.Literal(g))
+                    for g in range(len(plan.groups))
+                )
             )
         )
-        where.append(sql.SQL("m1.active AND m2.active"))
-    start = config.start(run_at)
-    if start is not None:
-        where.append(sql.SQL("e.created_at >= %(since)s"))
-        params["since"] = start
-    if is_category(slug):
-        link = (
-            sql.SQL("c.id = b.effective_categorization_id")
-            if config.category_source == "effective"
-            else sql.SQL("c.battle_id = b.id")
-        )
-        where.append(
+    for g, group in enumerate(plan.groups):
+        key = "c.id" if group.source == "effective" else "c.battle_id"
+        on = "b.effective_categorization_id" if group.source == "effective" else "b.id"
+        params[f"categories_{g}"] = list(group.slugs)
+        params[f"statuses_{g}"] = list(group.statuses)
+        joins.append(
             sql.SQL(
-                "EXISTS (SELECT 1 FROM api.battle_categorization c"
+                "LEFT JOIN (SELECT {key} AS id, bit_or(1::int8 <<"
+                " (array_position({categories}::text[], cc.category::text) - 1)) AS mask"
+                " FROM api.battle_categorization c"
                 " JOIN api.battle_categorization_category cc ON cc.categorization_id = c.id"
-                " WHERE {link} AND c.status = ANY(%(statuses)s) AND cc.category = %(category)s)"
-            ).format(link=link)
+                " WHERE c.status = ANY({statuses}) AND cc.category = ANY({categories})"
+                " GROUP BY 1) {alias} ON {alias}.id = {on}"
+            ).format(
+                key=sql.SQL(key),
+                categories=sql.Placeholder(f"categories_{g}"),
+                statuses=sql.Placeholder(f"statuses_{g}"),
+                alias=sql.Identifier(f"k{g}"),
+                on=sql.SQL(on),
+            )
         )
-        params["statuses"] = list(config.category_statuses)
-        params["category"] = slug
-    statement = sql.SQL(
-        "SELECT e.id::text, b.model1_id, b.model2_id,"
-        " (CASE e.outcome WHEN 'model1' THEN 0 WHEN 'model2' THEN 1 ELSE 2 END)::int2,"
-        " e.created_at"
-        " FROM api.battle_evaluation e"
-        " JOIN api.battle b ON b.id = e.battle_id"
-        " {joins} WHERE {where} ORDER BY e.created_at, e.id"
+    return sql.SQL(
+        "FROM api.battle_evaluation e JOIN api.battle b ON b.id = e.battle_id {joins} WHERE {where}"
     ).format(joins=sql.SQL(" ").join(joins), where=sql.SQL(" AND ").join(where))
+
+
+def votes_query(plan: FetchPlan) -> tuple[sql.Composed, dict[str, Any]]:
+    """The one statement selecting the votes of every leaderboard of ``plan``, and its parameters.
+
+    Columns, in this order and with these types (the fetch stage reads them as fixed-width binary
+    COPY rows, so none is NULL): evaluation id, model1 and model2 ids (uuid), outcome as int2
+    (index into OUTCOME_CODES), evaluation time (timestamptz), the validation as int2
+    (VALIDATION_*), its confidence x 1000 as int2 (0 when none), then one int8 category mask per
+    group. No ORDER BY: the fetch stage sorts what it writes.
+    """
+    params: dict[str, Any] = {}
+    needs_validation = any(
+        c.require_biomedical or c.min_confidence is not None for c in plan.configs
+    )
+    validation = (
+        sql.SQL(
+            "(CASE WHEN v.id IS NULL THEN -1 WHEN v.is_biomedical THEN 1 ELSE 0 END)::int2,"
+            " COALESCE(v.confidence * 1000, 0)::int2"
+        )
+        if needs_validation
+        else sql.SQL("(-1)::int2, 0::int2")
+    )
+    masks = [
+        sql.SQL(", COALESCE({}.mask, 0)").format(sql.Identifier(f"k{g}"))
+        for g in range(len(plan.groups))
+    ]
+    statement = sql.SQL(
+        "SELECT e.id, b.model1_id, b.model2_id,"
+        " (CASE e.outcome WHEN 'model1' THEN 0 WHEN 'model2' THEN 1 ELSE 2 END)::int2,"
+        " e.created_at, {validation}{masks} {source}"
+    ).format(validation=validation, masks=sql.Composed(masks), source=_shared_from(plan, params))
     return statement, params
+
+
+def answers_query(plan: FetchPlan) -> tuple[sql.Composed, dict[str, Any]]:
+    """The rounds of the votes of ``votes_query(plan)``: evaluation id (text) and the texts of
+    model1's and model2's answers (NULL when the model gave none), one row per round."""
+    params: dict[str, Any] = {}
+    # The rounds join outside the shared filters: those apply to the vote, not to its rounds.
+    return (
+        sql.SQL(
+            "SELECT s.id, m1.content, m2.content FROM ({inner}) s"
+            " JOIN api.battle_round r ON r.battle_id = s.battle_id"
+            " LEFT JOIN api.message m1 ON m1.id = r.model1_message_id"
+            " LEFT JOIN api.message m2 ON m2.id = r.model2_message_id"
+        ).format(
+            inner=sql.SQL("SELECT e.id, e.battle_id {source}").format(
+                source=_shared_from(plan, params)
+            )
+        ),
+        params,
+    )
 
 
 MODELS_QUERY = sql.SQL("SELECT id::text, slug, name, active FROM api.model ORDER BY id")

@@ -77,6 +77,8 @@ def test_fetch_exports_every_leaderboard_with_upstreams_votes(
         table = pq.read_table(io.BytesIO(object_bytes(stage_aws, board["votes_uri"])))
         assert table.column_names == [
             "evaluation_id", "model1_id", "model2_id", "outcome", "evaluated_at",
+            "model1_tokens", "model1_headers", "model1_list_items", "model1_bold",
+            "model2_tokens", "model2_headers", "model2_list_items", "model2_bold",
         ]  # fmt: skip
         for column in ("model1_id", "model2_id", "outcome"):
             assert pa.types.is_dictionary(table.schema.field(column).type)
@@ -373,11 +375,14 @@ def test_missing_bucket_is_a_configuration_error(
 
 
 # --- the binary COPY reader -----------------------------------------------------------------------
+ROW = fetch_service.copy_row(1)
+
+
 def _copy_stream(rows: int, extension: bytes = b"") -> bytes:
-    data = np.zeros(rows, dtype=fetch_service.COPY_ROW)
-    for name, value in fetch_service._EXPECTED.items():
+    data = np.zeros(rows, dtype=ROW[0])
+    for name, value in ROW[1].items():
         data[name] = value
-    data["id"] = [f"{i:08d}-0000-4000-8000-000000000000".encode() for i in range(rows)]
+    data["id"] = [i.to_bytes(16, "big") for i in range(rows)]
     data["model1"] = [bytes([i % 5]) * 16 for i in range(rows)]
     data["model2"] = [bytes([(i + 1) % 5]) * 16 for i in range(rows)]
     data["outcome"] = np.arange(rows) % 3
@@ -391,10 +396,12 @@ def _copy_stream(rows: int, extension: bytes = b"") -> bytes:
 def test_copy_rows_survive_any_chunking(chunk: int) -> None:
     stream = _copy_stream(1000, extension=b"ext")
     chunks = [stream[i : i + chunk] for i in range(0, len(stream), chunk)]
-    batches = list(fetch_service.copy_row_batches(chunks, rows_per_batch=300))
+    batches = list(fetch_service.copy_row_batches(chunks, rows_per_batch=300, row=ROW))
     assert [len(b) for b in batches] == [300, 300, 300, 100]
     rows = np.concatenate(batches)
-    assert rows["id"][999] == b"00000999-0000-4000-8000-000000000000"
+    assert fetch_service.uuid_text(rows["id"][999:]).to_pylist() == [
+        "00000000-0000-0000-0000-0000000003e7"
+    ]
     assert rows["outcome"].tolist() == (np.arange(1000) % 3).tolist()
 
 
@@ -409,7 +416,7 @@ def test_copy_rows_survive_any_chunking(chunk: int) -> None:
 )
 def test_broken_copy_streams_are_refused(stream: bytes, message: str) -> None:
     with pytest.raises(fetch_service.CopyFormatError, match=message):
-        list(fetch_service.copy_row_batches([stream], rows_per_batch=2))
+        list(fetch_service.copy_row_batches([stream], rows_per_batch=2, row=ROW))
 
 
 def test_sparse_reason() -> None:
@@ -434,9 +441,11 @@ def test_run_at_is_the_only_clock(stage_env: str, stage_aws: Any, lambda_context
 
 # --- COPY straight on libpq -------------------------------------------------------------------------
 def _votes_statement() -> tuple[Any, dict[str, Any]]:
-    from common.filters import FilterConfig, votes_query
+    from common.filters import LeaderboardFilters, plan_fetch, votes_query
 
-    return votes_query("overall", FilterConfig(), datetime(2025, 6, 1, 6, tzinfo=UTC))
+    return votes_query(
+        plan_fetch(["overall"], LeaderboardFilters(), datetime(2025, 6, 1, 6, tzinfo=UTC))
+    )
 
 
 def test_copy_out_abandoned_half_way_leaves_the_connection_usable(readonly_seeded_url: str) -> None:
@@ -451,7 +460,7 @@ def test_copy_out_abandoned_half_way_leaves_the_connection_usable(readonly_seede
         conn.rollback()
         assert conn.execute("SELECT count(*) FROM api.model").fetchone() == (12,)
         complete = sum(len(m) for m in fetch_service.copy_out(conn, statement, params))
-        assert (complete - 21) % fetch_service.COPY_ROW.itemsize == 0
+        assert (complete - 21) % fetch_service.copy_row(0)[0].itemsize == 0
 
 
 def test_copy_out_errors(readonly_seeded_url: str, pg_admin_url: str) -> None:

@@ -20,6 +20,7 @@ from common.filters import (
     LeaderboardFilters,
     check_overrides,
     parse_filters,
+    plan_fetch,
     votes_query,
 )
 
@@ -117,7 +118,10 @@ def arena(database_url: str) -> tuple[str, dict[str, str]]:
 
 def _selected(url: str, slug: str, filters: LeaderboardFilters, votes: dict[str, str]) -> set[str]:
     with psycopg.connect(url) as conn:
-        exported = fetch.export_votes(conn, slug, filters, RUN_AT, fetch.model_catalogue(conn))
+        catalogue = fetch.model_catalogue(conn)
+        plan = plan_fetch([slug], filters, RUN_AT)
+        shared = fetch.fetch_shared(conn, plan, catalogue)
+        exported = fetch.export_votes(shared, plan.member(slug, shared.rows(catalogue)), catalogue)
     table = pq.read_table(pa.BufferReader(exported.parquet))
     label = {vote: name for name, vote in votes.items()}
     return {label[v] for v in table.column("evaluation_id").to_pylist()}
@@ -220,15 +224,15 @@ def test_bad_configuration_names_the_field(raw: str, field: str) -> None:
 
 def test_values_are_bound_never_pasted_into_the_statement() -> None:
     slug = "x-robert-tables"
-    statement, params = votes_query(slug, FilterConfig(min_confidence=0.5), RUN_AT)
+    filters = LeaderboardFilters(default=FilterConfig(min_confidence=0.5))
+    statement, params = votes_query(plan_fetch([slug], filters, RUN_AT))
     text = statement.as_string(None)
     assert slug not in text and "0.5" not in text and "2025" not in text
-    assert params["category"] == slug and params["min_confidence"] == 0.5
+    assert params["categories_0"] == [slug] and params["min_confidence"] == 0.5
     assert params["until"] == RUN_AT
-    overall, overall_params = votes_query("overall", FilterConfig(), RUN_AT)
-    assert "category" not in overall_params and "battle_categorization" not in overall.as_string(
-        None
-    )
+    overall, overall_params = votes_query(plan_fetch(["overall"], LeaderboardFilters(), RUN_AT))
+    assert "categories_0" not in overall_params
+    assert "battle_categorization" not in overall.as_string(None)
 
 
 def test_an_override_must_name_a_leaderboard_the_database_has() -> None:
