@@ -6,11 +6,14 @@ markdown rules, drop the tokenizer (no dependency, no vocabulary file in the Lam
 write every rule as a regular expression that Python's ``re``, RE2 (``pyarrow.compute``) and
 PostgreSQL's ARE (``regexp_count``) read the same way. Per answer (one ``api.message``):
 
-- ``tokens``: runs of up to 8 ASCII letters, runs of up to 3 digits, runs of ASCII punctuation,
-  and every non-ASCII character, each one token (``TOKEN``). Spaces and line breaks are not
-  tokens. The whole answer counts, code included. On technical markdown (this repository's
-  documents, 83 samples of ~580 cl100k tokens) this is 1.00 x cl100k_base's count (sd 0.07,
-  range 0.86-1.23, correlation 0.98); on the simulator's biomedical prose 1.05 x (sd 0.03).
+- ``tokens``: runs of ASCII letters, runs of digits, runs of ASCII punctuation, and every
+  non-ASCII character, each one token (``TOKEN``). Spaces and line breaks are not tokens. The
+  whole answer counts, code included. Against cl100k_base (tiktoken's encoding for gpt-3.5/4,
+  which FastChat counts with): 0.95 x its count on technical markdown (this repository's
+  documents cut into 83 answers of ~580 tokens: sd 0.07, range 0.80-1.16, correlation 0.98) and
+  0.88 x on the simulator's biomedical prose (sd 0.02): long or rare words are one token here,
+  several there. Splitting letter runs every 8 letters would bring both to 1.00-1.05 x, at the
+  price of the byte-class counting below (``token_counts``) that makes the rule cheap.
 - Before the markdown counts, each fenced code block -- from ````` ``` ````` to the next
   ````` ``` `````, or to the end of the answer when it is never closed -- is replaced by a single
   backtick (``FENCE``), so nothing inside code counts and what follows a closing fence on its
@@ -42,7 +45,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-TOKEN = r"[A-Za-z]{1,8}|[0-9]{1,3}|[!-/:-@\[-`{-~]+|[^\x00-\x7F]"
+TOKEN = r"[A-Za-z]+|[0-9]+|[!-/:-@\[-`{-~]+|[^\x00-\x7F]"
 FENCE = r"```.*?(```|$)"
 """Needs "dot matches newline" and "$ only at the end": RE2 and Python ``(?s)``, PostgreSQL's
 default (no ``n`` flag)."""
@@ -103,7 +106,7 @@ def style_counts(texts: pa.Array | pa.ChunkedArray) -> np.ndarray:
         stripped = pc.replace_substring_regex(texts.filter(fenced), "(?s)" + FENCE, "`")
         markdown = pc.replace_with_mask(texts, fenced, stripped)
     columns = [
-        pc.count_substring_regex(texts, TOKEN),
+        pa.array(token_counts(texts)),
         pc.count_substring_regex(markdown, "(?m)" + HEADER),
         pc.count_substring_regex(markdown, "(?m)" + LIST_ITEM),
         pc.add(
@@ -118,3 +121,55 @@ def style_counts(texts: pa.Array | pa.ChunkedArray) -> np.ndarray:
         ],
         axis=1,
     ).reshape(len(texts), len(FEATURES))
+
+
+# Byte classes of UTF-8 text for TOKEN: 0 none (ASCII whitespace and controls, continuation
+# bytes), 1 letter, 2 digit, 3 ASCII punctuation, 4 the first byte of a non-ASCII character. A
+# token starts wherever the class is not 0 and differs from the previous byte's; a lead byte
+# always follows an ASCII or continuation byte, so each non-ASCII character starts one.
+_CLASS = np.zeros(256, dtype=np.uint8)
+_CLASS[np.frombuffer(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz", np.uint8)] = 1
+_CLASS[np.frombuffer(b"0123456789", np.uint8)] = 2
+_CLASS[np.frombuffer(bytes(b for b in range(0x21, 0x7F) if not chr(b).isalnum()), np.uint8)] = 3
+_CLASS[0xC0:] = 4
+_CHUNK_BYTES = 1 << 22
+
+
+def token_counts(texts: pa.Array) -> np.ndarray:
+    """TOKEN matches per text (0 for null), counted on the UTF-8 bytes in numpy: ~10x faster
+    than RE2's match-by-match count, and the same number (tested against ``answer_style``)."""
+    n = len(texts)
+    if pa.types.is_large_string(texts.type):
+        offsets_type: type[np.integer] = np.int64
+    else:
+        texts = texts.cast(pa.string())
+        offsets_type = np.int32
+    counts = np.zeros(n, dtype=np.int64)
+    if n == 0 or texts.buffers()[2] is None:
+        return counts
+    width = np.dtype(offsets_type).itemsize
+    offsets = np.frombuffer(
+        texts.buffers()[1], dtype=offsets_type, count=n + 1, offset=width * texts.offset
+    ).astype(np.int64)
+    data = np.frombuffer(texts.buffers()[2], dtype=np.uint8)
+    first = 0
+    while first < n:
+        # Whole texts, about _CHUNK_BYTES at a time (one long text makes a chunk of its own).
+        last = int(np.searchsorted(offsets, offsets[first] + _CHUNK_BYTES, side="right")) - 1
+        last = min(max(last, first + 1), n)
+        lo, hi = int(offsets[first]), int(offsets[last])
+        cls = _CLASS[data[lo:hi]]
+        start = cls != 0
+        start[1:] &= cls[1:] != cls[:-1]
+        local = offsets[first : last + 1] - lo
+        heads = local[:-1][local[:-1] < len(cls)]
+        start[heads] = cls[heads] != 0
+        sizes = np.diff(local)
+        filled = np.flatnonzero(sizes)
+        if len(filled):
+            # reduceat sums from each start to the next; empty texts are left at 0.
+            counts[first + filled] = np.add.reduceat(
+                start.view(np.uint8), local[filled], dtype=np.int64
+            )
+        first = last
+    return counts
