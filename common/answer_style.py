@@ -57,7 +57,13 @@ BOLD_UNDERSCORES = r"__[^_\n]+__"
 flag (which also keeps ``[^...]`` off newlines: harmless, the bold classes exclude them)."""
 
 FEATURES: tuple[str, ...] = ("tokens", "headers", "list_items", "bold")
-"""The counts in order; votes.parquet carries them as ``model{1,2}_{feature}``."""
+"""The counts in order (``common.ranking.style.STYLE_FEATURES``' length, headers, lists, bold)."""
+STYLE_COLUMNS: tuple[str, ...] = tuple(
+    f"model{side}_{feature}" for side in (1, 2) for feature in FEATURES
+)
+"""The columns that carry them in votes.parquet (nullable int32): model1's answers' counts, then
+model2's, each summed over the battle's rounds; all null when either model lacks an answer in
+some round or the battle has no round."""
 
 
 class AnswerStyle(NamedTuple):

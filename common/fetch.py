@@ -41,7 +41,7 @@ from psycopg import pq as libpq
 from psycopg import sql
 
 from common import storage
-from common.answer_style import FEATURES, style_counts
+from common.answer_style import STYLE_COLUMNS, style_counts
 from common.contracts import SLUG_RE, LeaderboardBatch, LeftOut, Skipped
 from common.errors import LeaderboardNotFound
 from common.filters import (
@@ -90,11 +90,6 @@ def copy_row(groups: int) -> tuple[np.dtype, dict[str, int]]:
 ROWS_PER_GROUP = 1 << 18
 
 MODEL_ID = pa.dictionary(pa.int32(), pa.string())
-STYLE_COLUMNS: tuple[str, ...] = tuple(
-    f"model{side}_{feature}" for side in (1, 2) for feature in FEATURES
-)
-"""Per vote, each answer's style counts summed over the battle's rounds (``common.answer_style``),
-all NULL when either model lacks an answer in some round or the battle has no round."""
 VOTES_SCHEMA = pa.schema(
     [
         ("evaluation_id", pa.string()),

@@ -1,8 +1,9 @@
 """Reading battle votes from Parquet into the integer codes the ranking engine takes.
 
 Thin I/O: one ``read_votes`` for a file (path or binary file object) and ``votes_from_table`` for an
-Arrow table already in memory. Model columns are read as dictionaries straight from Parquet's
-dictionary pages (no string per row is materialized), dictionaries are unified across row groups
+Arrow table already in memory; ``read_votes_with_style`` also reads the answers' style counts
+(``STYLE_COLUMNS``, written by the fetch stage and the simulator) for style control. Model
+columns are read as dictionaries straight from Parquet's dictionary pages (no string per row is materialized), dictionaries are unified across row groups
 and across the two model columns, and outcomes are mapped through their (three-entry) dictionary,
 so the cost is a few vectorized passes over integer arrays. The pipeline's fetch stage writes
 ``model1_id``, ``model2_id``, ``outcome``; the CLI reads ``model_a``, ``model_b``, ``outcome``.
@@ -11,18 +12,117 @@ so the cost is a few vectorized passes over integer arrays. The pipeline's fetch
 from __future__ import annotations
 
 import os
-from typing import BinaryIO
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from common.answer_style import STYLE_COLUMNS
 from common.errors import InvalidInput
 from common.ranking import OUTCOMES, Votes
 
-__all__ = ["OUTCOMES", "Votes", "read_votes", "votes_from_table"]
+if TYPE_CHECKING:
+    from common.ranking.style import StyleFeatures
+
+__all__ = [
+    "OUTCOMES",
+    "STYLE_COLUMNS",
+    "Votes",
+    "VotesWithStyle",
+    "read_votes",
+    "read_votes_with_style",
+    "votes_from_table",
+]
+
 
 Source = str | os.PathLike[str] | BinaryIO
+
+
+def _read(source: Source, columns: list[str]) -> pa.Table:
+    import pyarrow.parquet as pq
+
+    name = os.fspath(source) if isinstance(source, str | os.PathLike) else "input"
+    try:
+        present = pq.ParquetFile(source).schema_arrow.names
+        missing = [c for c in columns if c not in present]
+        if missing:
+            raise InvalidInput(f"{name}: missing column(s) {', '.join(missing)}")
+        if not isinstance(source, str | os.PathLike):
+            source.seek(0)
+        # Dictionary pages come back as dictionaries: no Python string per row.
+        return pq.ParquetFile(source, read_dictionary=columns[:3]).read(columns=columns)
+    except FileNotFoundError:
+        raise InvalidInput(f"{name}: no such file") from None
+    except IsADirectoryError:
+        raise InvalidInput(f"{name}: is a directory, not a Parquet file") from None
+    except (pa.ArrowException, OSError) as exc:
+        first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise InvalidInput(f"{name}: not a readable Parquet file ({first_line})") from None
+
+
+@dataclass(frozen=True)
+class VotesWithStyle:
+    """Every vote (for the plain ranking), which of them have both answers' style counts, and
+    those counts (one row per vote with style, in vote order) for the style-controlled fit."""
+
+    votes: Votes
+    has_style: np.ndarray
+    """Boolean per vote of ``votes``."""
+    features: StyleFeatures
+    """Rows: the votes where ``has_style``; columns ``STYLE_FEATURES``."""
+
+    @property
+    def left_out(self) -> int:
+        """Votes without style counts (a missing answer): out of the style-controlled fit."""
+        return int(self.votes.n_votes - self.has_style.sum())
+
+    def styled_votes(self) -> Votes:
+        """The votes with style counts, models renumbered to those that appear in them (the
+        ``votes`` argument of ``rank_with_style`` next to ``features``)."""
+        keep = self.has_style
+        a, b = self.votes.model_a[keep], self.votes.model_b[keep]
+        used = np.zeros(len(self.votes.models), dtype=bool)
+        used[a] = True
+        used[b] = True
+        renumber = (np.cumsum(used, dtype=np.int32) - 1).astype(np.int32)
+        models = tuple(m for m, u in zip(self.votes.models, used, strict=True) if u)
+        return Votes(
+            models=models,
+            model_a=renumber[a],
+            model_b=renumber[b],
+            outcome=self.votes.outcome[keep],
+        )
+
+
+def read_votes_with_style(
+    source: Source,
+    *,
+    model_a: str = "model_a",
+    model_b: str = "model_b",
+    outcome: str = "outcome",
+) -> VotesWithStyle:
+    """``read_votes`` plus the 8 style columns; a vote has style when all 8 are set (the fetch
+    stage writes all or none). Bad files, missing columns or negative counts raise
+    ``InvalidInput``."""
+    from common.ranking.style import STYLE_FEATURES, StyleFeatures
+
+    table = _read(source, [model_a, model_b, outcome, *STYLE_COLUMNS])
+    votes = votes_from_table(table, model_a=model_a, model_b=model_b, outcome=outcome)
+    counts = np.zeros((table.num_rows, len(STYLE_COLUMNS)), dtype=np.int64)
+    has = np.ones(table.num_rows, dtype=bool)
+    for j, column in enumerate(STYLE_COLUMNS):
+        values = table.column(column)
+        if not pa.types.is_integer(values.type):
+            raise InvalidInput(f"votes: column {column} must hold integers, not {values.type}")
+        has &= np.asarray(values.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
+        counts[:, j] = np.asarray(values.fill_null(0).to_numpy(), dtype=np.int64)
+    if (counts < 0).any():
+        raise InvalidInput("votes: a style column has a negative count")
+    half = len(STYLE_FEATURES)
+    features = StyleFeatures(a=counts[has, :half], b=counts[has, half:], names=STYLE_FEATURES)
+    return VotesWithStyle(votes=votes, has_style=has, features=features)
 
 
 def read_votes(
@@ -33,24 +133,7 @@ def read_votes(
     outcome: str = "outcome",
 ) -> Votes:
     """Read the three vote columns of a Parquet file; bad files raise ``InvalidInput``."""
-    import pyarrow.parquet as pq
-
-    name = os.fspath(source) if isinstance(source, str | os.PathLike) else "input"
-    columns = [model_a, model_b, outcome]
-    try:
-        present = pq.ParquetFile(source).schema_arrow.names
-        missing = [c for c in columns if c not in present]
-        if missing:
-            raise InvalidInput(f"{name}: missing column(s) {', '.join(missing)}")
-        # Dictionary pages come back as dictionaries: no Python string per row.
-        table = pq.ParquetFile(source, read_dictionary=columns).read(columns=columns)
-    except FileNotFoundError:
-        raise InvalidInput(f"{name}: no such file") from None
-    except IsADirectoryError:
-        raise InvalidInput(f"{name}: is a directory, not a Parquet file") from None
-    except (pa.ArrowException, OSError) as exc:
-        first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise InvalidInput(f"{name}: not a readable Parquet file ({first_line})") from None
+    table = _read(source, [model_a, model_b, outcome])
     return votes_from_table(table, model_a=model_a, model_b=model_b, outcome=outcome)
 
 
