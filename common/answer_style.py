@@ -39,6 +39,7 @@ fence's code in the counts.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import numpy as np
@@ -93,7 +94,7 @@ def answer_style(text: str) -> AnswerStyle:
     )
 
 
-def side_style(answers: list[str | None]) -> AnswerStyle | None:
+def side_style(answers: Sequence[str | None]) -> AnswerStyle | None:
     """A side's counts over a battle's rounds; None when it has no answer or a round lacks one."""
     if not answers or any(a is None for a in answers):
         return None
@@ -113,8 +114,10 @@ def style_counts(texts: pa.Array | pa.ChunkedArray) -> np.ndarray:
         markdown = pc.replace_with_mask(texts, fenced, stripped)
     columns = [
         pa.array(token_counts(texts)),
-        pc.count_substring_regex(markdown, "(?m)" + HEADER),
-        pc.count_substring_regex(markdown, "(?m)" + LIST_ITEM),
+        # Arrow restarts the search after a match as if at the start of a text, where (?m)^
+        # matches: each match takes the rest of its line, so the next search starts at a newline.
+        pc.count_substring_regex(markdown, "(?m)" + HEADER + "[^\n]*"),
+        pc.count_substring_regex(markdown, "(?m)" + LIST_ITEM + "[^\n]*"),
         pc.add(
             pc.count_substring_regex(markdown, BOLD_STARS),
             pc.count_substring_regex(markdown, BOLD_UNDERSCORES),

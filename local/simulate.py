@@ -34,7 +34,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from common.answer_style import style_counts
+from common.answer_style import STYLE_COLUMNS, style_counts
 from common.contracts import REFERENCE_LEADERBOARDS
 from common.db import connect
 from local.answers import ANSWER_TOKENS, PROMPTS, Answers, battle_style, draw_answers, model_styles
@@ -56,11 +56,6 @@ INACTIVE_RATE = 0.20
 WINDOW_DAYS = 120
 LENGTH_EFFECT = 1.0
 """Natural log-odds per unit of the normalized length difference d (see the module docstring)."""
-STYLE_COLUMNS: tuple[str, ...] = tuple(
-    f"model{side}_{feature}"
-    for side in (1, 2)
-    for feature in ("tokens", "headers", "list_items", "bold")
-)
 ROWS_PER_COPY = 50_000
 """Battles whose answers are made and written at once (the texts of one batch are in memory)."""
 

@@ -39,6 +39,29 @@ def test_stronger_models_win_more() -> None:
     assert wins_of_stronger.mean() > 0.55
 
 
+def test_voters_prefer_the_longer_answer_by_the_documented_amount() -> None:
+    arena = simulate.simulate_arena(models=20, battles=200_000, seed=2)
+    side1, side2, has = arena.style()
+    decided = has & (arena.outcome >= 0) & (arena.outcome <= 1)
+    elo = np.array([m.true_elo for m in arena.models])
+    offset = (np.log(10) * (elo[arena.model1] - elo[arena.model2]) / 400.0)[decided]
+    d = ((side1[:, 0] - side2[:, 0]) / (side1[:, 0] + side2[:, 0] + 1.0))[decided]
+    won = (arena.outcome[decided] == 0).astype(float)
+    beta = 0.0
+    for _ in range(20):  # Newton on the one free coefficient of the simulated outcome model
+        p = 1.0 / (1.0 + np.exp(-(offset + beta * d)))
+        beta += float(np.sum(d * (won - p)) / np.sum(d * d * p * (1 - p)))
+    se = float(1.0 / np.sqrt(np.sum(d * d * p * (1 - p))))
+    assert abs(beta - simulate.LENGTH_EFFECT) < 3 * se < 0.1
+    # Verbose models also use more markdown, and lengths differ between models.
+    verbosity = np.array([m.verbosity for m in arena.models])
+    markdown = np.array([m.markdown for m in arena.models])
+    assert np.corrcoef(verbosity, markdown)[0, 1] > 0.5
+    assert verbosity.max() > 3 * verbosity.min()
+    # A few battles miss an answer (or have no round): no style, voted on strength alone.
+    assert 0.01 < (~has).mean() < 0.04
+
+
 def test_new_battles_for_the_same_models() -> None:
     day1 = simulate.simulate_arena(models=10, battles=1000, seed=3)
     day2 = simulate.simulate_arena(models=10, battles=1000, seed=3, battle_seed=4)
@@ -80,6 +103,14 @@ def test_database_output_matches_the_arena(database_url: str) -> None:
             return row[0]
 
         assert one("SELECT count(*) FROM api.battle") == 3000
+        assert one("SELECT count(*) FROM api.battle_round") == arena.answers.count // 2
+        assert one(
+            "SELECT count(*) FROM api.battle_round WHERE model1_message_id IS NULL"
+            " OR model2_message_id IS NULL"
+        ) == int(arena.answers.missing.sum())
+        assert one("SELECT count(*) FROM api.message WHERE role = 'assistant'") == int(
+            (~arena.answers.missing).sum()
+        )
         assert one("SELECT count(*) FROM api.battle_evaluation") == counts["evaluations"]
         assert one("SELECT count(*) FROM api.battle WHERE effective_validation_id IS NULL") == int(
             (~arena.validated).sum()

@@ -122,3 +122,42 @@ def test_not_a_parquet_file_and_missing_file(tmp_path: Path) -> None:
         read_votes(tmp_path / "nope.parquet")
     with pytest.raises(InvalidInput, match="directory"):
         read_votes(tmp_path)
+
+
+def test_votes_with_style_mask_the_votes_that_miss_an_answer(tmp_path: Path) -> None:
+    from common.answer_style import STYLE_COLUMNS
+    from common.votes import read_votes_with_style
+
+    rows = [("a", "b", "model1"), ("b", "c", "tie"), ("c", "a", "model2"), ("d", "a", "model1")]
+    style = [[10, 1, 2, 0, 20, 0, 0, 3], None, [5, 0, 0, 0, 5, 0, 1, 0], [1, 1, 1, 1, 2, 2, 2, 2]]
+    table = pa.table(
+        {
+            "model_a": [r[0] for r in rows],
+            "model_b": [r[1] for r in rows],
+            "outcome": [r[2] for r in rows],
+            **{
+                name: pa.array([s[j] if s else None for s in style], pa.int32())
+                for j, name in enumerate(STYLE_COLUMNS)
+            },
+        }
+    )
+    path = tmp_path / "styled.parquet"
+    pq.write_table(table, path)
+    read = read_votes_with_style(path)
+    assert read.votes.n_votes == 4 and read.has_style.tolist() == [True, False, True, True]
+    assert read.left_out == 1
+    assert read.features.a.tolist() == [[10, 1, 2, 0], [5, 0, 0, 0], [1, 1, 1, 1]]
+    assert read.features.b.tolist() == [[20, 0, 0, 3], [5, 0, 1, 0], [2, 2, 2, 2]]
+    styled = read.styled_votes()
+    names = styled.models
+    assert [(names[a], names[b]) for a, b in zip(styled.model_a, styled.model_b, strict=True)] == [
+        ("a", "b"), ("c", "a"), ("d", "a"),
+    ]  # fmt: skip
+    assert styled.outcome.tolist() == [0, 1, 0]
+    pq.write_table(table.drop_columns(["model2_bold"]), path)
+    with pytest.raises(InvalidInput, match=r"missing column.*model2_bold"):
+        read_votes_with_style(path)
+    negative = table.set_column(3, STYLE_COLUMNS[0], pa.array([-1, None, 1, 1], pa.int32()))
+    pq.write_table(negative, path)
+    with pytest.raises(InvalidInput, match="negative"):
+        read_votes_with_style(path)
