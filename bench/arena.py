@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -23,11 +24,14 @@ OVERALL_SHARE = (
 )
 
 
-def seeded_database(votes: int, models: int = MODELS) -> str:
-    """URL of a database holding a simulated arena with about ``votes`` votes in ``overall``."""
+def seeded_database(votes: int, models: int = MODELS, *, answer_tokens: float | None = None) -> str:
+    """URL of a database holding a simulated arena with about ``votes`` votes in ``overall``;
+    its battles have answers of about ``answer_tokens`` tokens, or no round at all (None: the
+    votes alone, for benchmarks of the votes pass)."""
     battles = math.ceil(votes / OVERALL_SHARE)
     admin = postgres.embedded_server(BENCH_DIR / "postgres")
-    name = f"bench_{models}x{battles}_s{SEED}"
+    texts = "_votes" if answer_tokens is None else f"_t{answer_tokens:g}"
+    name = f"bench_{models}x{battles}_s{SEED}{texts}"
     url = postgres.with_database(admin, name)
     with psycopg.connect(admin, autocommit=True) as conn:
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
@@ -40,12 +44,21 @@ def seeded_database(votes: int, models: int = MODELS) -> str:
     print(f"#   seeding {battles:,} battles into {name} (once; kept in {BENCH_DIR})", flush=True)
     # In a child process: a child's ru_maxrss starts from its parent's, so the parent of the
     # measured processes must never hold the simulated arena.
-    isolated(_seed, url, models, battles)
+    isolated(_seed, url, models, battles, answer_tokens)
     return url
 
 
-def _seed(url: str, models: int, battles: int) -> dict[str, Any]:
-    simulate.write_database(simulate.simulate_arena(models, battles, seed=SEED), url)
+def _seed(url: str, models: int, battles: int, answer_tokens: float | None) -> dict[str, Any]:
+    arena = simulate.simulate_arena(
+        models,
+        battles,
+        seed=SEED,
+        answer_tokens=answer_tokens or simulate.ANSWER_TOKENS,
+        with_answers=answer_tokens is not None,
+    )
+    started = time.perf_counter()
+    simulate.write_database(arena, url)
+    print(f"#   seeded in {time.perf_counter() - started:.1f} s", flush=True)
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("VACUUM ANALYZE")
     return {}

@@ -1,17 +1,29 @@
-"""Fetch benchmarks: votes from a real PostgreSQL into Parquet in (moto's) S3.
+"""Fetch benchmarks: votes from a real PostgreSQL (BixArena's schema) into Parquet in (moto's) S3.
 
-``fetch/1M``: an embedded PostgreSQL seeded by ``local.simulate`` (100 models, enough battles for
-about 1M votes in ``overall`` after upstream's filters) and the fetch stage's handler exporting
-``overall`` (binary COPY -> NumPy -> Parquet -> S3), best of 3 after a warm-up run; against the
-baseline "as upstream does it": the same filtered rows fetched with psycopg's ``dict_row`` and
-``fetchall()``, built into an Arrow table row by row, written as Parquet and put in S3.
+The fetch stage makes one pass over the votes for every leaderboard (``common.fetch``); the
+baseline "before" is the stage as it was, one server-sorted query per leaderboard
+(``bench.fetch_before``), run in the same benchmark on the same database. Arenas are seeded by
+``local.simulate`` and kept in ``.local/bench``; those of ``fetch/`` and ``fetch-all/`` have no
+answer texts (battles without rounds), so they time the votes pass, and ``fetch-style/`` times
+the answers pass on an arena with answers of realistic length.
 
-``fetch/5M`` and ``rank-stage/5M``: peak memory of the fetch stage and of the rank stage
-(B = 1000) on about 5M votes, each in a fresh process (see ``bench.isolated``). moto keeps the S3
-objects in the measuring process, so its peak includes one copy of the Parquet object that a real
-Lambda function would not hold; ``work_mb`` is the part above the resident size before the work.
+``fetch/1M``: the handler exporting ``overall`` (best of 3 after a warm-up), against "before"
+for ``overall``; ``upstream_seconds``: the same rows via psycopg's ``dict_row`` and ``fetchall()``
+into Arrow, Parquet and S3, as upstream does it.
 
-Seeded databases are kept in ``.local/bench-postgres`` and reused when their size matches.
+``fetch-all/1M``: every leaderboard (overall + 20 categories), against "before" for all of them;
+``over_overall``: its time over ``fetch/1M``'s (target <= 1.5).
+
+``fetch/5M``: ``overall`` on about 5M votes, ours and "before", one warm run each; then peak
+memory of a cold fetch and of the rank stage (B = 1000), each in a fresh process (see
+``bench.isolated``). moto keeps the S3 objects in the measuring process, so its peak includes
+one copy of the Parquet object that a real Lambda function would not hold; ``work_mb`` is the
+part above the resident size before the work.
+
+``fetch-style/100k``: the answers pass (``add_style`` over ``rounds_batches``: COPY as CSV,
+Arrow, numpy and RE2) for every vote of ``overall`` on an arena of 100k battles whose answers
+average ~350 tokens, against the same counts computed by PostgreSQL (``regexp_count``, the same
+patterns); both must agree.
 """
 
 from __future__ import annotations
@@ -19,6 +31,7 @@ from __future__ import annotations
 import os
 import tempfile
 import time
+from contextlib import closing
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
@@ -63,15 +76,20 @@ def _context() -> Any:
     )
 
 
-def _fetch_event(run_at: str) -> dict[str, Any]:
+def _fetch_event(run_at: str, leaderboards: Any = ("overall",)) -> dict[str, Any]:
     return {
-        "request": {"leaderboards": ["overall"], "run_at": run_at},
+        "request": {
+            "leaderboards": leaderboards if leaderboards == "all" else list(leaderboards),
+            "run_at": run_at,
+        },
         "execution_id": "arn:aws:states:us-east-1:123456789012:execution:bench:bench-1",
         "execution_name": "bench-1",
     }
 
 
-def _ours(url: str, run_at: str, repeats: int, keep: str | None) -> dict[str, Any]:
+def _ours(
+    url: str, run_at: str, repeats: int, keep: str | None, leaderboards: Any = ("overall",)
+) -> dict[str, Any]:
     """The fetch stage's handler, in this fresh process; ``keep``: a folder for its objects."""
     _aws_env(url)
     import boto3
@@ -83,12 +101,12 @@ def _ours(url: str, run_at: str, repeats: int, keep: str | None) -> dict[str, An
         s3 = boto3.client("s3")
         s3.create_bucket(Bucket=BUCKET)
         if repeats > 1:
-            handler(_fetch_event(run_at), _context())  # warm-up: server cache, imports
+            handler(_fetch_event(run_at, leaderboards), _context())  # warm-up: cache, imports
         mark_start()
         times = []
         for _ in range(repeats):
             start = time.perf_counter()
-            result = handler(_fetch_event(run_at), _context())
+            result = handler(_fetch_event(run_at, leaderboards), _context())
             times.append(time.perf_counter() - start)
         board = result["leaderboards"][0]
         key = board["votes_uri"].split("/", 3)[3]
@@ -100,8 +118,40 @@ def _ours(url: str, run_at: str, repeats: int, keep: str | None) -> dict[str, An
     return {
         "seconds": min(times),
         "votes": board["vote_count"],
+        "all_votes": sum(b["vote_count"] for b in result["leaderboards"]),
         "parquet_mb": size / 2**20,
         "result": result,
+    }
+
+
+def _before(url: str, run_at: str, repeats: int, slugs: list[str] | None) -> dict[str, Any]:
+    """The stage's export before the shared pass (``bench.fetch_before``), in this fresh process,
+    best of ``repeats`` after a warm-up when ``repeats`` > 1."""
+    _aws_env(url)
+    import boto3
+    from moto import mock_aws
+
+    from bench import fetch_before
+    from common.storage import parse_s3_uri
+
+    prefix = parse_s3_uri(f"s3://{BUCKET}/before/")
+    at = datetime.fromisoformat(run_at)
+    with mock_aws():
+        boto3.client("s3").create_bucket(Bucket=BUCKET)
+        if repeats > 1:
+            with psycopg.connect(url) as conn:
+                fetch_before.export_all(conn, slugs, at, prefix)
+        mark_start()
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            with psycopg.connect(url) as conn:
+                counts = fetch_before.export_all(conn, slugs, at, prefix)
+            times.append(time.perf_counter() - start)
+    return {
+        "seconds": min(times),
+        "votes": counts.get("overall", 0),
+        "all_votes": sum(counts.values()),
     }
 
 
@@ -179,49 +229,87 @@ def _fetch_speed(votes: int) -> list[dict[str, Any]]:
     url = seeded_database(votes)
     run_at = _now()
     ours = isolated(_ours, url, run_at, 3, None)
-    base = isolated(_baseline, url, run_at)
-    if base["votes"] != ours["votes"]:
-        raise SystemExit(f"fetch bench: baseline read {base['votes']} votes, ours {ours['votes']}")
+    before = isolated(_before, url, run_at, 3, ["overall"])
+    upstream = isolated(_baseline, url, run_at)
+    ours_all = isolated(_ours, url, run_at, 3, None, "all")
+    before_all = isolated(_before, url, run_at, 3, None)
+    if not ours["votes"] == before["votes"] == upstream["votes"]:
+        raise SystemExit(
+            f"fetch bench: votes differ: {ours['votes']}, {before['votes']}, {upstream['votes']}"
+        )
+    if ours_all["all_votes"] != before_all["all_votes"]:
+        raise SystemExit(
+            f"fetch bench: all leaderboards: ours {ours_all['all_votes']} votes, before"
+            f" {before_all['all_votes']}"
+        )
     return [
         {
             "bench": f"fetch/{_size(votes)}",
             "seconds": round(ours["seconds"], 3),
-            "baseline": "dict_row-fetchall",
-            "baseline_seconds": round(base["seconds"], 3),
-            "speedup": round(base["seconds"] / ours["seconds"], 1),
+            "baseline": "per-leaderboard sorted query (before)",
+            "baseline_seconds": round(before["seconds"], 3),
+            "speedup": round(before["seconds"] / ours["seconds"], 2),
+            "upstream_seconds": round(upstream["seconds"], 3),
+            "upstream_speedup": round(upstream["seconds"] / ours["seconds"], 1),
             "peak_mb": ours["peak_mb"],
             "work_mb": ours["work_mb"],
-            "baseline_peak_mb": base["peak_mb"],
+            "baseline_peak_mb": before["peak_mb"],
             "votes": ours["votes"],
             "models": MODELS,
             "parquet_mb": round(ours["parquet_mb"], 1),
             "notes": [
-                "ours: fetch handler for `overall` (COPY binary -> Parquet -> moto S3), best of 3 "
-                "after a warm-up; baseline: same rows via dict_row fetchall -> Arrow -> Parquet -> S3",
+                "ours: fetch handler for `overall` (one unsorted pass, sorted in numpy, COPY binary"
+                " -> Parquet -> moto S3), best of 3 after a warm-up; baseline: the stage before"
+                " the shared pass (server-sorted query); upstream: dict_row fetchall -> Arrow",
             ],
-        }
+        },
+        {
+            "bench": f"fetch-all/{_size(votes)}",
+            "seconds": round(ours_all["seconds"], 3),
+            "baseline": "per-leaderboard sorted query (before)",
+            "baseline_seconds": round(before_all["seconds"], 3),
+            "speedup": round(before_all["seconds"] / ours_all["seconds"], 2),
+            "over_overall": round(ours_all["seconds"] / ours["seconds"], 2),
+            "peak_mb": ours_all["peak_mb"],
+            "work_mb": ours_all["work_mb"],
+            "baseline_peak_mb": before_all["peak_mb"],
+            "votes": ours_all["all_votes"],
+            "leaderboards": len(ours_all["result"]["leaderboards"]),
+            "notes": [
+                "every leaderboard (overall + 20 categories): ours one pass, before one query each;"
+                " over_overall = this / fetch of `overall` alone",
+            ],
+        },
     ]
 
 
 def _memory(votes: int) -> list[dict[str, Any]]:
     url = seeded_database(votes)
     run_at = _now()
+    warm = isolated(_ours, url, run_at, 2, None)
+    before = isolated(_before, url, run_at, 2, ["overall"])
     with tempfile.TemporaryDirectory(prefix="bench-fetch-") as folder:
         fetched = isolated(_ours, url, run_at, 1, folder)
         ranked = isolated(_rank_stage, url, folder, fetched["result"])
+    if warm["votes"] != before["votes"]:
+        raise SystemExit(f"fetch bench: ours {warm['votes']} votes, before {before['votes']}")
     note = "peak_mb includes moto's in-process copy of the S3 objects; work_mb excludes the setup"
     return [
         {
             "bench": f"fetch/{_size(votes)}",
-            "seconds": round(fetched["seconds"], 3),
-            "baseline": None,
-            "baseline_seconds": None,
-            "speedup": None,
+            "seconds": round(warm["seconds"], 3),
+            "baseline": "per-leaderboard sorted query (before)",
+            "baseline_seconds": round(before["seconds"], 3),
+            "speedup": round(before["seconds"] / warm["seconds"], 2),
             "peak_mb": fetched["peak_mb"],
             "work_mb": fetched["work_mb"],
+            "baseline_peak_mb": before["peak_mb"],
             "votes": fetched["votes"],
             "parquet_mb": round(fetched["parquet_mb"], 1),
-            "notes": [f"fetch handler, one cold run; {note}"],
+            "notes": [
+                "seconds: best of 2 after a warm-up, ours and before; peak: ours in one cold run,"
+                f" before over its runs; {note}"
+            ],
         },
         {
             "bench": f"rank-stage/{_size(votes)}",
@@ -238,15 +326,122 @@ def _memory(votes: int) -> list[dict[str, Any]]:
     ]
 
 
+STYLE_SQL = """
+SELECT sum(regexp_count(m.content, %(token)s)),
+       sum(regexp_count(m.markdown, %(header)s, 1, 'n')),
+       sum(regexp_count(m.markdown, %(list_item)s, 1, 'n')),
+       sum(regexp_count(m.markdown, %(bold_stars)s) + regexp_count(m.markdown, %(bold_under)s))
+FROM (SELECT s.id FROM ({votes}) s) v
+JOIN api.battle_evaluation e ON e.id = v.id
+  AND NOT EXISTS (SELECT 1 FROM api.battle_round r2 WHERE r2.battle_id = e.battle_id
+                  AND (r2.model1_message_id IS NULL OR r2.model2_message_id IS NULL))
+JOIN api.battle_round r ON r.battle_id = e.battle_id
+JOIN LATERAL (
+  SELECT x.content, regexp_replace(x.content, %(fence)s, '`', 'g') AS markdown
+  FROM api.message x WHERE x.id IN (r.model1_message_id, r.model2_message_id)
+) m ON true
+"""
+
+
+def _style_pass(url: str, run_at: str, sql_too: bool) -> dict[str, Any]:
+    """The answers pass of the fetch stage for `overall`, then (``sql_too``) the same counts by
+    PostgreSQL, in this fresh process."""
+    from psycopg import sql
+
+    from common import answer_style, fetch
+    from common.filters import LeaderboardFilters, plan_fetch, votes_query
+
+    plan = plan_fetch(["overall"], LeaderboardFilters(), datetime.fromisoformat(run_at))
+    with psycopg.connect(url) as conn:
+        fetch.open_snapshot(conn)
+        with conn.transaction():
+            catalogue = fetch.model_catalogue(conn)
+            statement, params = votes_query(plan)
+            with closing(fetch.copy_out(conn, statement, params)) as messages:
+                votes = fetch.shared_votes(
+                    fetch.copy_row_batches(messages, fetch.ROWS_PER_GROUP, fetch.copy_row(0)),
+                    catalogue,
+                    0,
+                )
+            text_mb = conn.execute(
+                "SELECT sum(octet_length(content)) / 1048576.0 FROM api.message"
+                " WHERE role = 'assistant'"
+            ).fetchone()
+            mark_start()
+            start = time.perf_counter()
+            styled = fetch.add_style(votes, fetch.rounds_batches(conn, plan))
+            arrow_seconds = time.perf_counter() - start
+            ours = styled.style[styled.has_style]
+            totals = [int(ours[:, j].sum() + ours[:, j + 4].sum()) for j in range(4)]
+            sql_seconds = None
+            if sql_too:
+                start = time.perf_counter()
+                row = conn.execute(
+                    sql.SQL(STYLE_SQL).format(votes=statement),
+                    {
+                        **params,
+                        "token": answer_style.TOKEN, "header": answer_style.HEADER,
+                        "list_item": answer_style.LIST_ITEM, "bold_stars": answer_style.BOLD_STARS,
+                        "bold_under": answer_style.BOLD_UNDERSCORES, "fence": answer_style.FENCE,
+                    },
+                ).fetchone()  # fmt: skip
+                sql_seconds = time.perf_counter() - start
+                if row is None or [int(x) for x in row] != totals:
+                    raise SystemExit(f"fetch-style: PostgreSQL counts {row}, ours {totals}")
+    return {
+        "seconds": arrow_seconds,
+        "sql_seconds": sql_seconds,
+        "text_mb": float(text_mb[0]) if text_mb and text_mb[0] is not None else 0.0,
+        "votes": len(votes.ids),
+        "styled": int(styled.has_style.sum()),
+        "totals": totals,
+    }
+
+
+def _style_speed(battles: int) -> list[dict[str, Any]]:
+    from bench.arena import OVERALL_SHARE
+    from local.simulate import ANSWER_TOKENS
+
+    url = seeded_database(int(battles * OVERALL_SHARE), answer_tokens=ANSWER_TOKENS)
+    run_at = _now()
+    isolated(_style_pass, url, run_at, False)  # warm-up: the server's cache
+    ours = isolated(_style_pass, url, run_at, True)
+    return [
+        {
+            "bench": f"fetch-style/{battles // 1000}k",
+            "seconds": round(ours["seconds"], 3),
+            "baseline": "PostgreSQL regexp_count",
+            "baseline_seconds": round(ours["sql_seconds"], 3),
+            "speedup": round(ours["sql_seconds"] / ours["seconds"], 1),
+            "peak_mb": ours["peak_mb"],
+            "work_mb": ours["work_mb"],
+            "votes": ours["votes"],
+            "styled_votes": ours["styled"],
+            "answer_text_mb": round(ours["text_mb"], 1),
+            "text_mb_per_s": round(ours["text_mb"] / ours["seconds"], 1),
+            "notes": [
+                "ours: the answers pass (COPY CSV -> Arrow; tokens in numpy, markdown in RE2) for"
+                " every `overall` vote; baseline: the same rule as regexp_count in PostgreSQL 18"
+                " (needs PostgreSQL >= 15)",
+            ],
+        }
+    ]
+
+
 BENCHMARKS = [
     Benchmark(
         "fetch/1M",
-        "fetch stage: 1M votes PostgreSQL -> Parquet in S3 vs dict rows",
+        "fetch stage: 1M votes, overall and all 21 leaderboards, vs the stage before",
         partial(_fetch_speed, 1_000_000),
     ),
     Benchmark(
+        "fetch-style/100k",
+        "answers pass: style counts of 100k battles' answers, Arrow vs PostgreSQL",
+        partial(_style_speed, 100_000),
+    ),
+    Benchmark(
         "fetch/5M",
-        "peak memory of the fetch and rank stages on 5M votes",
+        "fetch on 5M votes vs the stage before; peak memory of the fetch and rank stages",
         partial(_memory, 5_000_000),
     ),
 ]

@@ -1,24 +1,39 @@
-"""The fetch stage's work: stream each leaderboard's votes out of PostgreSQL into Parquet in S3.
+"""The fetch stage's work: one pass over the votes feeds every leaderboard's Parquet in S3.
 
-Votes leave the server through ``COPY (query) TO STDOUT (FORMAT binary)``. The query
-(``common.filters.votes_query``) returns fixed-width rows -- the evaluation id as 36 characters of
-text, the two model ids as 16-byte uuids, the outcome as int2 and the timestamp -- so each batch of
-rows is one NumPy structured view of the bytes and becomes Arrow columns without a Python object
-per row (model ids are dictionary-encoded against the model catalogue with a hash lookup in
-Arrow). Batches are written as Parquet row groups as they arrive, so memory holds one batch and
-the compressed file, never the rows as Python values.
+Fetch once. The category leaderboards are splits of the same votes, so one statement
+(``common.filters.votes_query`` over a ``FetchPlan``) returns every vote any selected leaderboard
+may count, with what each needs to decide membership under its own filters: the effective
+validation's verdict and confidence and, per categorization rule in use, a bitmask of the
+leaderboards whose category the battle matches. The split is numpy on those columns
+(``FetchPlan.member``); every filter field is expressible so, and no leaderboard needs a query
+of its own. The statement has no ORDER BY (the rank stage ignores order); scan order is not
+stable in general, so the rows are sorted here on (evaluation time, evaluation id) -- a lexsort
+of three integer keys -- and the same votes always give the same bytes.
+
+Votes leave the server through ``COPY (query) TO STDOUT (FORMAT binary)`` as fixed-width rows
+(ids as 16-byte uuids, outcome and validation as int2, timestamp, int8 masks): each batch of rows
+is one NumPy structured view of the bytes, without a Python object per row; model ids are mapped
+to catalogue rows with a hash lookup in Arrow, evaluation ids formatted as text only when written.
+
+Answer style (issue 14). A second COPY, in CSV, streams the rounds of those votes with both
+answers' texts into Arrow's CSV reader; ``common.answer_style.style_counts`` counts tokens (numpy
+on the UTF-8 bytes) and markdown (RE2) per answer, and the counts are summed per vote over its
+rounds. ``votes.parquet`` carries them in ``STYLE_COLUMNS`` (nullable int32), all null for a vote
+whose battle has no round or misses an answer in one. PostgreSQL's ``regexp_count`` computes the
+same counts 5-10x slower (benchmark ``fetch-style``) and needs PostgreSQL 15 or later.
 
 Data problems are outcomes, not failures. Bad rows -- a battle of a model against itself, a vote
 naming a model that is not in ``api.model`` -- are left out of the export and counted per
-leaderboard and reason (``LeftOut``). A leaderboard row our contract cannot carry (its slug or
-its name) and a leaderboard too sparse to rank are skipped with the reason (``Skipped``). A
-``LEADERBOARD_FILTERS`` override for a slug no leaderboard has is a configuration fault.
+leaderboard and reason (``LeftOut``), among the rows the leaderboard's filters select. A
+leaderboard row our contract cannot carry (its slug or its name) and a leaderboard too sparse to
+rank are skipped with the reason (``Skipped``). A ``LEADERBOARD_FILTERS`` override for a slug no
+leaderboard has is a configuration fault.
 
 Files per leaderboard, under the run's artifacts prefix:
-``{prefix}{slug}/votes.parquet`` (evaluation_id, model1_id, model2_id, outcome, evaluated_at;
-model ids and outcome dictionary-encoded) and ``{prefix}{slug}/models.parquet`` (id, slug, name,
-active of the models in those votes). Everything is read in one REPEATABLE READ, read-only
-transaction, in a fixed order, so the same run writes the same bytes again.
+``{prefix}{slug}/votes.parquet`` (evaluation_id, model1_id, model2_id, outcome, evaluated_at, then
+the 8 style columns; model ids and outcome dictionary-encoded) and ``{prefix}{slug}/models.parquet``
+(id, slug, name, active of the models in those votes). Everything is read in one REPEATABLE READ,
+read-only transaction, so both passes and the catalogue see one snapshot.
 """
 
 from __future__ import annotations

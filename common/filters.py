@@ -18,8 +18,10 @@ categorization to have status ``matched`` and a category equal to the slug. Both
 models count; there is no time window. Evaluations recorded after the run's start time never count,
 so that a retry of the same run reads the same votes.
 
-``votes_query`` composes the SQL with ``psycopg.sql``; every value (slug, statuses, dates) is a bound
-parameter, never text pasted into the statement.
+``plan_fetch`` turns the selected leaderboards and their filters into one shared pass
+(``FetchPlan``); ``votes_query`` and ``answers_query`` compose its SQL with ``psycopg.sql``, every
+value (slugs, statuses, dates) a bound parameter, never text pasted into the statement; and
+``FetchPlan.member`` applies each leaderboard's own filters to the pass's rows.
 """
 
 from __future__ import annotations

@@ -28,8 +28,11 @@ from common.answer_style import FEATURES, answer_style
 ROUNDS_P = (0.78, 0.16, 0.06)
 MISSING_ANSWER_RATE = 0.015
 NO_ROUND_RATE = 0.005
-ANSWER_TOKENS = 350.0
-"""The median over models of a model's mean answer length in tokens."""
+ANSWER_TOKENS = 60.0
+"""The median over models of a model's mean answer length in tokens. Real answers are longer
+(~300-800 tokens); style control compares the two sides' ratios, which shorter answers keep, and
+the texts are what a million battles spend most of their seeding time on (benchmark
+``simulate/1M``). ``simulate_arena(answer_tokens=350)`` makes realistic ones."""
 VERBOSITY_SPREAD = 0.6
 """Standard deviation of log(verbosity) across models: the wordiest of 40 models writes ~5x the
 tersest."""

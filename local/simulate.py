@@ -145,12 +145,14 @@ def simulate_arena(
     *,
     battle_seed: int | None = None,
     answer_tokens: float = ANSWER_TOKENS,
+    with_answers: bool = True,
 ) -> Arena:
     """Simulate ``battles`` battles between ``models`` models.
 
     ``battle_seed`` draws new battles for the same models and strengths (e.g. a later day's votes).
     ``answer_tokens``: the median over models of the mean answer length (shorter answers make a
-    big arena cheaper to write and to read).
+    big arena cheaper to write and to read). ``with_answers=False``: battles without rounds (the
+    votes alone, as benchmarks of the votes pass want them), voted on strength alone.
     """
     if models < 2:
         raise ValueError("an arena needs at least 2 models")
@@ -168,8 +170,8 @@ def simulate_arena(
         same = m1 == m2
     answers = draw_answers(
         np.random.default_rng([seed, 3, day]),
-        m1,
-        m2,
+        m1[: battles if with_answers else 0],
+        m2[: battles if with_answers else 0],
         np.array([m.verbosity for m in catalogue]),
         np.array([m.markdown for m in catalogue]),
     )
@@ -413,27 +415,36 @@ def _write_rounds(
     stops = np.searchsorted(battle_of_round, np.arange(0, len(battle_ids), ROWS_PER_COPY)[1:])
     bounds = [0, *stops.tolist(), rounds]
     prompts = pa.array(PROMPTS)
+    # Ids ascending across batches too: every B-tree insert appends (see ``uuids``).
+    round_ids = uuids(rng, rounds)
+    message_ids = uuids(rng, rounds + int((~answers.missing).sum()))
+    used = 0
     for lo, hi in itertools.pairwise(bounds):
         if hi == lo:
             continue
         count = hi - lo
-        prompt_ids = uuids(rng, count)
-        answer_ids = uuids(rng, 2 * count)
-        texts = answers.texts(2 * lo, 2 * hi)
         missing = answers.missing[2 * lo : 2 * hi]
         present = np.flatnonzero(~missing)
+        ids = message_ids.slice(used, count + len(present))
+        used += count + len(present)
+        prompt_ids = ids.slice(0, count)
+        # Answer j of the batch gets the id of its rank among the present ones.
+        slot = np.full(2 * count, -1)
+        slot[present] = count + np.arange(len(present))
+        texts = answers.texts(2 * lo, 2 * hi)
         battles = pa.array(battle_of_round[lo:hi])
         _copy(conn, "api.message", pa.table({
-            "id": pa.concat_arrays([prompt_ids, answer_ids.take(pa.array(present))]),
+            "id": ids,
             "role": pa.array(["user"] * count + ["assistant"] * len(present)),
             "content": pa.concat_arrays([
                 prompts.take(pa.array(battle_of_round[lo:hi] % len(PROMPTS))),
                 texts.take(pa.array(present)),
             ]),
         }))  # fmt: skip
-        side1 = answer_ids.take(pa.array(np.arange(0, 2 * count, 2), mask=missing[0::2]))
-        side2 = answer_ids.take(pa.array(np.arange(1, 2 * count, 2), mask=missing[1::2]))
+        side1 = ids.take(pa.array(slot[0::2], mask=missing[0::2]))
+        side2 = ids.take(pa.array(slot[1::2], mask=missing[1::2]))
         _copy(conn, "api.battle_round", pa.table({
+            "id": round_ids.slice(lo, count),
             "battle_id": battle_ids.take(battles),
             "round_number": pa.array(answers.round[first[lo:hi]].astype(np.int32)),
             "prompt_message_id": prompt_ids,
