@@ -326,6 +326,9 @@ def _memory(votes: int) -> list[dict[str, Any]]:
     ]
 
 
+REALISTIC_TOKENS = 350.0
+"""fetch-style's answers: the median model's mean answer length, as on real arenas."""
+
 STYLE_SQL = """
 SELECT sum(regexp_count(m.content, %(token)s)),
        sum(regexp_count(m.markdown, %(header)s, 1, 'n')),
@@ -400,9 +403,8 @@ def _style_pass(url: str, run_at: str, sql_too: bool) -> dict[str, Any]:
 
 def _style_speed(battles: int) -> list[dict[str, Any]]:
     from bench.arena import OVERALL_SHARE
-    from local.simulate import ANSWER_TOKENS
 
-    url = seeded_database(int(battles * OVERALL_SHARE), answer_tokens=ANSWER_TOKENS)
+    url = seeded_database(int(battles * OVERALL_SHARE), answer_tokens=REALISTIC_TOKENS)
     run_at = _now()
     isolated(_style_pass, url, run_at, False)  # warm-up: the server's cache
     ours = isolated(_style_pass, url, run_at, True)
