@@ -51,9 +51,9 @@ from tests.stage_fixtures import ARENA_MODELS, ARENA_SEED, RUN_AT
 __all__ = ["e2e_arena", "e2e_db", "e2e_template", "expected"]
 
 Template = dict[str, Any]
-DAY_0, DAY_1, DAY_2 = "2025-05-18T06:00:00Z", "2025-05-25T06:00:00Z", RUN_AT
+DAY_0, DAY_1, DAY_2 = "2025-05-11T06:00:00Z", "2025-05-25T06:00:00Z", RUN_AT
 ID_0, ID_1, ID_2 = (
-    "snapshot_2025-05-18_06-00-00",
+    "snapshot_2025-05-11_06-00-00",
     "snapshot_2025-05-25_06-00-00",
     "snapshot_2025-06-01_06-00-00",
 )
