@@ -31,6 +31,7 @@ __all__ = [
     "STYLE_COLUMNS",
     "Votes",
     "VotesWithStyle",
+    "has_style_columns",
     "read_votes",
     "read_votes_with_style",
     "votes_from_table",
@@ -123,6 +124,21 @@ def read_votes_with_style(
     half = len(STYLE_FEATURES)
     features = StyleFeatures(a=counts[has, :half], b=counts[has, half:], names=STYLE_FEATURES)
     return VotesWithStyle(votes=votes, has_style=has, features=features)
+
+
+def has_style_columns(source: Source) -> bool:
+    """Whether a votes file has any of the style columns (a file from before style control has
+    none; ``read_votes_with_style`` then refuses it, naming them)."""
+    import pyarrow.parquet as pq
+
+    try:
+        present = set(pq.ParquetFile(source).schema_arrow.names)
+    except (pa.ArrowException, OSError):
+        return False  # read_votes names what is wrong with the file
+    finally:
+        if not isinstance(source, str | os.PathLike):
+            source.seek(0)
+    return bool(present & set(STYLE_COLUMNS))
 
 
 def read_votes(

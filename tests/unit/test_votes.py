@@ -161,3 +161,23 @@ def test_votes_with_style_mask_the_votes_that_miss_an_answer(tmp_path: Path) -> 
     pq.write_table(negative, path)
     with pytest.raises(InvalidInput, match="negative"):
         read_votes_with_style(path)
+
+
+def test_style_columns_are_detected_without_reading_the_votes(tmp_path: Path) -> None:
+    from common.answer_style import STYLE_COLUMNS
+    from common.votes import has_style_columns, read_votes_with_style
+
+    path = tmp_path / "plain.parquet"
+    pq.write_table(pa.table(ROWS), path)
+    assert not has_style_columns(path)
+    assert not has_style_columns(tmp_path / "absent.parquet")
+    styled = pa.table(ROWS)
+    for column in STYLE_COLUMNS:
+        styled = styled.append_column(column, pa.array([3, None, 0, 1, 2], pa.int32()))
+    buffer = io.BytesIO()
+    pq.write_table(styled, buffer)
+    buffer.seek(0)
+    assert has_style_columns(buffer)
+    read = read_votes_with_style(buffer)  # the check leaves a file object at its start
+    assert read.has_style.tolist() == [True, False, True, True, True]
+    assert read.left_out == 1
