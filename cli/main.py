@@ -11,11 +11,11 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from cli import snapshots
 from cli.arguments import UsageError, echo, non_negative_int, positive_int
-from common.errors import InvalidInput, PipelineError
+from common.errors import InvalidInput, NotEnoughData, PipelineError
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from cli.backfill import Outcome
     from cli.local_run import RunOptions
     from cli.progress import Progress
+    from common import ranking, votes
     from common.stepfunctions.executions import Selection
 
 Handler = Callable[[argparse.Namespace], int]
@@ -94,20 +95,35 @@ def cmd_rank(args: argparse.Namespace) -> int:
 
     from common import ranking, votes
 
-    data = votes.read_votes(args.battles)
+    style = None
+    if args.style_control and votes.has_style_columns(args.battles):
+        style = votes.read_votes_with_style(args.battles)
+        data = style.votes
+    else:
+        data = votes.read_votes(args.battles)
     if data.n_votes == 0:
         raise UsageError(f"{args.battles}: the file holds no votes")
     if len(data.models) < 2:
         raise UsageError(f"{args.battles}: the votes name fewer than two models")
-    result = ranking.rank_votes(
-        data,
-        bootstrap=args.bootstrap,
-        seed=args.seed,
-        ci_method=args.ci,
-        significant=args.significant,
-        min_evals=args.min_evals,
-    )
-    text = json.dumps(result.to_records(), indent=2) if args.format == "json" else result.to_table()
+    if args.style_control and style is None:
+        raise UsageError(
+            f"{args.battles}: no style columns ({', '.join(votes.STYLE_COLUMNS)}) for "
+            "--style-control"
+        )
+    options = {
+        "bootstrap": args.bootstrap,
+        "seed": args.seed,
+        "ci_method": args.ci,
+        "significant": args.significant,
+        "min_evals": args.min_evals,
+    }
+    result = ranking.rank_votes(data, **options)
+    if args.style_control and style is not None:
+        text = _style_comparison(result, style, args.format, options)
+    elif args.format == "json":
+        text = json.dumps(result.to_records(), indent=2)
+    else:
+        text = result.to_table()
     if not args.output:
         print(text)
         return 0
@@ -120,6 +136,29 @@ def cmd_rank(args: argparse.Namespace) -> int:
         f"ranked {len(result.ranked)} of {len(result.entries)} models from {result.n_votes} votes"
     )
     return 0
+
+
+def _style_comparison(
+    plain: ranking.Ranking,
+    style: votes.VotesWithStyle,
+    output_format: str,
+    options: dict[str, Any],
+) -> str:
+    """Both rankings side by side with the rank shifts, then the style coefficients."""
+    import json
+
+    from common.ranking import rank_with_style, shifts
+
+    styled_votes = style.styled_votes()
+    if styled_votes.n_votes == 0:
+        raise UsageError("--style-control: no vote has style counts (every answer is missing)")
+    try:
+        styled = rank_with_style(styled_votes, style.features, **options)
+    except NotEnoughData as exc:
+        raise UsageError(f"--style-control: {exc}") from None
+    if output_format == "json":
+        return json.dumps(shifts.comparison_records(plain, styled, style.left_out), indent=2)
+    return shifts.comparison_table(plain, styled, style.left_out)
 
 
 # --- local runs ----------------------------------------------------------------------------------
@@ -474,6 +513,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--format", choices=("table", "json"), default="table", help="output format"
     )
     p_rank.add_argument("--output", help="write to this file instead of standard output")
+    p_rank.add_argument(
+        "--style-control",
+        action="store_true",
+        help="also rank with answer length and markdown held equal (the file's model1_tokens, "
+        "..., model2_bold columns) and print both rankings side by side with the rank shifts "
+        "and the style coefficients",
+    )
     p_rank.set_defaults(func=cmd_rank)
 
     local = argparse.ArgumentParser(add_help=False)

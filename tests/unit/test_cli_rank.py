@@ -10,7 +10,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from bench.style import StyleArena, style_arena
 from cli.main import main
+from common.votes import STYLE_COLUMNS
 
 OUTCOMES = np.array(["model1", "model2", "tie"])
 
@@ -140,3 +142,107 @@ def test_bad_option_values_exit_2(tmp_path: Path) -> None:
         with pytest.raises(SystemExit) as exc:
             main(["rank", path, *args])
         assert exc.value.code == 2
+
+
+# --- --style-control -----------------------------------------------------------------------------
+def styled_battles(path: Path, missing_every: int = 25) -> StyleArena:
+    """A simulated arena where strong models answer tersely and voters prefer longer answers
+    (the plain ranking is biased, the style-controlled one is not), written as the CLI reads it;
+    every ``missing_every``-th battle lacks an answer (its 8 style counts are null)."""
+    arena = style_arena(
+        8, 60_000, seed=11, length_effect=1.5, markdown_effect=0.0, verbosity_by_strength=-0.6
+    )
+    votes = arena.votes
+    names = np.array(votes.models)
+    missing = np.arange(votes.n_votes) % missing_every == 0
+    columns: dict[str, object] = {
+        "model_a": names[votes.model_a],
+        "model_b": names[votes.model_b],
+        "outcome": OUTCOMES[votes.outcome],
+    }
+    for j, column in enumerate(STYLE_COLUMNS):
+        side = arena.features.a if column.startswith("model1_") else arena.features.b
+        columns[column] = pa.array(side[:, j % 4], pa.int32(), mask=missing)
+    pq.write_table(pa.table(columns), path)
+    return arena
+
+
+def test_style_control_recovers_the_truth_the_plain_ranking_misses(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "styled.parquet"
+    arena = styled_battles(path)
+    args = ["rank", str(path), "--style-control", "--bootstrap", "100", "--format", "json"]
+    assert main(args) == 0
+    out = json.loads(capsys.readouterr().out)
+    truth = dict(zip(arena.votes.models, 1000.0 + arena.elo, strict=True))
+    missing = (arena.votes.n_votes + 24) // 25
+    assert out["votes_without_style"] == missing
+    styled = out["style_control"]
+    assert styled["votes_used"] == arena.votes.n_votes - missing
+    assert styled["votes_left_out"] == 0
+    plain = {e["model"]: e for e in out["plain"]}
+    controlled = {e["model"]: e for e in styled["entries"]}
+    assert set(plain) == set(controlled) == set(truth)
+    missed_by_plain = 0
+    for name, true_elo in truth.items():
+        p, s = plain[name], controlled[name]
+        # 10 Elo of slack: eight 95% intervals checked at once (as in the engine's tests).
+        assert s["bootstrap_q025"] - 10 < true_elo < s["bootstrap_q975"] + 10, name
+        missed_by_plain += not p["bootstrap_q025"] - 10 < true_elo < p["bootstrap_q975"] + 10
+    assert missed_by_plain >= 3
+    length = next(c for c in styled["style"] if c["feature"] == "length")
+    # The true effect in Elo per SD: per unit of normalized difference, times its SD.
+    true_elo_per_sd = arena.effect[0] * length["sd"] * 400 / np.log(10)
+    half = (length["elo_q975"] - length["elo_q025"]) / 2
+    assert length["elo_q025"] - half < true_elo_per_sd < length["elo_q975"] + half
+    assert length["elo"] == pytest.approx(length["estimate"] * 400 / np.log(10), abs=1e-3)
+    for shift in out["shifts"]:
+        name = shift["model"]
+        assert (shift["plain_rank"], shift["style_rank"]) == (
+            plain[name]["rank"],
+            controlled[name]["rank"],
+        )
+        assert shift["shift"] == plain[name]["rank"] - controlled[name]["rank"]
+    assert any(shift["shift"] != 0 for shift in out["shifts"])
+
+
+def test_style_control_table_shows_both_ranks_the_shift_and_the_coefficients(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "styled.parquet"
+    styled_battles(path)
+    common = ["rank", str(path), "--style-control", "--bootstrap", "20"]
+    assert main([*common, "--format", "json"]) == 0
+    records = json.loads(capsys.readouterr().out)
+    ranks = {e["model"]: e["rank"] for e in records["plain"]}
+    style_ranks = {e["model"]: e["rank"] for e in records["style_control"]["entries"]}
+    assert main(common) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[:4] == ["plain", "style", "shift", "model"]
+    rows = lines[1 : 1 + len(ranks)]
+    assert [int(row.split()[1]) for row in rows] == list(range(1, len(ranks) + 1))
+    for row in rows:
+        plain_rank, style_rank, shift, model = row.split()[:4]
+        assert (int(plain_rank), int(style_rank)) == (ranks[model], style_ranks[model])
+        moved = ranks[model] - style_ranks[model]
+        assert shift == ("=" if moved == 0 else f"↑{moved}" if moved > 0 else f"↓{-moved}")
+    names = ("length", "headers", "lists", "bold")
+    features = [line.split()[0] for line in lines if line.split()[:1] and line.split()[0] in names]
+    assert features == list(names)
+    assert "style feature    log-odds/SD" in "\n".join(lines)
+    assert lines[-1].startswith("57600 votes in the style-controlled fit, 2400 left out (2400")
+
+
+def test_style_control_without_style_columns_exits_2_with_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = battles(tmp_path / "b.parquet")
+    assert main(["rank", str(path), "--style-control"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and len(captured.err.strip().splitlines()) == 1
+    assert captured.err.startswith(f"leaderboard: error: {path}: no style columns (model1_tokens")
+    with_some = pq.read_table(path).append_column("model1_tokens", pa.array([1] * 600, pa.int32()))
+    pq.write_table(with_some, path)
+    assert main(["rank", str(path), "--style-control"]) == 2
+    assert "missing column(s) model1_headers" in capsys.readouterr().err
