@@ -31,6 +31,8 @@ class Settings:
     sns_topic_arn: str | None
     state_machine_arn: str | None
     filters_json: str | None
+    style_control_json: str | None
+    """STYLE_CONTROL_LEADERBOARDS: base slug -> style-controlled slug (``common.style_boards``)."""
     min_battles: int
     min_models: int
     min_evals: int
@@ -59,6 +61,7 @@ class Settings:
             sns_topic_arn=env.get("SNS_TOPIC_ARN") or None,
             state_machine_arn=env.get("STATE_MACHINE_ARN") or None,
             filters_json=env.get("LEADERBOARD_FILTERS") or None,
+            style_control_json=env.get("STYLE_CONTROL_LEADERBOARDS") or None,
             min_battles=integer("MIN_BATTLES", 30),
             min_models=integer("MIN_MODELS", 4),
             min_evals=integer("MIN_EVALS", 10),

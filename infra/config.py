@@ -19,6 +19,7 @@ from typing import Any, Literal
 from common.contracts import parse_bootstrap, parse_leaderboards
 from common.errors import InvalidInput, PipelineError
 from common.filters import parse_filters
+from common.style_boards import canonical, parse_style_boards
 
 DEFAULT_SCHEDULE = "cron(0 2 * * ? *)"
 LOG_RETENTION_DAYS = (
@@ -88,6 +89,8 @@ class StackConfig:
     min_models: int | None
     min_evals: int | None
     leaderboard_filters: str | None
+    style_control_leaderboards: str | None
+    """STYLE_CONTROL_LEADERBOARDS of the stages (canonical JSON), None: nothing mapped."""
 
     @property
     def name_prefix(self) -> str:
@@ -133,6 +136,8 @@ CONTEXT_KEYS: dict[str, str] = {
     "minModels": "MIN_MODELS of the stages (default: the stages' own)",
     "minEvals": "MIN_EVALS of the stages (default: the stages' own)",
     "leaderboardFilters": "LEADERBOARD_FILTERS JSON of the stages (default: the stages' own)",
+    "styleControlLeaderboards": "JSON object {base slug: style-controlled slug}: the rows that "
+    "publish style-controlled rankings (default: none, computed and reported only)",
 }
 """Every context key the stack reads, with what it means (docs/deploy.md shows the same table)."""
 
@@ -298,6 +303,24 @@ def _leaderboard_filters(ctx: Mapping[str, Any]) -> str | None:
     return text
 
 
+def _style_control(ctx: Mapping[str, Any], leaderboards: list[str] | Literal["all"]) -> str | None:
+    try:
+        mapping = parse_style_boards(
+            ctx.get("styleControlLeaderboards"), "styleControlLeaderboards"
+        )
+    except PipelineError as exc:
+        raise InvalidContext(str(exc)) from None
+    named = (
+        [slug for slug in leaderboards if slug in mapping.values()] if leaderboards != "all" else []
+    )
+    if named:
+        raise InvalidContext(
+            f"leaderboards: {named[0]} is a style-controlled leaderboard (styleControlLeaderboards);"
+            " select its base leaderboard"
+        )
+    return canonical(mapping) if mapping else None
+
+
 def _check_unknown_keys(ctx: Mapping[str, Any]) -> None:
     unknown = sorted(k for k in ctx if _OURS_RE.fullmatch(k) and k not in CONTEXT_KEYS)
     if unknown:
@@ -323,6 +346,7 @@ def parse_context(ctx: Mapping[str, Any]) -> StackConfig:
             f"logRetentionDays: {retention} is not one of {', '.join(map(str, LOG_RETENTION_DAYS))}"
         )
     secret_what = "a complete Secrets Manager secret ARN (ending in -XXXXXX)"
+    leaderboards = _leaderboards(ctx)
     claim = "1-100 letters, digits or _:.-/"
     return StackConfig(
         environment=environment,
@@ -336,7 +360,7 @@ def parse_context(ctx: Mapping[str, Any]) -> StackConfig:
         or DEFAULT_SCHEDULE,
         schedule_time_zone=_schedule_time_zone(ctx),
         schedule_enabled=_bool(ctx, "scheduleEnabled", True),
-        leaderboards=_leaderboards(ctx),
+        leaderboards=leaderboards,
         bootstrap=_bootstrap(ctx),
         alarm_email=_matching(ctx, "alarmEmail", _EMAIL_RE, "an e-mail address"),
         map_max_concurrency=_int(ctx, "mapMaxConcurrency", 4, 1, 40),
@@ -356,4 +380,5 @@ def parse_context(ctx: Mapping[str, Any]) -> StackConfig:
         min_models=_optional_int(ctx, "minModels", 2, 10_000),
         min_evals=_optional_int(ctx, "minEvals", 0, 10_000_000),
         leaderboard_filters=_leaderboard_filters(ctx),
+        style_control_leaderboards=_style_control(ctx, leaderboards),
     )

@@ -360,6 +360,7 @@ def _optional_env(config: StackConfig) -> dict[str, str]:
         "MIN_MODELS": config.min_models,
         "MIN_EVALS": config.min_evals,
         "LEADERBOARD_FILTERS": config.leaderboard_filters,
+        "STYLE_CONTROL_LEADERBOARDS": config.style_control_leaderboards,
     }
     return {key: str(value) for key, value in env.items() if value is not None}
 

@@ -52,6 +52,7 @@ PROD_CONTEXT = {
     "createApiGatewayLogsRole": "false",
     "minBattles": "50",
     "leaderboardFilters": '{"min_confidence": 0.8, "leaderboards": {"overall": {"window_days": 9}}}',
+    "styleControlLeaderboards": '{"overall": "overall-style-control"}',
 }
 STAR_ONLY_ACTIONS = {
     # Actions IAM accepts only with Resource "*" (no resource-level permissions).
@@ -1077,6 +1078,8 @@ def test_production_context_uses_the_given_vpc_subnets_secrets_and_schedule(
     assert env["notify"]["SLACK_SECRET_ARN"] == PROD_CONTEXT["slackSecretArn"]
     assert env["fetch"]["MIN_BATTLES"] == "50"
     assert json.loads(env["fetch"]["LEADERBOARD_FILTERS"])["min_confidence"] == 0.8
+    for stage in ("fetch", "publish"):
+        assert env[stage]["STYLE_CONTROL_LEADERBOARDS"] == '{"overall":"overall-style-control"}'
     assert production.function("publish")["ReservedConcurrentExecutions"] == 6
     (ingress,) = [
         r["Properties"] for r in production.of_type("AWS::EC2::SecurityGroupIngress").values()
@@ -1234,6 +1237,7 @@ def test_no_context_is_a_sandbox_with_documented_defaults() -> None:
         "admin",
     )
     assert config.database_secret_arn is None and config.slack_secret_arn is None
+    assert config.style_control_leaderboards is None
 
 
 def test_context_from_the_command_line_arrives_as_strings() -> None:
@@ -1250,6 +1254,9 @@ def test_context_from_the_command_line_arrives_as_strings() -> None:
     assert parse_context(
         {"leaderboards": '["genomics"]', "scheduleEnabled": "false"}
     ).leaderboards == ["genomics"]
+    assert config.style_control_leaderboards == '{"overall":"overall-style-control"}'
+    from_json = parse_context({"styleControlLeaderboards": {"overall": "overall-sc"}})
+    assert from_json.style_control_leaderboards == '{"overall":"overall-sc"}'
 
 
 @pytest.mark.parametrize(
@@ -1305,6 +1312,31 @@ def test_context_from_the_command_line_arrives_as_strings() -> None:
             r"^leaderboardFilters: LEADERBOARD_FILTERS: since: .* is out of range in UTC",
         ),
         ({"vpcid": "vpc-0123456789abcdef0"}, r"^vpcid: unknown context key"),
+        ({"styleControlLeaderboards": "{oops"}, r"^styleControlLeaderboards: not valid JSON"),
+        (
+            {"styleControlLeaderboards": {"overall": "overall"}},
+            r"^styleControlLeaderboards: overall maps to itself",
+        ),
+        (
+            {"styleControlLeaderboards": {"overall": "Overall SC"}},
+            r"^styleControlLeaderboards: 'Overall SC' is not a style-controlled leaderboard slug",
+        ),
+        (
+            {"styleControlLeaderboards": '{"overall": "sc", "genomics": "sc"}'},
+            r"^styleControlLeaderboards: genomics and overall both map to sc",
+        ),
+        (
+            {"styleControlLeaderboards": {"overall": "sc", "sc": "sc-2"}},
+            r"^styleControlLeaderboards: sc is a style-controlled leaderboard and is mapped",
+        ),
+        (
+            {"styleControlLeaderboards": {"overall": "genetics"}},
+            r"^styleControlLeaderboards: overall maps to genetics, a reference leaderboard",
+        ),
+        (
+            {"styleControlLeaderboards": {"overall": "sc"}, "leaderboards": "overall,sc"},
+            r"^leaderboards: sc is a style-controlled leaderboard",
+        ),
     ],
 )
 def test_a_bad_context_value_is_one_line_naming_the_key(
