@@ -95,6 +95,50 @@ class FetchResult(TypedDict):
     left_out: list[LeftOut]
 
 
+class StyleEffect(TypedDict):
+    """One style feature's effect in Elo per SD of its normalized difference, with its 95%
+    interval; all None when the feature is out of the fit."""
+
+    feature: str
+    elo: float | None
+    elo_q025: float | None
+    elo_q975: float | None
+
+
+class StyleShift(TypedDict):
+    """A model whose rank differs under style control (plain rank -> style-controlled rank)."""
+
+    model: str
+    plain_rank: int
+    style_rank: int
+
+
+class StyleSummary(TypedDict):
+    """One leaderboard's style-controlled ranking as the rank stage reports it: where its entries
+    are (None when there is no ranking, ``reason`` says why), the effects and the biggest rank
+    shifts only (``common.style_rank.SHIFTS_REPORTED``), and the votes counted."""
+
+    entries_uri: str | None
+    reason: str | None
+    ranked_count: int
+    votes_used: int
+    votes_left_out: int
+    """Votes the style-controlled fit left out: without style counts, or touching an unranked model."""
+    votes_without_style: int
+    effects: list[StyleEffect]
+    shifts: list[StyleShift]
+
+
+class StyleBoard(TypedDict):
+    """The publish stage's work on a mapped style-controlled leaderboard: its snapshot, or why
+    none was written (``skipped``)."""
+
+    slug: str
+    snapshot_id: str | None
+    created: bool
+    skipped: str | None
+
+
 class RankEvent(TypedDict):
     run: RunContext
     leaderboard: LeaderboardBatch
@@ -108,6 +152,8 @@ class RankResult(TypedDict):
     ranked_count: int
     """At least 1: a leaderboard where nobody could be ranked ends as ``RankSkipped``."""
     unranked_count: int
+    style: NotRequired[StyleSummary]
+    """The style-controlled ranking of the same votes (missing from results of older runs)."""
 
 
 @final
@@ -154,6 +200,10 @@ class PublishResult(TypedDict):
     top: list[SummaryEntry]
     new_models: list[str]
     dropped_models: list[str]
+    style: NotRequired[StyleSummary]
+    """The rank stage's style-controlled ranking, passed on for the notification."""
+    style_board: NotRequired[StyleBoard]
+    """The mapped style-controlled leaderboard; missing when the leaderboard is not mapped."""
 
 
 _PLACEMENT_KEYS = ("shown_snapshot_identifier", "superseded")
@@ -344,11 +394,16 @@ def _optional_identifier(raw: dict[str, Any], key: str, where: str) -> str | Non
     return None if value is None else str(value)
 
 
+_STYLE_KEYS = ("style", "style_board")
+
+
 def parse_publish_result(raw: Any, where: str = "result") -> PublishResult:
     """Validate one leaderboard's publish result (what the Map hands to notify). A result written
     before ``shown_snapshot_identifier`` and ``superseded`` existed (an old execution, redriven)
     is read as publish then wrote it: a public snapshot was the one shown."""
-    required = tuple(k for k in PublishResult.__annotations__ if k not in _PLACEMENT_KEYS)
+    required = tuple(
+        k for k in PublishResult.__annotations__ if k not in (*_PLACEMENT_KEYS, *_STYLE_KEYS)
+    )
     result = require_keys(raw, where, required)
     identifier = _string(result, "snapshot_identifier", where, 200)
     visibility = result["visibility"]
@@ -371,7 +426,7 @@ def parse_publish_result(raw: Any, where: str = "result") -> PublishResult:
         f"{where}.shown_snapshot_identifier: {str(shown)[:60]!r} contradicts visibility"
         f" {visibility} with superseded {str(superseded).lower()}",
     )
-    return PublishResult(
+    parsed = PublishResult(
         slug=_string(result, "slug", where, 100),
         snapshot_id=_string(result, "snapshot_id", where, 100),
         snapshot_identifier=identifier,
@@ -391,6 +446,11 @@ def parse_publish_result(raw: Any, where: str = "result") -> PublishResult:
         new_models=_strings(result, "new_models", where),
         dropped_models=_strings(result, "dropped_models", where),
     )
+    if result.get("style") is not None:
+        parsed["style"] = parse_style_summary(result["style"], f"{where}.style")
+    if result.get("style_board") is not None:
+        parsed["style_board"] = parse_style_board(result["style_board"], f"{where}.style_board")
+    return parsed
 
 
 def _slug_as_stored(raw: dict[str, Any], where: str) -> str:
@@ -468,10 +528,13 @@ class FetchInput(TypedDict):
     execution_name: str
 
 
-def _exact_keys(raw: Any, name: str, keys: tuple[str, ...]) -> dict[str, Any]:
-    """``require_keys`` that also refuses keys the contract does not know."""
+def _exact_keys(
+    raw: Any, name: str, keys: tuple[str, ...], optional: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """``require_keys`` that also refuses keys the contract does not know (``optional`` ones
+    may be there or not)."""
     event = require_keys(raw, name, keys)
-    unknown = sorted(set(event) - set(keys))
+    unknown = sorted(set(event) - set(keys) - set(optional))
     _require(not unknown, f"{name}: unknown field(s) {', '.join(map(str, unknown))}")
     return event
 
@@ -584,16 +647,20 @@ def parse_rank_event(raw: Any) -> RankEvent:
 
 def parse_rank_result(raw: Any) -> RankResult:
     """Validate a RankResult (a leaderboard with at least one ranked model)."""
-    event = _exact_keys(raw, "event", tuple(RankResult.__annotations__))
+    keys = tuple(k for k in RankResult.__annotations__ if k != "style")
+    event = _exact_keys(raw, "event", keys, optional=("style",))
     ranked = _count(event, "ranked_count", "event")
     _require(ranked > 0, "event.ranked_count: expected at least 1 (nobody ranked is a skip)")
-    return RankResult(
+    result = RankResult(
         run=parse_run_context(event["run"]),
         leaderboard=parse_leaderboard_batch(event["leaderboard"]),
         entries_uri=_matching(event, "entries_uri", "event", _S3_URI_RE, "an s3://bucket/key URI"),
         ranked_count=ranked,
         unranked_count=_count(event, "unranked_count", "event"),
     )
+    if event.get("style") is not None:
+        result["style"] = parse_style_summary(event["style"], "event.style")
+    return result
 
 
 def parse_rank_skipped(raw: Any) -> RankSkipped:
@@ -613,6 +680,83 @@ def parse_publish_event(raw: Any) -> RankResult | RankSkipped:
     if isinstance(raw, dict) and "skipped" in raw:
         return parse_rank_skipped(raw)
     return parse_rank_result(raw)
+
+
+# --- style control ----------------------------------------------------------------------------
+def _optional_number(raw: dict[str, Any], key: str, where: str) -> float | None:
+    return None if raw[key] is None else _number(raw, key, where)
+
+
+def parse_style_summary(raw: Any, where: str) -> StyleSummary:
+    """Validate a leaderboard's style-controlled ranking summary (rank -> publish -> notify)."""
+    summary = _exact_keys(raw, where, tuple(StyleSummary.__annotations__))
+    uri, reason = summary["entries_uri"], summary["reason"]
+    _require(
+        uri is None or (isinstance(uri, str) and bool(_S3_URI_RE.fullmatch(uri))),
+        f"{where}.entries_uri: expected an s3://bucket/key URI or null",
+    )
+    _require(
+        reason is None or (isinstance(reason, str) and 0 < len(reason) <= 500),
+        f"{where}.reason: expected a string of 1..500 characters or null",
+    )
+    effects = []
+    for i, item in enumerate(_list(summary, "effects", where)):
+        at = f"{where}.effects[{i}]"
+        effect = _exact_keys(item, at, tuple(StyleEffect.__annotations__))
+        effects.append(
+            StyleEffect(
+                feature=_string(effect, "feature", at, 40),
+                elo=_optional_number(effect, "elo", at),
+                elo_q025=_optional_number(effect, "elo_q025", at),
+                elo_q975=_optional_number(effect, "elo_q975", at),
+            )
+        )
+    shifts = []
+    for i, item in enumerate(_list(summary, "shifts", where)):
+        at = f"{where}.shifts[{i}]"
+        shift = _exact_keys(item, at, tuple(StyleShift.__annotations__))
+        shifts.append(
+            StyleShift(
+                model=_string(shift, "model", at, 300),
+                plain_rank=_count(shift, "plain_rank", at),
+                style_rank=_count(shift, "style_rank", at),
+            )
+        )
+    return StyleSummary(
+        entries_uri=None if uri is None else str(uri),
+        reason=None if reason is None else str(reason),
+        ranked_count=_count(summary, "ranked_count", where),
+        votes_used=_count(summary, "votes_used", where),
+        votes_left_out=_count(summary, "votes_left_out", where),
+        votes_without_style=_count(summary, "votes_without_style", where),
+        effects=effects,
+        shifts=shifts,
+    )
+
+
+def parse_style_board(raw: Any, where: str) -> StyleBoard:
+    """Validate the publish stage's outcome for a mapped style-controlled leaderboard."""
+    board = _exact_keys(raw, where, tuple(StyleBoard.__annotations__))
+    snapshot_id, skipped = board["snapshot_id"], board["skipped"]
+    _require(
+        snapshot_id is None or (isinstance(snapshot_id, str) and 0 < len(snapshot_id) <= 100),
+        f"{where}.snapshot_id: expected a string or null",
+    )
+    _require(
+        skipped is None or (isinstance(skipped, str) and 0 < len(skipped) <= 500),
+        f"{where}.skipped: expected a string of 1..500 characters or null",
+    )
+    _require(
+        (snapshot_id is None) != (skipped is None),
+        f"{where}: expected either a snapshot_id or the reason it was skipped",
+    )
+    _require(isinstance(board["created"], bool), f"{where}.created: expected true or false")
+    return StyleBoard(
+        slug=_matching(board, "slug", where, SLUG_RE, "a leaderboard slug (a-z, 0-9, -)"),
+        snapshot_id=None if snapshot_id is None else str(snapshot_id),
+        created=bool(board["created"]),
+        skipped=None if skipped is None else str(skipped),
+    )
 
 
 REFERENCE_LEADERBOARDS: tuple[str, ...] = (

@@ -1,24 +1,27 @@
 """The rank stage's work and its artifact: a leaderboard's entries, written as canonical JSON.
 
-``rank_leaderboard`` reads the votes and models that fetch wrote, ranks them with
+``read_inputs`` reads the votes and models that fetch wrote, ``rank_leaderboard`` ranks them with
 ``common.ranking`` (the run's bootstrap and seed, Settings.min_evals) and writes
 ``{prefix}{slug}/entries.json`` next to them. The document holds the ranked entries (model id,
 slug and name, scores rounded to DECIMAL(10,6)'s six places, rank, vote count) and the unranked
 models with the reason; it is serialized with sorted keys and no free-form fields, so a rerun
 writes byte-identical output. ``parse_entries`` is the publish stage's validating reader; the
-numerics and Parquet reading are imported by ``rank_leaderboard`` itself, so that reader (and the
-publish stage) loads neither numpy, scipy nor pyarrow.
+numerics and Parquet reading are imported by ``read_inputs`` and ``rank_leaderboard`` themselves,
+so that reader (and the publish stage) loads neither numpy, scipy nor pyarrow.
 
 When the votes rank nobody (no group of models both won and lost against each other, or the group
 that can be compared has too few evaluations per model) the leaderboard is skipped: the result is
 a ``RankSkipped`` naming the reason, a normal outcome that publish passes on, and the entries
 document is still written, so its ``unranked`` list shows each model's reason.
+
+The style-controlled ranking of the same votes, and its own document, are ``common.style_rank``'s.
 """
 
 from __future__ import annotations
 
 import io
 import re
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypedDict
 
 from common import storage
@@ -30,7 +33,8 @@ from common.storage import S3Uri, parse_s3_uri
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from common.ranking import Ranking
+    from common.ranking import Ranking, Votes
+    from common.votes import VotesWithStyle
 
 ENTRIES_OBJECT = "entries.json"
 _UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
@@ -154,29 +158,55 @@ def entries_uri(prefix: str, slug: str) -> S3Uri:
     return parse_s3_uri(prefix, "run.artifacts_prefix").child(slug, ENTRIES_OBJECT)
 
 
-def rank_leaderboard(
-    event: RankEvent, *, min_evals: int
-) -> tuple[RankResult | RankSkipped, Ranking]:
-    """Read one leaderboard's votes and models, rank them, write the entries next to them;
-    a leaderboard where nobody could be ranked is skipped (see the module docstring)."""
-    from common.ranking import rank_votes
-    from common.votes import read_votes
+@dataclass(frozen=True)
+class RankInputs:
+    """What fetch wrote for one leaderboard: its votes, their style counts (None in a file from
+    before style control) and its models (id, slug, name)."""
 
-    run, board = event["run"], event["leaderboard"]
+    votes: Votes
+    style: VotesWithStyle | None
+    models: pa.Table
+
+
+def read_inputs(event: RankEvent) -> RankInputs:
+    """Read one leaderboard's votes and models; a file that is not what fetch writes raises
+    ArtifactCorrupt."""
+    from common.votes import has_style_columns, read_votes, read_votes_with_style
+
+    board = event["leaderboard"]
     votes_uri = parse_s3_uri(board["votes_uri"], "leaderboard.votes_uri")
     models_uri = parse_s3_uri(board["models_uri"], "leaderboard.models_uri")
-    data = storage.get_bytes(votes_uri)
+    source = io.BytesIO(storage.get_bytes(votes_uri))
+    columns = {"model_a": "model1_id", "model_b": "model2_id"}
+    style: VotesWithStyle | None = None
     try:
-        votes = read_votes(io.BytesIO(data), model_a="model1_id", model_b="model2_id")
+        if has_style_columns(source):
+            style = read_votes_with_style(source, **columns)
+            votes = style.votes
+        else:
+            votes = read_votes(source, **columns)
     except InvalidInput as exc:
         raise ArtifactCorrupt(f"{votes_uri}: {exc}") from None
     models = storage.get_parquet(models_uri)
     if not {"id", "slug", "name"} <= set(models.column_names):
         raise ArtifactCorrupt(f"{models_uri}: expected columns id, slug, name")
-    ranking = rank_votes(votes, bootstrap=run["bootstrap"], seed=run["seed"], min_evals=min_evals)
+    return RankInputs(votes=votes, style=style, models=models)
+
+
+def rank_leaderboard(
+    event: RankEvent, inputs: RankInputs, *, min_evals: int
+) -> tuple[RankResult | RankSkipped, Ranking]:
+    """Rank one leaderboard's votes, write the entries next to them; a leaderboard where nobody
+    could be ranked is skipped (see the module docstring)."""
+    from common.ranking import rank_votes
+
+    run, board = event["run"], event["leaderboard"]
+    ranking = rank_votes(
+        inputs.votes, bootstrap=run["bootstrap"], seed=run["seed"], min_evals=min_evals
+    )
     document = build_entries(
         ranking,
-        models,
+        inputs.models,
         leaderboard=board["slug"],
         snapshot_identifier=run["snapshot_identifier"],
         min_evals=min_evals,

@@ -1,7 +1,9 @@
 """Rank stage: one leaderboard's votes (Parquet in S3) -> Bradley-Terry entries (JSON in S3).
 
 Event ``RankEvent`` (one item of the Map) -> ``RankResult``, or ``RankSkipped`` when nobody could
-be ranked; the work is in ``common.rank`` over ``common.votes`` and ``common.ranking``.
+be ranked; the work is in ``common.rank`` over ``common.votes`` and ``common.ranking``. A ranked
+leaderboard whose votes carry style counts is also ranked with style held equal
+(``common.style_rank``: style-entries.json, and ``RankResult.style``).
 Deterministic: a rerun writes the same bytes.
 """
 
@@ -13,10 +15,11 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from common.config import Settings
-from common.contracts import RankResult, RankSkipped, parse_rank_event
+from common.contracts import RankResult, RankSkipped, StyleSummary, parse_rank_event
 from common.observability import bind_correlation_id, logger, metrics
-from common.rank import rank_leaderboard
+from common.rank import rank_leaderboard, read_inputs
 from common.stage_runtime import stage
+from common.style_rank import rank_style
 
 
 @stage("rank")
@@ -24,7 +27,10 @@ def handler(event: Any, context: LambdaContext) -> RankResult | RankSkipped:
     rank_event = parse_rank_event(event)
     bind_correlation_id(rank_event["run"]["correlation_id"])
     settings = Settings.from_env()
-    result, ranking = rank_leaderboard(rank_event, min_evals=settings.min_evals)
+    inputs = read_inputs(rank_event)
+    result, ranking = rank_leaderboard(rank_event, inputs, min_evals=settings.min_evals)
+    if "skipped" not in result:
+        result["style"] = rank_style(rank_event, inputs, ranking, min_evals=settings.min_evals)
     ranked = len(ranking.ranked)
     metrics.add_metric(name="ModelsRanked", unit=MetricUnit.Count, value=ranked)
     logger.info(
@@ -36,6 +42,17 @@ def handler(event: Any, context: LambdaContext) -> RankResult | RankSkipped:
             "unranked": len(ranking.unranked),
             "separable_replicates": ranking.separable_replicates,
             **({"reason": result["skipped"]["reason"]} if "skipped" in result else {}),
+            **({"style": _style_log(result["style"])} if "style" in result else {}),
         },
     )
     return result
+
+
+def _style_log(style: StyleSummary) -> dict[str, Any]:
+    return {
+        "ranked": style["ranked_count"],
+        "votes_used": style["votes_used"],
+        "votes_without_style": style["votes_without_style"],
+        "elo_per_sd": {e["feature"]: e["elo"] for e in style["effects"]},
+        **({"reason": style["reason"]} if style["reason"] else {}),
+    }
