@@ -59,7 +59,7 @@ from psycopg import sql
 from common import storage
 from common.answer_style import STYLE_COLUMNS, style_counts
 from common.contracts import SLUG_RE, LeaderboardBatch, LeftOut, Skipped
-from common.errors import LeaderboardNotFound
+from common.errors import InvalidInput, LeaderboardNotFound
 from common.filters import (
     MODELS_QUERY,
     OUTCOME_CODES,
@@ -488,12 +488,22 @@ def all_leaderboards(conn: psycopg.Connection) -> list[Leaderboard]:
 
 
 def resolve_leaderboards(
-    rows: list[Leaderboard], selection: list[str] | Literal["all"]
+    rows: list[Leaderboard],
+    selection: list[str] | Literal["all"],
+    style_targets: frozenset[str] = frozenset(),
 ) -> tuple[list[Leaderboard], list[Skipped]]:
     """The requested leaderboards in request order ("all": every one, by slug), and the rows our
     contract cannot carry, skipped with the reason (requested by name or not: the row, not the
-    request, is at fault). A requested slug no row has is refused."""
-    known = {board.slug: board for board in rows}
+    request, is at fault). A requested slug no row has is refused, and so is a style-controlled
+    row (``style_targets``: it shows another leaderboard's votes, "all" leaves it out)."""
+    if selection != "all":
+        targets = [slug for slug in selection if slug in style_targets]
+        if targets:
+            raise InvalidInput(
+                f"leaderboards: {targets[0]} is a style-controlled leaderboard"
+                " (STYLE_CONTROL_LEADERBOARDS): request its base leaderboard"
+            )
+    known = {board.slug: board for board in rows if board.slug not in style_targets}
     if selection == "all":
         chosen = list(known.values())
     else:
@@ -710,16 +720,18 @@ def fetch_leaderboards(
     min_battles: int,
     min_models: int,
     min_evals: int = 0,
+    style_targets: frozenset[str] = frozenset(),
 ) -> tuple[list[LeaderboardBatch], list[Skipped], list[LeftOut]]:
     """Export every selected leaderboard's votes and models under ``prefix``; skip the rows our
-    contract cannot carry and the sparse leaderboards, leave out and count the bad votes."""
+    contract cannot carry and the sparse leaderboards, leave out and count the bad votes.
+    Style-controlled rows (``style_targets``) are never selected (``resolve_leaderboards``)."""
     open_snapshot(conn)
     batches: list[LeaderboardBatch] = []
     left_out: list[LeftOut] = []
     with conn.transaction():
         rows = all_leaderboards(conn)
         check_overrides(filters, [board.slug for board in rows])
-        boards, skipped = resolve_leaderboards(rows, selection)
+        boards, skipped = resolve_leaderboards(rows, selection, style_targets)
         catalogue = model_catalogue(conn)
         plan = plan_fetch([board.slug for board in boards], filters, run_at)
         if not boards:

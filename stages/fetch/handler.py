@@ -20,6 +20,7 @@ from common.filters import parse_filters
 from common.observability import bind_correlation_id, logger, metrics
 from common.stage_runtime import stage
 from common.storage import parse_s3_uri
+from common.style_boards import parse_style_boards
 
 
 @stage("fetch")
@@ -29,6 +30,7 @@ def handler(event: Any, context: LambdaContext) -> FetchResult:
     bind_correlation_id(request["correlation_id"] or started["execution_name"])
     settings = Settings.from_env()
     filters = parse_filters(settings.filters_json)
+    style_targets = frozenset(parse_style_boards(settings.style_control_json).values())
     run_at = run_context.run_start(request, started["execution_id"])
     run = run_context.derive_run(
         request, started["execution_id"], started["execution_name"], run_at, settings
@@ -38,6 +40,7 @@ def handler(event: Any, context: LambdaContext) -> FetchResult:
             conn, request["leaderboards"], filters, run_at, parse_s3_uri(run["artifacts_prefix"]),
             min_battles=settings.min_battles, min_models=settings.min_models,
             min_evals=settings.min_evals,
+            style_targets=style_targets,
         )  # fmt: skip
     metrics.add_metric(
         name="BattlesFetched", unit=MetricUnit.Count, value=sum(b["vote_count"] for b in boards)
