@@ -47,6 +47,8 @@ DETAILED_LEADERBOARDS = 20
 """Leaderboards shown with their top models; the rest are listed in one line."""
 NAMES_LISTED = 10
 """New or dropped models named per leaderboard before "and N more"."""
+STYLE_SHIFTS_SHOWN = 3
+"""Rank shifts under style control named per leaderboard."""
 
 
 class SlackMessage(TypedDict):
@@ -263,6 +265,9 @@ def _leaderboard_section(result: PublishResult, style: _Style, top_n: int) -> st
         lines.append(f"New: {_names(result['new_models'], style)}")
     if has_previous and result["dropped_models"]:
         lines.append(f"Dropped: {_names(result['dropped_models'], style)}")
+    style_control = style_control_line(result, style)
+    if style_control is not None:
+        lines.append(style_control)
     return _fit_lines(lines)
 
 
@@ -274,6 +279,39 @@ def _standing_line(result: PublishResult, placed: standing.Placement, style: _St
     if placed.standing == "history":
         return f"{text}; BixArena did not change."
     return f"{text}. Publish: {style.code(standing.publish_command(result['snapshot_id']))}"
+
+
+def style_control_line(result: PublishResult, style: _Style) -> str | None:
+    """The leaderboard's style control in one line: the length effect in Elo per SD, the biggest
+    rank shifts, and where the style-controlled ranking went. Nothing for a leaderboard without
+    one unless it is mapped (then why its style-controlled board was not published)."""
+    summary, board = result.get("style"), result.get("style_board")
+    if summary is None or (summary["reason"] is not None and board is None):
+        return None
+    parts: list[str] = []
+    if summary["reason"] is None:
+        length = next((e for e in summary["effects"] if e["feature"] == "length"), None)
+        if length is not None and length["elo"] is not None:
+            effect = f"length {length['elo']:+.1f} Elo per SD"
+            if length["elo_q025"] is not None and length["elo_q975"] is not None:
+                effect += f" (95% CI {length['elo_q025']:+.1f} to {length['elo_q975']:+.1f})"
+            parts.append(effect)
+        else:
+            parts.append("length out of the fit")
+        moves = [
+            f"{style.bold(trim(s['model'], 80))} {s['plain_rank']} → {s['style_rank']}"
+            for s in summary["shifts"][:STYLE_SHIFTS_SHOWN]
+        ]
+        parts.append(f"biggest shifts: {', '.join(moves)}" if moves else "no rank changes")
+    if board is None:
+        parts.append("reported only")
+    elif board["skipped"] is None:
+        parts.append(f"published as {style.code(board['slug'])}")
+    else:
+        parts.append(
+            f"not published as {style.code(board['slug'])}: {style.escape(trim(board['skipped'], 300))}"
+        )
+    return "Style control: " + " · ".join(parts)
 
 
 def _more_leaderboards(results: list[PublishResult], style: _Style) -> str:

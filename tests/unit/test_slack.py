@@ -520,3 +520,114 @@ def _assert_secret_absent(
         ("stderr", captured.err),
     ):
         assert secret not in text, f"the webhook URL leaked into {where}"
+
+
+# --- style control -----------------------------------------------------------------------------------
+def _styled(
+    base: PublishResult,
+    *,
+    reason: str | None = None,
+    shifts: list[tuple[str, int, int]] | None = None,
+    board: dict[str, Any] | None = None,
+) -> PublishResult:
+    """``base`` with a style-controlled ranking summary and, with ``board``, its mapped row."""
+    styled: dict[str, Any] = dict(base)
+    styled["style"] = {
+        "entries_uri": None
+        if reason
+        else "s3://artifacts-bucket/runs/x/overall/style-entries.json",
+        "reason": reason,
+        "ranked_count": 0 if reason else 12,
+        "votes_used": 0 if reason else 4800,
+        "votes_left_out": 5000 if reason else 200,
+        "votes_without_style": 5000 if reason else 150,
+        "effects": []
+        if reason
+        else [
+            {"feature": "length", "elo": 38.24, "elo_q025": 31.04, "elo_q975": 45.1},
+            {"feature": "headers", "elo": 4.5, "elo_q025": -1.0, "elo_q975": 9.9},
+            {"feature": "lists", "elo": None, "elo_q025": None, "elo_q975": None},
+            {"feature": "bold", "elo": 2.0, "elo_q025": -3.0, "elo_q975": 7.0},
+        ],
+        "shifts": [
+            {"model": m, "plain_rank": p, "style_rank": s}
+            for m, p, s in (shifts if shifts is not None else [])
+        ],
+    }
+    if board is not None:
+        styled["style_board"] = board
+    event = notify_event([styled])  # type: ignore[list-item]
+    return event["results"][0]
+
+
+def _published(slug: str = "overall-style-control") -> dict[str, Any]:
+    return {"slug": slug, "snapshot_id": "id-style", "created": True, "skipped": None}
+
+
+SHIFTS = [("gpt-4o-mini", 6, 11), ("claude-3-opus", 9, 4), ("grok-2-mini", 2, 5), ("x", 1, 2)]
+
+
+def test_style_control_line_golden() -> None:
+    styled = _styled(result("overall", [entry("gpt-4o", 1, 1123.4, 3)]), shifts=SHIFTS,
+                     board=_published())  # fmt: skip
+    event = notify_event([styled])
+    message = slack.success_message(event, now=NOW, environment="prod")
+    assert block_problems(message) == []
+    assert message["blocks"][3]["text"]["text"] == (
+        "*overall* — 1,234 votes · 12 ranked models · vs `snapshot_2025-05-31_03-00-00`\n"
+        "1. *gpt-4o*  1123.4 (95% CI [1111.2, 1135.2])  ↑2\n"
+        "Style control: length +38.2 Elo per SD (95% CI +31.0 to +45.1) · biggest shifts: "
+        "*gpt-4o-mini* 6 → 11, *claude-3-opus* 9 → 4, *grok-2-mini* 2 → 5 · "
+        "published as `overall-style-control`"
+    )
+    plain = slack.success_plain(event, now=NOW, environment="prod")["body"]
+    assert (
+        "Style control: length +38.2 Elo per SD (95% CI +31.0 to +45.1) · biggest shifts: "
+        "gpt-4o-mini 6 → 11, claude-3-opus 9 → 4, grok-2-mini 2 → 5 · "
+        "published as overall-style-control\n"
+    ) in plain
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "line"),
+    [
+        (
+            {"shifts": SHIFTS[:1]},
+            "Style control: length +38.2 Elo per SD (95% CI +31.0 to +45.1) · biggest shifts: "
+            "*gpt-4o-mini* 6 → 11 · reported only",
+        ),
+        (
+            {"shifts": [], "board": {"slug": "overall-sc", "snapshot_id": None, "created": False,
+                                     "skipped": "no leaderboard 'overall-sc' in api.leaderboard"}},
+            "Style control: length +38.2 Elo per SD (95% CI +31.0 to +45.1) · no rank changes · "
+            "not published as `overall-sc`: no leaderboard 'overall-sc' in api.leaderboard",
+        ),
+        (
+            {"reason": "the votes carry no style counts",
+             "board": {"slug": "overall-sc", "snapshot_id": None, "created": False,
+                       "skipped": "no style-controlled ranking: the votes carry no style counts"}},
+            "Style control: not published as `overall-sc`: no style-controlled ranking: the votes "
+            "carry no style counts",
+        ),
+        ({"reason": "the votes carry no style counts"}, None),
+        (
+            {"shifts": [("<script>", 3, 1)], "board": _published()},
+            "Style control: length +38.2 Elo per SD (95% CI +31.0 to +45.1) · biggest shifts: "
+            "*&lt;script&gt;* 3 → 1 · published as `overall-style-control`",
+        ),
+    ],
+)  # fmt: skip
+def test_style_control_line_says_where_the_ranking_went(
+    kwargs: dict[str, Any], line: str | None
+) -> None:
+    styled = _styled(result("overall", [entry("gpt-4o", 1, 1123.4, 3)]), **kwargs)
+    assert slack.style_control_line(styled, slack.MRKDWN) == line
+    section = slack.success_message(notify_event([styled]), now=NOW)["blocks"][3]["text"]["text"]
+    assert section.endswith(line) if line else "Style control" not in section
+
+
+def test_a_malformed_style_board_in_the_notify_event_is_refused() -> None:
+    styled = dict(_styled(result("overall", []), board=_published()))
+    styled["style_board"] = {**_published(), "skipped": "both"}
+    with pytest.raises(InvalidInput, match=r"results\[0\]\.style_board: expected either"):
+        notify_event([styled])  # type: ignore[list-item]
