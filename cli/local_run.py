@@ -22,11 +22,12 @@ from cli.report import (
     slack_preview,
     stage_durations,
 )
-from cli.tables import entries_table
+from cli.tables import entries_table, style_control_table
 from common import db, snapshots, standing
 from common.contracts import parse_publish_result, parse_run_request
+from common.slack import PLAIN, style_control_line
 from common.stepfunctions.failures import summarize_cause
-from local import bad_data, postgres, simulate, template
+from local import bad_data, postgres, simulate, style_boards, template
 from local.faults import FaultPlan
 from local.pipeline import LocalPipeline, new_execution_name
 from local.store import ExecutionRecord, ExecutionStore
@@ -185,6 +186,7 @@ def report(
         )
         _standing(result, echo)
         echo(snapshot_table(database_url, result["snapshot_id"]))
+        report_style_control(result, database_url, echo)
     for result in results[1:]:
         top = result["top"][0]["model"] if result.get("top") else "-"
         echo(
@@ -192,6 +194,9 @@ def report(
             f" {result['entry_count']} models, {result['vote_count']:,} votes, #1 {top}"
         )
         _standing(result, echo)
+        line = _style_line(result)
+        if line is not None:
+            echo(f"  {line}")
     if results:
         echo(f"snapshots written to {postgres.redact(database_url)}")
     private = [r for r in results if r["visibility"] == "private"]
@@ -213,6 +218,33 @@ def _standing(result: dict[str, Any], echo: Echo) -> None:
     placed = standing.of_result(parse_publish_result(result))
     if placed.standing != "live":
         echo(f"  {standing.describe(placed)}")
+
+
+def report_style_control(result: dict[str, Any], database_url: str, echo: Echo) -> None:
+    """After a leaderboard's table: its style-controlled table when it was published, else the
+    style-control line (effect, shifts, why not published)."""
+    line = _style_line(result)
+    board = result.get("style_board") or {}
+    style = result.get("style") or {}
+    if not board.get("snapshot_id"):
+        if line is not None:
+            echo(line)
+        return
+    echo("")
+    echo(
+        f"{board['slug']}: {result['slug']} with style control (answer length and markdown held"
+        f" equal), snapshot {result['snapshot_identifier']}, {style.get('votes_used', 0):,} votes"
+    )
+    with db.connect(database_url, read_only=True) as conn:
+        rows = snapshots.snapshot_entries(conn, board["snapshot_id"])
+        plain = snapshots.snapshot_entries(conn, result["snapshot_id"])
+    echo(style_control_table(rows, {row.model_id: row.rank for row in plain}))
+    if line is not None:
+        echo(line)
+
+
+def _style_line(result: dict[str, Any]) -> str | None:
+    return style_control_line(parse_publish_result(result), PLAIN)
 
 
 def snapshot_table(database_url: str, snapshot_id: str) -> str:
@@ -237,6 +269,8 @@ def database(options: RunOptions, echo: Echo, *, seed: bool = True, new_day: boo
         seed_embedded(
             url, models=options.models, battles=options.battles, echo=echo, new_day=new_day
         )
+        for slug in style_boards.create_rows(url):
+            echo(f"created the style-controlled leaderboard {slug} (BixArena's admins do on AWS)")
     return url
 
 

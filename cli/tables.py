@@ -80,3 +80,23 @@ def entries_table(rows: Sequence[EntryRow], previous_ranks: Mapping[str, int] | 
             line += f"  {rank_change(row.rank, previous_ranks.get(row.model_id))}"
         lines.append(line)
     return "\n".join(lines)
+
+
+def style_control_table(rows: Sequence[EntryRow], plain_ranks: Mapping[str, int]) -> str:
+    """A style-controlled snapshot's entries with each model's plain rank (``plain_ranks``:
+    model id -> rank in the plain snapshot of the same run) and its shift: ↑ rises under style
+    control, ↓ drops."""
+    header = (
+        f"{'rank':>4}  {'model':<32} {'score':>9}  {'95% CI':<21} {'votes':>7}  {'plain':>5}  shift"
+    )
+    lines = [header, "-" * len(header)]
+    for row in rows:
+        ci = f"{row.bootstrap_q025:.1f} .. {row.bootstrap_q975:.1f}"
+        plain = plain_ranks.get(row.model_id)
+        shift = "-" if plain is None else rank_change(row.rank, plain)
+        lines.append(
+            f"{row.rank:>4}  {(row.model_name or row.model_slug)[:32]:<32}"
+            f" {row.bt_score:>9.1f}  {ci:<21} {row.vote_count:>7}  "
+            f"{'-' if plain is None else plain:>5}  {shift}"
+        )
+    return "\n".join(lines)

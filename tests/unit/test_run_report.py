@@ -153,3 +153,21 @@ def test_rank_changes_and_the_entries_table_with_moves() -> None:
     assert with_moves[2].split() == ["1", "A", "1050.0", "1040.0", "..", "1060.0", "99", "↑1"]
     assert with_moves[3].split()[-1] == "new"
     assert "move" not in entries_table(rows).splitlines()[0]
+
+
+def test_the_style_controlled_table_shows_each_models_plain_rank_and_shift() -> None:
+    from decimal import Decimal
+
+    from cli.tables import style_control_table
+    from common.snapshots import EntryRow
+
+    rows = [
+        EntryRow("m2", "b", "B", 1, Decimal("1010.25"), Decimal("1000"), Decimal("1020"), 80),
+        EntryRow("m1", "a", "A", 2, Decimal("1001"), Decimal("990"), Decimal("1011"), 90),
+        EntryRow("m3", "c", "", 3, Decimal("900"), Decimal("890"), Decimal("910"), 70),
+    ]
+    lines = style_control_table(rows, {"m1": 1, "m2": 2}).splitlines()
+    assert lines[0].split()[-2:] == ["plain", "shift"]
+    assert lines[2].split() == ["1", "B", "1010.2", "1000.0", "..", "1020.0", "80", "2", "↑1"]
+    assert lines[3].split()[-2:] == ["1", "↓1"]
+    assert lines[4].split()[:2] == ["3", "c"] and lines[4].split()[-2:] == ["-", "-"]
