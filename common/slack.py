@@ -48,7 +48,7 @@ DETAILED_LEADERBOARDS = 20
 NAMES_LISTED = 10
 """New or dropped models named per leaderboard before "and N more"."""
 STYLE_SHIFTS_SHOWN = 3
-"""Rank shifts under style control named per leaderboard."""
+"""Rank shifts under style control named per leaderboard (the summary carries that many)."""
 
 
 class SlackMessage(TypedDict):

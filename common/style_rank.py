@@ -38,8 +38,9 @@ if TYPE_CHECKING:
     from common.ranking import Ranking, StyleRanking
 
 STYLE_ENTRIES_OBJECT = "style-entries.json"
-SHIFTS_REPORTED = 5
-"""Rank shifts a summary carries (the biggest, either way); the document holds them all."""
+SHIFTS_REPORTED = 3
+"""Rank shifts a summary carries (the biggest, either way; Slack shows them): the state machine
+holds every leaderboard's summary at once (its 256 KB limit). The document holds them all."""
 NO_STYLE_COLUMNS = "the votes carry no style counts (a votes file from before style control)"
 NO_STYLED_VOTES = "no vote has both answers' style counts"
 
@@ -67,7 +68,7 @@ def style_entries_uri(prefix: str, slug: str) -> S3Uri:
     return parse_s3_uri(prefix, "run.artifacts_prefix").child(slug, STYLE_ENTRIES_OBJECT)
 
 
-def _unranked(reason: str, votes: int, without: int) -> StyleSummary:
+def _no_ranking(reason: str, votes: int, without: int) -> StyleSummary:
     return StyleSummary(
         entries_uri=None,
         reason=reason,
@@ -91,18 +92,18 @@ def rank_style(
     run, board = event["run"], event["leaderboard"]
     votes = inputs.votes
     if inputs.style is None:
-        return _unranked(NO_STYLE_COLUMNS, votes.n_votes, votes.n_votes)
+        return _no_ranking(NO_STYLE_COLUMNS, votes.n_votes, votes.n_votes)
     without = inputs.style.left_out
     styled_votes = inputs.style.styled_votes()
     if styled_votes.n_votes == 0:
-        return _unranked(NO_STYLED_VOTES, votes.n_votes, without)
+        return _no_ranking(NO_STYLED_VOTES, votes.n_votes, without)
     try:
         styled = rank_with_style(
             styled_votes, inputs.style.features, bootstrap=run["bootstrap"], seed=run["seed"],
             min_evals=min_evals,
         )  # fmt: skip
     except NotEnoughData as exc:
-        return _unranked(str(exc), votes.n_votes, without)
+        return _no_ranking(str(exc), votes.n_votes, without)
     document = style_document(
         styled, plain, inputs,
         leaderboard=board["slug"], snapshot_identifier=run["snapshot_identifier"],
