@@ -7,11 +7,6 @@ snapshot's entries are the engine's ``rank_with_style`` on the run's votes.parqu
 pyarrow (the votes whose 8 style counts are all there); the Slack line's shifts are the plain and
 style-controlled snapshots' ranks compared by hand; an unmapped leaderboard reports only; the same
 execution run again writes nothing new.
-
-Which of the two is checked depends on the fetch stage: the style counts come from the answers it
-reads (branch ``fetchonce``); a fetch that writes no style columns gets the plain leaderboards
-published, the style-controlled board skipped with that reason, and Slack saying so. Once fetch
-writes them, only the first path remains and the other check can go.
 """
 
 from __future__ import annotations
@@ -27,12 +22,10 @@ import pyarrow.parquet as pq
 from cli.report import published_results
 from common.ranking import StyleFeatures, Votes, rank_with_style
 from common.scores import as_decimal
-from common.style_rank import NO_STYLE_COLUMNS
 from common.votes import STYLE_COLUMNS, has_style_columns
 from local.style_boards import LOCAL_STYLE_CONTROL, create_rows
 from tests.e2e_fixtures import (
     BOOTSTRAP,
-    RANKED,
     EntryView,
     deployed_settings,
     e2e_arena,
@@ -105,16 +98,7 @@ def test_a_run_publishes_the_style_controlled_overall_beside_the_plain_one(
     found = snapshots_in(e2e_db)
     results = {r["slug"]: r for r in published_results(record.history)[0]}
     line = next(x for x in slack_sections(message)["overall"].splitlines() if "Style control" in x)
-    if not has_style_columns(_run_file(tmp_path, "overall", "votes.parquet")):
-        assert set(found) == set(RANKED)
-        assert results["overall"]["style"]["reason"] == NO_STYLE_COLUMNS
-        skipped = f"no style-controlled ranking: {NO_STYLE_COLUMNS}"
-        assert results["overall"]["style_board"] == {
-            "slug": TARGET, "snapshot_id": None, "created": False, "skipped": skipped,
-        }  # fmt: skip
-        assert line == f"Style control: not published as `{TARGET}`: {skipped}"
-        assert "Style control" not in slack_sections(message)["genetics"]
-        return
+    assert has_style_columns(_run_file(tmp_path, "overall", "votes.parquet"))
     (plain,) = found["overall"]
     (styled,) = found[TARGET]
     assert (styled.identifier, styled.visibility) == (plain.identifier, "public")
