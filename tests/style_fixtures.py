@@ -45,6 +45,15 @@ def styled_votes(
     return table
 
 
+def votes_before_style_control(s3: Any, event: dict[str, Any]) -> None:
+    """Rewrite the leaderboard's fetched votes.parquet without the style columns: a votes file
+    written before fetch counted the answers' style (an old run, redriven)."""
+    uri = storage.parse_s3_uri(event["leaderboard"]["votes_uri"])
+    table = storage.get_parquet(uri)
+    assert set(STYLE_COLUMNS) <= set(table.column_names), "fetch wrote no style columns"
+    put_votes(s3, event, table.drop_columns(list(STYLE_COLUMNS)))
+
+
 def put_votes(s3: Any, event: dict[str, Any], table: pa.Table) -> None:
     """Write ``table`` as the leaderboard's votes.parquet."""
     bucket, _, key = event["leaderboard"]["votes_uri"][len("s3://") :].partition("/")

@@ -20,7 +20,7 @@ from stages.fetch.handler import handler as fetch
 from stages.publish.handler import handler as publish_stage
 from stages.rank.handler import handler as rank
 from tests.stage_fixtures import fetch_event, object_bytes, payload, put_object
-from tests.style_fixtures import styled_votes
+from tests.style_fixtures import styled_votes, votes_before_style_control
 
 TARGET = "overall-style-control"
 MAPPING = json.dumps({"overall": TARGET})
@@ -58,6 +58,8 @@ def ranked_overall(s3: Any, context: Any, *, styled: bool = True, **request: Any
     event = payload({"run": fetched["run"], "leaderboard": fetched["leaderboards"][0]})
     if styled:
         styled_votes(s3, event, missing_every=9)
+    else:
+        votes_before_style_control(s3, event)
     return payload(rank(event, context))
 
 

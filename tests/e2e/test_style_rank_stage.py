@@ -27,7 +27,7 @@ from common.votes import STYLE_COLUMNS
 from stages.fetch.handler import handler as fetch
 from stages.rank.handler import handler as rank_stage
 from tests.stage_fixtures import BOOTSTRAP, fetch_event, object_bytes, object_keys, payload
-from tests.style_fixtures import put_votes, styled_votes
+from tests.style_fixtures import put_votes, styled_votes, votes_before_style_control
 
 
 @pytest.fixture
@@ -137,6 +137,7 @@ def test_a_rerun_writes_byte_identical_style_entries(
 def test_votes_without_style_columns_rank_plain_only_and_say_so(
     fetched: dict[str, Any], stage_aws: Any, lambda_context: Any
 ) -> None:
+    votes_before_style_control(stage_aws, _event(fetched))
     result = rank_stage(_event(fetched), lambda_context)
     assert "entries_uri" in result and result["ranked_count"] > 0
     board = fetched["leaderboards"][0]
