@@ -22,6 +22,7 @@ import psycopg
 
 from cli.arguments import UsageError
 from common.movements import rank_change
+from common.snapshots import OLDEST_FIRST
 
 DEFAULT_TOP = 10
 CSV_COLUMNS = (
@@ -123,7 +124,7 @@ def read(
         " FROM api.leaderboard_snapshot s JOIN api.leaderboard l ON l.id = s.leaderboard_id"
         " WHERE l.slug = %(slug)s AND s.visibility = 'public'"
         " AND (%(since)s::timestamptz IS NULL OR s.created_at >= %(since)s)"
-        " ORDER BY s.created_at, s.id",
+        f" ORDER BY {OLDEST_FIRST}",
         {"slug": leaderboard, "since": since},
     ).fetchall()
     snapshots = tuple(Snapshot(id=r[0], identifier=r[1], created_at=r[2]) for r in found)
@@ -132,7 +133,7 @@ def read(
             "SELECT e.snapshot_id::text, e.model_id::text, m.slug, m.name, e.rank, e.bt_score,"
             " e.bootstrap_q025, e.bootstrap_q975, e.vote_count"
             " FROM api.leaderboard_entry e JOIN api.model m ON m.id = e.model_id"
-            " WHERE e.snapshot_id = ANY(%s::uuid[]) ORDER BY e.rank, m.name",
+            " WHERE e.snapshot_id = ANY(%s::uuid[]) ORDER BY e.rank, m.name, e.model_id",
             ([s.id for s in snapshots],),
         )
         rows = [_Row(*row) for row in cur.fetchall()]

@@ -74,6 +74,8 @@ add ``WHERE``/``ORDER BY``."""
 _DATA_KEY = '(s.created_at, s.snapshot_identifier COLLATE "C", s.id)'
 DATA_ORDER = 's.created_at DESC, s.snapshot_identifier COLLATE "C" DESC, s.id DESC'
 """Newest data first: ``created_at`` (the data time), ties broken by identifier, then id."""
+OLDEST_FIRST = 's.created_at, s.snapshot_identifier COLLATE "C", s.id'
+"""``DATA_ORDER`` reversed: a history, oldest data first."""
 
 
 def data_key(info: SnapshotInfo) -> tuple[datetime, str, str]:

@@ -11,6 +11,7 @@ upstream's filters written out here in SQL, ranked by ``common.ranking``.
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import re
 from collections.abc import Iterator
@@ -317,3 +318,24 @@ def slack_sections(message: dict[str, Any]) -> dict[str, str]:
         if match := re.match(r"^\*([a-z0-9-]+)\* — ", text):
             sections[match[1]] = text
     return sections
+
+
+def missed_day_metric_sum(template: dict[str, Any], log_path: Path) -> float:
+    """The sum, over the run's EMF records, of the metric the missed-day alarm watches."""
+    alarms = stack_template.resources_of_type(template, "AWS::CloudWatch::Alarm")
+    (stale,) = [a["Properties"] for key, a in alarms.items() if key.startswith("NoRecentSuccess")]
+    assert (stale["Statistic"], stale["Threshold"]) == ("Sum", 1)
+    assert stale["ComparisonOperator"] == "LessThanThreshold"
+    dimensions = {d["Name"]: d["Value"] for d in stale.get("Dimensions", [])}
+    total = 0.0
+    for line in log_path.read_text().splitlines():
+        record = json.loads(line) if line.startswith("{") else {}
+        for directive in record.get("_aws", {}).get("CloudWatchMetrics", []):
+            names = {m["Name"] for m in directive["Metrics"]}
+            if directive["Namespace"] != stale["Namespace"] or stale["MetricName"] not in names:
+                continue
+            if any(set(keys) == set(dimensions) for keys in directive["Dimensions"]) and all(
+                record.get(k) == v for k, v in dimensions.items()
+            ):
+                total += sum(record[stale["MetricName"]])
+    return total

@@ -28,7 +28,6 @@ from common.stepfunctions.failures import failure_point
 from local import simulate
 from local.pipeline import LocalPipeline
 from local.store import ExecutionRecord, ExecutionStore
-from tests.e2e.test_data_problems import _alarm_metric_sum
 from tests.e2e_fixtures import (
     RANKED,
     TEMPLATE_CACHE,
@@ -40,6 +39,7 @@ from tests.e2e_fixtures import (
     engine_snapshot,
     execute,
     expected,
+    missed_day_metric_sum,
     pipeline,
     run_request,
     slack_sections,
@@ -171,8 +171,8 @@ def test_a_day_redriven_after_the_next_day_published_joins_the_history(
             True,
         )
     # The missed-day alarm: BixArena got nothing newer from the redrive.
-    assert _alarm_metric_sum(e2e_template, log) == 0
-    before = _alarm_metric_sum(e2e_template, tmp_path / "before-the-redrive.jsonl")
+    assert missed_day_metric_sum(e2e_template, log) == 0
+    before = missed_day_metric_sum(e2e_template, tmp_path / "before-the-redrive.jsonl")
     assert before == 2 * len(RANKED)  # days 0 and 2
 
 

@@ -39,6 +39,7 @@ from tests.e2e_fixtures import (
     e2e_template,
     engine_snapshot,
     expected,
+    missed_day_metric_sum,
     pipeline,
     run_request,
     slack_sections,
@@ -72,27 +73,6 @@ def _only_message(running: LocalPipeline) -> dict[str, Any]:
     return message
 
 
-def _alarm_metric_sum(template: Template, log_path: Path) -> float:
-    """The sum, over the run's EMF records, of the metric the missed-day alarm watches."""
-    alarms = stack_template.resources_of_type(template, "AWS::CloudWatch::Alarm")
-    (stale,) = [a["Properties"] for key, a in alarms.items() if key.startswith("NoRecentSuccess")]
-    assert (stale["Statistic"], stale["Threshold"]) == ("Sum", 1)
-    assert stale["ComparisonOperator"] == "LessThanThreshold"
-    dimensions = {d["Name"]: d["Value"] for d in stale.get("Dimensions", [])}
-    total = 0.0
-    for line in log_path.read_text().splitlines():
-        record = json.loads(line) if line.startswith("{") else {}
-        for directive in record.get("_aws", {}).get("CloudWatchMetrics", []):
-            names = {m["Name"] for m in directive["Metrics"]}
-            if directive["Namespace"] != stale["Namespace"] or stale["MetricName"] not in names:
-                continue
-            if any(set(keys) == set(dimensions) for keys in directive["Dimensions"]) and all(
-                record.get(k) == v for k, v in dimensions.items()
-            ):
-                total += sum(record[stale["MetricName"]])
-    return total
-
-
 # --- leaderboards whose votes rank nobody ---------------------------------------------------------
 NOTHING_RANKED = {
     "no-upsets": "no model could be ranked: no group of models both won and lost against each"
@@ -124,7 +104,7 @@ def test_a_leaderboard_whose_votes_rank_nobody_is_skipped_and_the_others_publish
     preview = slack_preview(message)
     assert message["text"].startswith("Leaderboard snapshot published")
     assert f"*Skipped (1)*\n• {problem}: {NOTHING_RANKED[problem]}" in preview
-    assert _alarm_metric_sum(e2e_template, tmp_path / "functions.jsonl") == 2
+    assert missed_day_metric_sum(e2e_template, tmp_path / "functions.jsonl") == 2
 
 
 # --- bad rows -------------------------------------------------------------------------------------
@@ -231,7 +211,7 @@ def test_a_run_that_publishes_nothing_says_so_and_does_not_count_as_a_published_
     assert "No leaderboard was published" in preview
     assert f"• {SPARSE}: fewer than 30 battles (0)" in preview
     assert f"• no-upsets: {NOTHING_RANKED['no-upsets']}" in preview
-    assert _alarm_metric_sum(e2e_template, tmp_path / "functions.jsonl") == 0
+    assert missed_day_metric_sum(e2e_template, tmp_path / "functions.jsonl") == 0
 
 
 # --- reproducing it all from the command line ------------------------------------------------------

@@ -294,3 +294,31 @@ def _same(got: list[float], expected: list[float]) -> bool:
     return len(got) == len(expected) and all(
         (math.isnan(a) and math.isnan(b)) or a == b for a, b in zip(got, expected, strict=True)
     )
+
+
+def test_snapshots_of_the_same_time_follow_data_order(
+    arena: Arena, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Two public snapshots dated alike (a backfilled instant and a run of the same data time):
+    # the history orders them as BixArena's data order does, by identifier, not by row id.
+    at = datetime(2026, 1, 5, 6, tzinfo=UTC)
+    with psycopg.connect(arena.url) as conn:
+        for snapshot_id, identifier in (
+            ("ffffffff-0000-4000-8000-000000000001", "snapshot_2026-01-05_06-00-00"),
+            ("00000000-0000-4000-8000-000000000002", "snapshot_2026-01-05_06-00-01"),
+        ):
+            conn.execute(
+                "INSERT INTO api.leaderboard_snapshot (id, leaderboard_id, snapshot_identifier,"
+                " description, visibility, created_at, updated_at)"
+                " SELECT %s, id, %s, 'test', 'public', %s, %s FROM api.leaderboard"
+                " WHERE slug = 'genomics'",
+                (snapshot_id, identifier, at, at),
+            )
+    code, out, _ = _cli(
+        capsys, "history", "--database-url", arena.url, "--leaderboard", "genomics", "--format", "json"
+    )  # fmt: skip
+    assert code == 0
+    assert [s["identifier"] for s in json.loads(out)["snapshots"]][-2:] == [
+        "snapshot_2026-01-05_06-00-00",
+        "snapshot_2026-01-05_06-00-01",
+    ]
