@@ -687,6 +687,25 @@ def _optional_number(raw: dict[str, Any], key: str, where: str) -> float | None:
     return None if raw[key] is None else _number(raw, key, where)
 
 
+def _style_effect(raw: Any, where: str) -> StyleEffect:
+    effect = _exact_keys(raw, where, tuple(StyleEffect.__annotations__))
+    return StyleEffect(
+        feature=_string(effect, "feature", where, 40),
+        elo=_optional_number(effect, "elo", where),
+        elo_q025=_optional_number(effect, "elo_q025", where),
+        elo_q975=_optional_number(effect, "elo_q975", where),
+    )
+
+
+def _style_shift(raw: Any, where: str) -> StyleShift:
+    shift = _exact_keys(raw, where, tuple(StyleShift.__annotations__))
+    return StyleShift(
+        model=_string(shift, "model", where, 300),
+        plain_rank=_count(shift, "plain_rank", where),
+        style_rank=_count(shift, "style_rank", where),
+    )
+
+
 def parse_style_summary(raw: Any, where: str) -> StyleSummary:
     """Validate a leaderboard's style-controlled ranking summary (rank -> publish -> notify)."""
     summary = _exact_keys(raw, where, tuple(StyleSummary.__annotations__))
@@ -699,29 +718,14 @@ def parse_style_summary(raw: Any, where: str) -> StyleSummary:
         reason is None or (isinstance(reason, str) and 0 < len(reason) <= 500),
         f"{where}.reason: expected a string of 1..500 characters or null",
     )
-    effects = []
-    for i, item in enumerate(_list(summary, "effects", where)):
-        at = f"{where}.effects[{i}]"
-        effect = _exact_keys(item, at, tuple(StyleEffect.__annotations__))
-        effects.append(
-            StyleEffect(
-                feature=_string(effect, "feature", at, 40),
-                elo=_optional_number(effect, "elo", at),
-                elo_q025=_optional_number(effect, "elo_q025", at),
-                elo_q975=_optional_number(effect, "elo_q975", at),
-            )
-        )
-    shifts = []
-    for i, item in enumerate(_list(summary, "shifts", where)):
-        at = f"{where}.shifts[{i}]"
-        shift = _exact_keys(item, at, tuple(StyleShift.__annotations__))
-        shifts.append(
-            StyleShift(
-                model=_string(shift, "model", at, 300),
-                plain_rank=_count(shift, "plain_rank", at),
-                style_rank=_count(shift, "style_rank", at),
-            )
-        )
+    effects = [
+        _style_effect(item, f"{where}.effects[{i}]")
+        for i, item in enumerate(_list(summary, "effects", where))
+    ]
+    shifts = [
+        _style_shift(item, f"{where}.shifts[{i}]")
+        for i, item in enumerate(_list(summary, "shifts", where))
+    ]
     return StyleSummary(
         entries_uri=None if uri is None else str(uri),
         reason=None if reason is None else str(reason),
