@@ -22,7 +22,7 @@ import psycopg
 
 from cli.arguments import UsageError
 from common.movements import rank_change
-from common.snapshots import OLDEST_FIRST
+from common.snapshots import OLDEST_FIRST, EntryRow
 
 DEFAULT_TOP = 10
 CSV_COLUMNS = (
@@ -74,19 +74,6 @@ class History:
     """How the models were chosen, in words."""
 
 
-@dataclass(frozen=True)
-class _Row:
-    snapshot_id: str
-    model_id: str
-    model_slug: str
-    model_name: str
-    rank: int
-    bt_score: Decimal
-    bootstrap_q025: Decimal
-    bootstrap_q975: Decimal
-    vote_count: int
-
-
 # --- arguments ------------------------------------------------------------------------------------
 def parse_since(text: str) -> datetime:
     """--since: a date (midnight UTC) or an ISO 8601 instant (UTC unless it names a zone)."""
@@ -136,28 +123,28 @@ def read(
             " WHERE e.snapshot_id = ANY(%s::uuid[]) ORDER BY e.rank, m.name, e.model_id",
             ([s.id for s in snapshots],),
         )
-        rows = [_Row(*row) for row in cur.fetchall()]
+        rows = [(row[0], EntryRow(*row[1:])) for row in cur.fetchall()]
     return shape(leaderboard, snapshots, rows, models=models, top=top)
 
 
 def shape(
     leaderboard: str,
     snapshots: Sequence[Snapshot],
-    rows: Sequence[_Row],
+    rows: Sequence[tuple[str, EntryRow]],
     *,
     models: Sequence[str] | None,
     top: int,
 ) -> History:
-    """Entries rows -> one series per chosen model (pure)."""
+    """(snapshot id, entry) rows -> one series per chosen model (pure)."""
     by_id = {s.id: s for s in snapshots}
     order = {s.id: i for i, s in enumerate(snapshots)}
     points: dict[str, list[Point]] = {}
     names: dict[str, tuple[str, str]] = {}
-    for row in rows:
+    for snapshot_id, row in rows:
         names[row.model_id] = (row.model_slug, row.model_name)
         points.setdefault(row.model_id, []).append(
             Point(
-                snapshot=by_id[row.snapshot_id],
+                snapshot=by_id[snapshot_id],
                 rank=row.rank,
                 bt_score=row.bt_score,
                 bootstrap_q025=row.bootstrap_q025,
