@@ -8,12 +8,12 @@ Exit codes: 0 success, 1 the run or command failed, 2 bad usage or bad input (on
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from cli import snapshots
 from cli.arguments import UsageError, echo, non_negative_int, positive_int
 from common.errors import InvalidInput, NotEnoughData, PipelineError
 
@@ -27,6 +27,19 @@ if TYPE_CHECKING:
     from common.stepfunctions.executions import Selection
 
 Handler = Callable[[argparse.Namespace], int]
+
+
+def _snapshots(name: str) -> Handler:
+    """A ``cli.snapshots`` command, imported when it runs: the module loads psycopg, which
+    ``leaderboard rank`` and ``--help`` do not need."""
+
+    def run(args: argparse.Namespace) -> int:
+        command: Handler = getattr(importlib.import_module("cli.snapshots"), name)
+        return command(args)
+
+    return run
+
+
 BAD_DATA_HELP = (
     "also write the data problems real arenas produce (a ladder without upsets, thin evidence,"
     " a self-battle, a vote of a vanished model, a nameless model, leaderboard rows our"
@@ -806,7 +819,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_list.add_argument(
         "--limit", type=positive_int, default=20, help="at most this many (default 20)"
     )
-    p_list.set_defaults(func=snapshots.cmd_list)
+    p_list.set_defaults(func=_snapshots("cmd_list"))
 
     p_show = snap_sub.add_parser(
         "show",
@@ -815,7 +828,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="a snapshot and its entries: rank, model, score, CI, votes",
         epilog=by_name.format("show"),
     )
-    p_show.set_defaults(func=snapshots.cmd_show)
+    p_show.set_defaults(func=_snapshots("cmd_show"))
 
     for action, visibility, text in (
         ("publish", "public", "make a snapshot public (BixArena shows the newest public one)"),
@@ -828,7 +841,7 @@ def build_parser() -> argparse.ArgumentParser:
             help=text,
             epilog=by_name.format(action),
         )
-        p_vis.set_defaults(func=snapshots.cmd_visibility, visibility=visibility)
+        p_vis.set_defaults(func=_snapshots("cmd_visibility"), visibility=visibility)
 
     p_delete = snap_sub.add_parser(
         "delete",
@@ -842,7 +855,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=by_name.format("delete") + " --yes",
     )
     p_delete.add_argument("--yes", action="store_true", help="delete without asking")
-    p_delete.set_defaults(func=snapshots.cmd_delete)
+    p_delete.set_defaults(func=_snapshots("cmd_delete"))
 
     p_history = sub.add_parser(
         "history",
@@ -887,7 +900,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_history.add_argument(
         "--plot", metavar="FILE", help="also draw the chart into FILE.png or FILE.svg"
     )
-    p_history.set_defaults(func=snapshots.cmd_history)
+    p_history.set_defaults(func=_snapshots("cmd_history"))
 
     return parser
 
