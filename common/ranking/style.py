@@ -42,17 +42,20 @@ singular Hessian) has no MLE.
 
 Bootstrap (default). B replicates (default 1000), each Multinomial(N, 1/N) counts over the N
 ranked votes used as per-vote weights (no resampled rows), replicate b drawn from child b of
-``numpy.random.SeedSequence(seed)`` and fitted on its own, so the output is bit-identical for a
-seed whatever the number of worker threads. The full data's standardization is kept (as FastChat
-does). Each replicate starts at the full fit: a first step with the full-data Hessian needs no new
-logits (p is the full fit's), then chord steps (the same Hessian, a new gradient; contraction by a
-factor 40 to 100 per step at 1M votes) run until the next step would be below 1e-7 (4e-5 Elo),
-2-3 gradients in all. Gradients run over cache-sized blocks of whole pairs, and the draw is
-blocked the same way. A replicate where the chord steps do not contract gets its own damped
-Newton; one without an MLE (its beats-or-ties graph not strongly connected, or separated by the
-features) is fitted with the plain bootstrap's ridge RIDGE/2 |theta|^2 and counted in
-``separable_replicates``. CIs are the 2.5% / 97.5% quantiles of replicate scores and betas; the
-reported values are the full-data fit.
+``numpy.random.SeedSequence(seed)``. The full data's standardization is kept (as FastChat does).
+Each replicate starts at the full fit: a first step with the full-data Hessian needs no new logits
+(p is the full fit's), then chord steps (the same Hessian, a new gradient; contraction by a factor
+40 to 100 per step at 1M votes, much less on small boards) run until the next step would be below
+1e-7 (4e-5 Elo): 2-3 gradients in all at 1M votes, ~11 at 3k. Above 32k votes each replicate is
+fitted on its own, its gradients over cache-sized blocks of whole pairs (the draw is blocked the
+same way); up to 32k votes, where per-call overhead would dominate, consecutive replicates are
+fitted together in chunks of ~1M counts, one pass per step for the whole chunk (``_style_batch``).
+Chunks depend only on N and B, never on the threads, which share out whole chunks: the output is
+bit-identical for a seed whatever the number of worker threads. A replicate where the chord steps
+do not contract gets its own damped Newton; one without an MLE (its beats-or-ties graph not
+strongly connected, or separated by the features) is fitted with the plain bootstrap's ridge
+RIDGE/2 |theta|^2 and counted in ``separable_replicates``. CIs are the 2.5% / 97.5% quantiles of
+replicate scores and betas; the reported values are the full-data fit.
 
 Sandwich (``ci_method="sandwich"``). Normal intervals from H^+ G H^+, G the sum over votes of
 x x^T (y - p)^2: one Hessian-sized pass, about the time of one fit.

@@ -20,6 +20,8 @@ from common.ranking import (
     StyleFeatures,
     StyleRanking,
     Votes,
+    _components,
+    _style_batch,
     _style_bootstrap,
     _style_likelihood,
     _style_problem,
@@ -340,6 +342,75 @@ def test_separable_replicates_stay_finite_and_are_counted() -> None:
     d = by_model(result)["d"]
     assert d.rank == 1 and d.bootstrap_q975 is not None and d.bt_score is not None
     assert d.bootstrap_q975 > d.bt_score + 300
+
+
+def _full_fit(pb: _style_problem.StyleProblem) -> np.ndarray:
+    theta, converged = _style_likelihood.fit_full(pb)
+    assert converged
+    return theta
+
+
+def _replicate_counts(pb: _style_problem.StyleProblem, seed: int, replicates: int) -> np.ndarray:
+    """(N, B) counts of the replicates, drawn as the bootstrap draws them."""
+    seeds = np.random.SeedSequence(seed).spawn(replicates)
+    return np.stack(
+        [_style_bootstrap.draw_counts(np.random.default_rng(s), pb.block_sizes) for s in seeds],
+        axis=1,
+    )
+
+
+def test_batched_replicate_fits_match_fits_one_by_one_and_exact_newton() -> None:
+    arena = style_arena(12, 3000, seed=14)
+    pb = _problem(arena.votes, arena.features)
+    theta = _full_fit(pb)
+    assert _style_bootstrap.chunk_size(pb.n, 60) == 60  # the default fits them in one batch
+    alone, alone_ridged = _style_bootstrap.bootstrap_thetas(pb, theta, 60, 5, 1, chunk=1)
+    assert alone_ridged == 0
+    for chunk, workers in ((None, 1), (7, 2)):
+        together, ridged = _style_bootstrap.bootstrap_thetas(pb, theta, 60, 5, workers, chunk)
+        assert ridged == 0
+        assert np.abs(together - alone).max() < 1e-9
+    # Chunks of 7 (the last one short) shared out to one or to two threads: the same bits.
+    one_thread, _ = _style_bootstrap.bootstrap_thetas(pb, theta, 60, 5, 1, 7)
+    assert np.array_equal(one_thread, together)
+    counts = _replicate_counts(pb, 5, 3)
+    for b in range(3):
+        w = _style_likelihood.weigh(pb, counts[:, b].copy())
+        exact, converged = _style_likelihood.newton(pb, theta, w, 0.0, 1e-12)
+        assert converged
+        assert np.abs(400 * (together[b, : pb.m] - exact[: pb.m])).max() < 1e-4
+        assert np.abs(together[b, pb.m :] - exact[pb.m :]).max() < 1e-6
+
+
+def test_separable_and_non_contracting_replicates_in_a_batch_get_their_own_fits() -> None:
+    votes, features = labelled(
+        [
+            ("a", "b", "model1", 12), ("b", "a", "model1", 8), ("a", "c", "model1", 10),
+            ("c", "a", "model1", 6), ("b", "c", "tie", 5), ("c", "b", "model1", 7),
+            ("d", "a", "model1", 6), ("d", "b", "model1", 7), ("c", "d", "model1", 1),
+        ]
+    )  # fmt: skip
+    pb = _problem(votes, features)
+    theta = _full_fit(pb)
+    # The batch holds both kinds: replicates without an MLE, and some whose chord steps diverge.
+    counts = _replicate_counts(pb, 3, 200)
+    separable = _components.separable_replicates(
+        pb.pairs,
+        np.add.reduceat(counts * pb.y[:, None], pb.starts).T,
+        np.add.reduceat(counts, pb.starts).T,
+    )
+    prob = _style_likelihood.probabilities(_style_likelihood.logits(pb, theta))
+    hess = _style_likelihood.hessian(pb, prob * (1 - prob), 0.0)
+    h_inv = np.asarray(np.linalg.inv(hess), dtype=np.float64)
+    batch = _style_batch.Batch.build(pb, prob, 200)
+    fits, converged = _style_batch.chord(batch, theta, h_inv, counts[:, ~separable])
+    assert separable.sum() > 20 and (~converged).sum() > 20
+    assert np.isnan(fits[~converged]).all() and np.isfinite(fits[converged]).all()
+    alone, alone_ridged = _style_bootstrap.bootstrap_thetas(pb, theta, 200, 3, 1, chunk=1)
+    together, ridged = _style_bootstrap.bootstrap_thetas(pb, theta, 200, 3, 1, chunk=200)
+    assert ridged == alone_ridged >= separable.sum()
+    assert np.isfinite(together).all()
+    assert np.abs(together - alone).max() < 1e-9
 
 
 # --- sandwich -----------------------------------------------------------------------------------
