@@ -36,7 +36,7 @@ from common.errors import (
     StorageUnavailable,
     TransientError,
 )
-from local.moto_lambda import FunctionError
+from local.lambda_runtime import FunctionError
 
 STAGES = ("fetch", "rank", "publish", "notify")
 SLACK_MODES = ("500", "429", "timeout")
