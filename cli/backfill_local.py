@@ -86,6 +86,7 @@ def run(
                             slack_webhook=options.slack_webhook,
                             faults=FaultPlan.from_specs(options.faults),
                             log_path=options.state_dir / "logs" / "functions.jsonl",
+                            workers=options.workers,
                         )
                     )
                 name = backfill.execution_name(moment, selection, len(attempts) + 1)

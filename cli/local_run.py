@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 from cli.report import (
     ProgressPrinter,
+    lambda_summary,
     left_out_votes,
     published_results,
     slack_preview,
@@ -51,6 +52,8 @@ class RunOptions:
     """Write ``local.bad_data``'s problems into the database before the run."""
     publish: bool = True
     """False: the snapshots are written private (the request's ``publish: false``)."""
+    workers: int | None = None
+    """Lambda worker processes (None: sized to the Map and the cores; 0: threads, in-process)."""
 
 
 def seed_embedded(url: str, *, models: int, battles: int, echo: Echo, new_day: bool = True) -> None:
@@ -98,6 +101,7 @@ def run(options: RunOptions, echo: Echo) -> ExecutionRecord:
         slack_webhook=options.slack_webhook,
         faults=faults,
         log_path=options.state_dir / "logs" / "functions.jsonl",
+        workers=options.workers,
     ) as pipeline:
         name = new_execution_name(now)
         echo(
@@ -107,7 +111,13 @@ def run(options: RunOptions, echo: Echo) -> ExecutionRecord:
         arn = pipeline.start(dict(request), name)
         record = pipeline.wait(arn, on_event=_printer(echo))
         alert_failure(pipeline, record, echo)
-        report(record, url, echo, slack=pipeline.slack.received if pipeline.slack else None)
+        report(
+            record,
+            url,
+            echo,
+            slack=pipeline.slack.received if pipeline.slack else None,
+            lambdas=lambda_summary(pipeline.invocations, pipeline.worker_count),
+        )
     return record
 
 
@@ -123,11 +133,18 @@ def redrive(name: str | None, options: RunOptions, echo: Echo) -> ExecutionRecor
         slack_webhook=options.slack_webhook,
         faults=FaultPlan.from_specs(options.faults),
         log_path=options.state_dir / "logs" / "functions.jsonl",
+        workers=options.workers,
     ) as pipeline:
         echo(f"redriving {original.name} (failed: {original.error})")
         record = pipeline.redrive(original, on_event=_printer(echo))
         alert_failure(pipeline, record, echo)
-        report(record, url, echo, slack=pipeline.slack.received if pipeline.slack else None)
+        report(
+            record,
+            url,
+            echo,
+            slack=pipeline.slack.received if pipeline.slack else None,
+            lambdas=lambda_summary(pipeline.invocations, pipeline.worker_count),
+        )
     return record
 
 
@@ -156,7 +173,12 @@ def alert_failure(pipeline: LocalPipeline, record: ExecutionRecord, echo: Echo) 
 
 
 def report(
-    record: ExecutionRecord, database_url: str, echo: Echo, *, slack: list[dict[str, Any]] | None
+    record: ExecutionRecord,
+    database_url: str,
+    echo: Echo,
+    *,
+    slack: list[dict[str, Any]] | None,
+    lambdas: str | None = None,
 ) -> None:
     """Stage timings, the published leaderboards, and where things went."""
     echo("")
@@ -171,6 +193,8 @@ def report(
     )
     if timings:
         echo(f"  stage time (Map stages summed over leaderboards): {timings}")
+    if lambdas:
+        echo(f"  {lambdas}")
     results, skipped = published_results(record.history)
     results.sort(key=lambda r: (r["slug"] != "overall", r["slug"]))
     for item in skipped:

@@ -192,6 +192,7 @@ def _run_options(args: argparse.Namespace) -> RunOptions:
         state_dir=Path(args.state_dir),
         bad_data=getattr(args, "with_bad_data", False),
         publish=not getattr(args, "private", False),
+        workers=getattr(args, "workers", None),
     )
 
 
@@ -545,6 +546,11 @@ def build_parser() -> argparse.ArgumentParser:
     local.add_argument(
         "--state-dir", default=".local", help="where local executions are kept (default .local)"
     )
+    local.add_argument(
+        "--workers", type=non_negative_int, metavar="N",
+        help="processes running the Lambda functions (default: the Map's MaxConcurrency, at most"
+        " one per core); 0 runs them as threads of this process",
+    )  # fmt: skip
     p_run = sub.add_parser(
         "run",
         parents=[local],
@@ -735,6 +741,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p_backfill.add_argument(
         "--inject-fault", action="append", metavar="SPEC", help="locally: as for `leaderboard run`"
+    )
+    p_backfill.add_argument(
+        "--workers", type=non_negative_int, metavar="N", help="locally: as for `leaderboard run`"
     )
     p_backfill.set_defaults(func=cmd_backfill)
 

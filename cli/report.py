@@ -14,6 +14,7 @@ from typing import Any
 
 from common.contracts import is_skipped
 from common.stepfunctions.history import by_id, details, iteration_of, leaderboard_of, timestamp
+from local.lambda_workers import Invocation
 
 _ENTERED = ("TaskStateEntered", "MapStateEntered", "PassStateEntered", "ChoiceStateEntered")
 _EXITED = ("TaskStateExited", "MapStateExited")
@@ -124,6 +125,34 @@ def _map_output(history: Sequence[dict[str, Any]]) -> dict[str, Any]:
         if event["type"] == "MapStateExited":
             return dict(json.loads(details(event).get("output") or "{}"))
     return {}
+
+
+def most_at_once(invocations: Sequence[Invocation]) -> int:
+    """The most invocations that were running at the same moment."""
+    edges = sorted(
+        [(i.started, 1) for i in invocations] + [(i.ended, -1) for i in invocations],
+        key=lambda edge: (edge[0], edge[1]),  # an end before a start at the same instant
+    )
+    running = most = 0
+    for _, step in edges:
+        running += step
+        most = max(most, running)
+    return most
+
+
+def lambda_summary(invocations: Sequence[Invocation], workers: int) -> str:
+    """Where the Lambda functions ran, and how long invocations waited for a free worker (that
+    wait is in the stage times: a task's time runs from the interpreter's call to the result)."""
+    if workers == 0:
+        return f"Lambda functions: {len(invocations)} invocations, as threads of this process"
+    waited = sum(max(0.0, i.started - i.asked) for i in invocations)
+    line = (
+        f"Lambda functions: {len(invocations)} invocations in {workers} worker process"
+        f"{'es' if workers != 1 else ''}, up to {most_at_once(invocations)} at once"
+    )
+    if waited >= 0.01:
+        line += f"; tasks waited {waited:.2f} s in total for a free worker (in the stage times)"
+    return line
 
 
 def published_results(

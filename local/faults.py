@@ -6,9 +6,11 @@ succeeds), ``STAGE:permanent`` (fails every attempt, not retried), ``STAGE:timeo
 invocations run out of time, as Lambda reports it: ``Sandbox.Timedout``), ``db:down[:STAGE]``
 (PostgreSQL refuses connections, for every stage or one), ``db:down:STAGE:DURATION`` (an outage
 of e.g. ``180s`` or ``3m`` that begins with the stage's first attempt), ``slack:500``,
-``slack:429``, ``slack:timeout``. The faults act at the boundary of the in-process Lambda
-dispatch, in the database proxy and in the local Slack stand-in, never inside our own code, so
-the stages meet them exactly as they would meet the real thing.
+``slack:429``, ``slack:timeout``. The faults act at the boundary of the runner's Lambda dispatch
+(before an invocation reaches a worker process or thread), in the database proxy and in the local
+Slack stand-in, never inside our own code, so the stages meet them exactly as they would meet
+the real thing. All of it stays in the runner's process: a worker meets an outage as a refused
+connection, and a decision (and a test's timeline) never depends on which worker runs a task.
 
 A timed outage is measured on the plan's timeline, asked at each attempt: which task is trying
 (the execution's, or one Map iteration's) and what time it is for that task. By default the one

@@ -2,8 +2,11 @@
 
 The runner takes the CloudFormation template the CDK app synthesizes, creates moto stand-ins for
 its resources (bucket, secrets, topic, functions, the state machine with its definition exactly
-as deployed), and executes it with moto's Step Functions interpreter. Lambda tasks run in-process
-in the real handlers (``local.moto_lambda``) with the environment the stack gives each function.
+as deployed), and executes it with moto's Step Functions interpreter. Lambda tasks run the real
+handlers with the environment the stack gives each function: each invocation in one of a few warm
+worker processes (``local.lambda_workers``; as many as the Map runs at once, at most one per core),
+which reach this process's moto through its server mode, so the Map's iterations run in parallel
+as they do on AWS; or, with ``workers=0``, as threads of this process (``local.moto_lambda``).
 PostgreSQL is real and reached through a switchable proxy (``local.dbproxy``); Slack is a URL
 you give or a local capture. Executions are saved under ``.local/`` with their history and the
 run's S3 objects, so ``leaderboard redrive`` in a later process resumes them.
@@ -13,7 +16,9 @@ from __future__ import annotations
 
 import importlib
 import json
+import logging
 import os
+import re
 import threading
 import time
 import uuid
@@ -26,7 +31,13 @@ from typing import Any
 import boto3
 import psycopg
 from moto import mock_aws
+from moto.moto_server.werkzeug_app import (
+    DomainDispatcherApplication,
+    MotoRequestHandler,
+    create_backend_app,
+)
 from moto.stepfunctions.parser.utils import TMP_THREADS
+from werkzeug.serving import BaseWSGIServer, make_server
 
 from common.stepfunctions import failures
 from common.stepfunctions.history import (
@@ -40,14 +51,15 @@ from infra import stack_template
 from local import eventbridge, moto_lambda, redrive
 from local.dbproxy import DatabaseProxy
 from local.faults import DatabaseSwitch, FaultPlan
+from local.lambda_workers import Invocation, WorkerPool, default_size
 from local.slack_server import SlackServer
 from local.store import ExecutionRecord, ExecutionStore, LocalRunError, json_default
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
 POLL_S = (0.05, 0.5)
-"""Polling interval bounds: moto answers each poll with the whole history, serialized while the
-stages wait for the GIL, so a long run is polled less and less often (up to every 0.5 s)."""
+"""Polling interval bounds: moto answers each poll with the whole history, serialized in this
+process, so a long run is polled less and less often (up to every 0.5 s)."""
 INTERPRETER_DRAIN_S = 60.0
 """How long closing a pipeline waits for the interpreter's leftover threads (see _setup)."""
 
@@ -82,7 +94,10 @@ class LocalPipeline:
         slack_webhook: str | None = None,
         faults: FaultPlan | None = None,
         log_path: Path | None = None,
+        workers: int | None = None,
     ) -> None:
+        """``workers``: Lambda worker processes; None sizes the pool to the Map's MaxConcurrency
+        and this machine's cores, 0 runs every invocation as a thread of this process."""
         self.template = template
         self.database_url = database_url
         self.store = store
@@ -93,6 +108,9 @@ class LocalPipeline:
         self._stack = ExitStack()
         self._handlers: dict[str, Callable[..., Any]] = {}
         self._functions: dict[str, stack_template.FunctionSpec] = {}
+        self.workers = workers
+        self._pool: WorkerPool | None = None
+        self._in_process: list[Invocation] = []
 
     # --- setting up ---------------------------------------------------------------------------------
     def __enter__(self) -> LocalPipeline:
@@ -121,6 +139,7 @@ class LocalPipeline:
         self._stack.enter_context(
             mock_aws(config={"stepfunctions": {"execute_state_machine": True}})
         )
+        endpoint = self._serve_moto() if self.workers != 0 else None
         target, db_fields = _socket_target(self.database_url)
         self.proxy = DatabaseProxy(target)
         self.proxy.start()
@@ -131,6 +150,8 @@ class LocalPipeline:
             self.slack = SlackServer(mode="hang" if mode == "timeout" else mode).start()
             self._stack.callback(self.slack.stop)
         self._create_resources(db_fields)
+        if endpoint is not None:
+            self._start_workers(endpoint)
         self._stack.enter_context(moto_lambda.in_process(self._dispatch))
         if self.log_path is not None:
             self._stack.enter_context(_function_logs_to(self.log_path))
@@ -138,6 +159,49 @@ class LocalPipeline:
         # them end while this pipeline's stand-ins still exist (closing runs this first), so none
         # of them reaches a stopped moto or the in-process dispatch of a later pipeline.
         self._stack.callback(_drain_interpreter, INTERPRETER_DRAIN_S)
+
+    def _serve_moto(self) -> str:
+        """This process's moto state, served over HTTP to the worker processes."""
+        # What moto.server.ThreadedMotoServer runs, polled for shutdown every 50 ms instead of
+        # 500 (each pipeline closes one). werkzeug logs every request; the progress lines are
+        # the run's output.
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)
+        server = make_server(
+            "127.0.0.1",
+            0,
+            DomainDispatcherApplication(create_backend_app),
+            threaded=True,
+            request_handler=MotoRequestHandler,
+        )
+        thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="moto-server"
+        )
+        thread.start()
+        self._stack.callback(_stop_server, server, thread)
+        return f"http://127.0.0.1:{server.server_port}"
+
+    def _start_workers(self, endpoint: str) -> None:
+        size = self.workers or default_size(_map_max_concurrency(self.definition))
+        # The workers see what a handler in this process would (the functions' shared
+        # environment, the database and Slack overrides), with AWS at this process's moto.
+        self._pool = WorkerPool(
+            size,
+            handlers=[spec.handler for spec in self._functions.values()],
+            environment={**os.environ, "AWS_ENDPOINT_URL": endpoint},
+            log_path=self.log_path,
+        )
+        self._stack.callback(self._pool.stop)
+        self._pool.start()
+
+    @property
+    def worker_count(self) -> int:
+        """Lambda worker processes (0: invocations run as threads of this process)."""
+        return self._pool.size if self._pool else 0
+
+    @property
+    def invocations(self) -> list[Invocation]:
+        """Every Lambda invocation so far: function, the process that ran it, start and end."""
+        return list(self._pool.invocations if self._pool else self._in_process)
 
     def _create_resources(self, db_fields: dict[str, Any]) -> None:
         self.s3 = boto3.client("s3", region_name=REGION)
@@ -153,7 +217,6 @@ class LocalPipeline:
             name = f"local-{logical_id.lower()}"[:63]
             self.s3.create_bucket(Bucket=name)
             self.buckets.append(name)
-            self.store.restore_bucket(self.s3, name)
             values[logical_id] = {"Ref": name, "Arn": f"arn:aws:s3:::{name}"}
         for logical_id in stack_template.resources_of_type(
             self.template, "AWS::SecretsManager::Secret"
@@ -249,12 +312,26 @@ class LocalPipeline:
     ) -> Any:
         spec = self._functions[function_name]
         stage = stage_of(spec.handler)
-        handler = self._handler(spec.handler)
         self.faults.before_invoke(stage, timeout_s=spec.timeout_s)
         if not self.faults.touches_database:
-            return handler(event, context)
+            return self._invoke(function_name, spec.handler, event, context)
         with self._database.attempt(lambda: self.faults.database_down(stage)):
+            return self._invoke(function_name, spec.handler, event, context)
+
+    def _invoke(
+        self, function: str, dotted: str, event: Any, context: moto_lambda.InvocationContext
+    ) -> Any:
+        """The handler's result, from a worker process or (``workers=0``) this process."""
+        if self._pool is not None:
+            return self._pool.invoke(function, dotted, event, context)
+        handler = self._handler(dotted)
+        started = time.time()
+        try:
             return handler(event, context)
+        finally:
+            self._in_process.append(
+                Invocation(function, os.getpid(), started, started, time.time())
+            )
 
     def _handler(self, dotted: str) -> Callable[..., Any]:
         if dotted not in self._handlers:
@@ -298,7 +375,7 @@ class LocalPipeline:
             timeout_s=spec.timeout_s,
         )
         try:
-            return self._handler(spec.handler)(event, context)
+            return self._invoke(function, spec.handler, event, context)
         except Exception as exc:
             return moto_lambda.error_payload(exc)
 
@@ -389,6 +466,10 @@ class LocalPipeline:
             execution_id=original.execution_arn,
             execution_name=original.name,
         )
+        # The resumed states read only objects their inputs name: put those back from the store.
+        for bucket, prefixes in _s3_references(redrive_input).items():
+            if bucket in self.buckets:
+                self.store.restore_bucket(self.s3, bucket, prefixes)
         count = len(original.redrives) + 1
         machine = f"{self.state_machine_name}-redrive-{count}"[:80]
         arn = self.sfn.create_state_machine(
@@ -456,8 +537,45 @@ class _AnyAttribute(dict[str, str]):
         return self._value if key == "Ref" else f"{self._value}.{key}"
 
 
+_S3_URI = re.compile(r"s3://([a-z0-9.-]+)/([^\s\"']*)")
+
+
+def _s3_references(value: Any) -> dict[str, set[str]]:
+    """Every ``s3://bucket/key-or-prefix`` a JSON value names, as prefixes by bucket."""
+    found: dict[str, set[str]] = {}
+    for bucket, key in _S3_URI.findall(json.dumps(value)):
+        found.setdefault(bucket, set()).add(key)
+    return found
+
+
+def _map_max_concurrency(definition: dict[str, Any]) -> int:
+    """The largest MaxConcurrency of the definition's Map states (0: one is unbounded)."""
+    found: list[int] = []
+
+    def visit(states: dict[str, Any]) -> None:
+        for state in states.values():
+            if state.get("Type") == "Map":
+                found.append(int(state.get("MaxConcurrency", 0)))
+            for key in ("ItemProcessor", "Iterator"):
+                if key in state:
+                    visit(state[key].get("States", {}))
+            for branch in state.get("Branches", []):
+                visit(branch.get("States", {}))
+
+    visit(definition.get("States", {}))
+    if not found:
+        return 1
+    return 0 if 0 in found else max(found)
+
+
 def _epoch_ms(iso: str) -> int:
     return int(datetime.fromisoformat(iso).timestamp() * 1000)
+
+
+def _stop_server(server: BaseWSGIServer, thread: threading.Thread) -> None:
+    server.shutdown()
+    thread.join()
+    server.server_close()
 
 
 def _drain_interpreter(timeout_s: float) -> None:

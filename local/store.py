@@ -8,6 +8,7 @@ them after moto's in-memory state is gone.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -92,15 +93,20 @@ class ExecutionStore:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_bytes(s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read())
 
-    def restore_bucket(self, s3: Any, bucket: str) -> None:
+    def restore_bucket(self, s3: Any, bucket: str, prefixes: Iterable[str]) -> int:
+        """Put back the saved objects whose keys start with one of ``prefixes``; returns how
+        many. (The folder keeps every run's objects: restoring them all would cost seconds.)"""
         folder = self.objects / bucket
-        if not folder.exists():
-            return
-        for path in folder.rglob("*"):
-            if path.is_file():
-                s3.put_object(
-                    Bucket=bucket, Key=str(path.relative_to(folder)), Body=path.read_bytes()
-                )
+        wanted = tuple(prefixes)
+        if not folder.exists() or not wanted:
+            return 0
+        restored = 0
+        for path in sorted(folder.rglob("*")):
+            key = str(path.relative_to(folder))
+            if path.is_file() and key.startswith(wanted):
+                s3.put_object(Bucket=bucket, Key=key, Body=path.read_bytes())
+                restored += 1
+        return restored
 
 
 def json_default(value: Any) -> Any:

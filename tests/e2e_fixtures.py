@@ -143,15 +143,18 @@ def pipeline(
     state_dir: Path,
     *faults: str,
     timeline: Timeline = wall_time,
+    workers: int | None = None,
 ) -> Iterator[LocalPipeline]:
     """A LocalPipeline over ``database_url`` keeping its executions (and logs) in ``state_dir``;
-    timed faults read ``timeline`` (``RecordedSleeps.timeline`` when the test spares the waits)."""
+    timed faults read ``timeline`` (``RecordedSleeps.timeline`` when the test spares the waits),
+    ``workers`` is as ``leaderboard run --workers`` (by default the runner's own choice)."""
     with LocalPipeline(
         stack,
         database_url=database_url,
         store=ExecutionStore(state_dir),
         faults=FaultPlan.from_specs(faults, timeline=timeline),
         log_path=state_dir / "functions.jsonl",
+        workers=workers,
     ) as running:
         yield running
 
