@@ -1,9 +1,15 @@
-"""The benchmarks' simulated arena: an embedded PostgreSQL seeded once by ``local.simulate``,
-then reused by every benchmark that reads it (fetch, e2e) while its size and schema match (a
-change to ``local/sql`` reseeds it)."""
+"""The benchmarks' simulated arenas: databases on one embedded PostgreSQL (``.local/bench``),
+each seeded once by ``local.simulate`` and reused by every benchmark and every later ``make bench``
+that asks for the same arena. A database's name is its key: models, battles, seed, the answers'
+length (or none), and a version hashing the schema (``local/sql``) and the simulator, so a change
+to either seeds a new one (and drops the stale ones of the same kind). Benchmarks that write
+(snapshots) work on a clone.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import itertools
 import math
 import os
 import time
@@ -11,9 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from psycopg import sql
 
 from bench import isolated
-from local import postgres, schema, simulate
+from common import answer_style
+from local import answers, postgres, schema, simulate
 
 MODELS = 100
 SEED = 1
@@ -22,6 +30,19 @@ BENCH_DIR = Path(os.environ.get("LEADERBOARD_LOCAL_DIR", ".local")) / "bench"
 OVERALL_SHARE = (
     (1 - simulate.UNVOTED_RATE) * (1 - simulate.UNVALIDATED_RATE) * simulate.BIOMEDICAL_RATE
 )
+_clones = itertools.count()
+
+
+def admin_url() -> str:
+    return postgres.embedded_server(BENCH_DIR / "postgres")
+
+
+def arena_version() -> str:
+    """What a seeded arena is a function of, besides its size and seed."""
+    digest = hashlib.sha256(schema.schema_version().encode())
+    for module in (simulate, answers, answer_style):
+        digest.update(Path(module.__file__ or "").read_bytes())
+    return digest.hexdigest()[:8]
 
 
 def seeded_database(votes: int, models: int = MODELS, *, answer_tokens: float | None = None) -> str:
@@ -29,13 +50,27 @@ def seeded_database(votes: int, models: int = MODELS, *, answer_tokens: float | 
     its battles have answers of about ``answer_tokens`` tokens, or no round at all (None: the
     votes alone, for benchmarks of the votes pass)."""
     battles = math.ceil(votes / OVERALL_SHARE)
-    admin = postgres.embedded_server(BENCH_DIR / "postgres")
+    return seeded_arena(models, battles, SEED, answer_tokens=answer_tokens)
+
+
+def seeded_arena(models: int, battles: int, seed: int, *, answer_tokens: float | None) -> str:
+    """URL of the arena ``simulate_arena(models, battles, seed)`` with answers of about
+    ``answer_tokens`` tokens (None: battles without rounds), seeded on first use."""
+    admin = admin_url()
     texts = "_votes" if answer_tokens is None else f"_t{answer_tokens:g}"
-    name = f"bench_{models}x{battles}_s{SEED}{texts}"
+    stem = f"bench_{models}x{battles}_s{seed}{texts}"
+    name = f"{stem}_{arena_version()}"
     url = postgres.with_database(admin, name)
     with psycopg.connect(admin, autocommit=True) as conn:
-        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
-    if exists and schema.is_current(url):
+        found = [
+            str(row[0])
+            for row in conn.execute("SELECT datname FROM pg_database")
+            if str(row[0]) == stem  # unversioned, as earlier benchmarks named it
+            or (str(row[0]).startswith(f"{stem}_") and "_clone" not in str(row[0]))
+        ]
+        for stale in (n for n in found if n != name):
+            conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(stale)))
+    if name in found and schema.is_current(url):
         with psycopg.connect(url) as conn:
             row = conn.execute("SELECT count(*) FROM api.battle").fetchone()
         if row and row[0] == battles:
@@ -44,15 +79,42 @@ def seeded_database(votes: int, models: int = MODELS, *, answer_tokens: float | 
     print(f"#   seeding {battles:,} battles into {name} (once; kept in {BENCH_DIR})", flush=True)
     # In a child process: a child's ru_maxrss starts from its parent's, so the parent of the
     # measured processes must never hold the simulated arena.
-    isolated(_seed, url, models, battles, answer_tokens)
+    isolated(_seed, url, models, battles, seed, answer_tokens)
     return url
 
 
-def _seed(url: str, models: int, battles: int, answer_tokens: float | None) -> dict[str, Any]:
+def clone(url: str) -> str:
+    """A fresh copy of the database at ``url`` (PostgreSQL copies the files: seconds at most)."""
+    source = psycopg.conninfo.conninfo_to_dict(url)["dbname"]
+    name = f"{source}_clone{os.getpid()}_{next(_clones)}"[:63]
+    admin = admin_url()
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
+        conn.execute(
+            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+                sql.Identifier(name), sql.Identifier(str(source))
+            )
+        )
+    return postgres.with_database(admin, name)
+
+
+def drop(url: str) -> None:
+    name = psycopg.conninfo.conninfo_to_dict(url)["dbname"]
+    with psycopg.connect(admin_url(), autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(str(name)))
+        )
+
+
+def _seed(
+    url: str, models: int, battles: int, seed: int, answer_tokens: float | None
+) -> dict[str, Any]:
     arena = simulate.simulate_arena(
         models,
         battles,
-        seed=SEED,
+        seed=seed,
         answer_tokens=answer_tokens or simulate.ANSWER_TOKENS,
         with_answers=answer_tokens is not None,
     )

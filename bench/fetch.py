@@ -3,9 +3,10 @@
 The fetch stage makes one pass over the votes for every leaderboard (``common.fetch``); the
 baseline "before" is the stage as it was, one server-sorted query per leaderboard
 (``bench.fetch_before``), run in the same benchmark on the same database. Arenas are seeded by
-``local.simulate`` and kept in ``.local/bench``; those of ``fetch/`` and ``fetch-all/`` have no
-answer texts (battles without rounds), so they time the votes pass, and ``fetch-style/`` times
-the answers pass on an arena with answers of realistic length.
+``local.simulate`` and kept in ``.local/bench`` while their size, schema and simulator match
+(``bench.arena``); those of ``fetch/`` and ``fetch-all/`` have no answer texts (battles without
+rounds), so they time the votes pass, and ``fetch-style/`` times the answers pass on an arena
+with answers of realistic length.
 
 ``fetch/1M``: the handler exporting ``overall`` (best of 3 after a warm-up), against "before"
 for ``overall``; ``upstream_seconds``: the same rows via psycopg's ``dict_row`` and ``fetchall()``

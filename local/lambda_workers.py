@@ -18,6 +18,7 @@ import multiprocessing
 import multiprocessing.process
 import os
 import queue
+import resource
 import signal
 import sys
 import threading
@@ -65,13 +66,15 @@ class WorkersFailed(RuntimeError):
 @dataclass(frozen=True)
 class Invocation:
     """One handler call: the process that ran it, and when (wall-clock seconds since the epoch)
-    it was asked for, started and ended (``started - asked``: the wait for a free worker)."""
+    it was asked for, started and ended (``started - asked``: the wait for a free worker);
+    ``peak_mb``: that process's peak resident size so far (Lambda's "Max Memory Used")."""
 
     function: str
     pid: int
     asked: float
     started: float
     ended: float
+    peak_mb: float
 
 
 def default_size(max_concurrency: int, cores: int | None = None) -> int:
@@ -141,7 +144,7 @@ class WorkerPool:
         worker = self._idle.get()
         try:
             worker.conn.send((handler, event, context))
-            outcome, value, pid, started, ended = worker.conn.recv()
+            outcome, value, pid, started, ended, peak_mb = worker.conn.recv()
         except (EOFError, OSError):
             worker.process.join(5)
             code = worker.process.exitcode
@@ -152,7 +155,7 @@ class WorkerPool:
                 f" (exit code {code}) while running {function}",
             ) from None
         self._idle.put(worker)
-        self.invocations.append(Invocation(function, pid, asked, started, ended))
+        self.invocations.append(Invocation(function, pid, asked, started, ended, peak_mb))
         if outcome == "error":
             raise FunctionError.from_payload(value)
         return value
@@ -232,7 +235,12 @@ def _serve(
             outcome, value = "ok", loaded[dotted](event, context)
         except Exception as exc:
             outcome, value = "error", error_payload(exc)
-        conn.send((outcome, value, os.getpid(), started, time.time()))
+        conn.send((outcome, value, os.getpid(), started, time.time(), peak_mb()))
+
+
+def peak_mb() -> float:
+    """This process's peak resident set size so far, in MB."""
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
 def _load(dotted: str) -> Any:

@@ -51,7 +51,7 @@ from infra import stack_template
 from local import eventbridge, moto_lambda, redrive
 from local.dbproxy import DatabaseProxy
 from local.faults import DatabaseSwitch, FaultPlan
-from local.lambda_workers import Invocation, WorkerPool, default_size
+from local.lambda_workers import Invocation, WorkerPool, default_size, peak_mb
 from local.slack_server import SlackServer
 from local.store import ExecutionRecord, ExecutionStore, LocalRunError, json_default
 
@@ -330,7 +330,7 @@ class LocalPipeline:
             return handler(event, context)
         finally:
             self._in_process.append(
-                Invocation(function, os.getpid(), started, started, time.time())
+                Invocation(function, os.getpid(), started, started, time.time(), peak_mb())
             )
 
     def _handler(self, dotted: str) -> Callable[..., Any]:

@@ -152,7 +152,7 @@ def test_the_pool_is_the_maps_concurrency_at_most_one_worker_per_core() -> None:
 
 def test_most_at_once_counts_overlapping_invocations() -> None:
     def run(start: float, end: float) -> Invocation:
-        return Invocation("fn", 1, start, start, end)
+        return Invocation("fn", 1, start, start, end, 100.0)
 
     assert most_at_once([]) == 0
     assert most_at_once([run(0, 1), run(1, 2), run(2, 3)]) == 1  # back to back

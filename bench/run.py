@@ -1,0 +1,102 @@
+"""``run/default``: ``make run``'s default execution, against the same run as threads.
+
+The arena ``make run`` seeds on its first run (40 models, 100k battles with answers, seed 0) is
+seeded once (``bench.arena``) and cloned for each side, with the style-controlled leaderboard row
+``make run`` creates (``local.style_boards``); ``leaderboard run`` with its defaults
+(every leaderboard, B = 1000) executes on the clone, each side in a fresh process: with the Lambda
+functions in the runner's worker processes (the default), and as the baseline with every
+invocation a thread of the runner (``--workers 0``, how every local run worked before).
+``seconds`` is the execution's wall time from its history, as the command prints it; extra keys:
+each stage's time (as in ``bench.e2e``), ``command_s`` (the whole command after seeding: setup,
+execution, report) and the baseline's ``baseline_command_s``; the notes carry the command's line
+on where the functions ran (and how long tasks waited for a free worker, inside the stage times).
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench import Benchmark, isolated, mark_start
+from bench.arena import clone, drop, seeded_arena
+from bench.e2e import stage_seconds
+from local import style_boards
+from local.simulate import ANSWER_TOKENS
+
+MODELS = 40
+BATTLES = 100_000
+SEED = 0
+"""What ``leaderboard run`` seeds on its first run (cli.local_run.seed_embedded)."""
+
+
+def _run(url: str, state_dir: str, workers: int | None) -> dict[str, Any]:
+    """``leaderboard run --database-url URL [--workers N]``, in this fresh process."""
+    from cli.local_run import RunOptions, run
+
+    lines: list[str] = []
+    mark_start()
+    started = time.perf_counter()
+    record = run(
+        RunOptions(database_url=url, state_dir=Path(state_dir), workers=workers), lines.append
+    )
+    command_s = time.perf_counter() - started
+    if record.status != "SUCCEEDED":
+        raise SystemExit(f"run bench: the run {record.status}: {record.error}: {record.cause}")
+    return {
+        "seconds": round(record.seconds, 3),
+        **stage_seconds(record.history),
+        "command_s": round(command_s, 3),
+        "lambdas": next((line.strip() for line in lines if "Lambda functions:" in line), ""),
+    }
+
+
+def _side(arena: str, workers: int | None) -> dict[str, Any]:
+    from local.template import REPO_ROOT, template
+
+    template(REPO_ROOT / ".local")  # synthesized once, in the cache `make run` uses
+    url = clone(arena)
+    try:
+        style_boards.create_rows(url)  # as make run's seeding does: overall-style-control
+        with tempfile.TemporaryDirectory(prefix="bench-run-") as state_dir:
+            shutil.copytree(REPO_ROOT / ".local" / "templates", Path(state_dir, "templates"))
+            return isolated(_run, url, state_dir, workers)
+    finally:
+        drop(url)
+
+
+def _default_run() -> list[dict[str, Any]]:
+    arena = seeded_arena(MODELS, BATTLES, SEED, answer_tokens=ANSWER_TOKENS)
+    ours = _side(arena, None)
+    base = _side(arena, 0)
+    return [
+        {
+            "bench": "run/default",
+            "seconds": ours["seconds"],
+            "baseline": "threads (--workers 0)",
+            "baseline_seconds": base["seconds"],
+            "speedup": round(base["seconds"] / ours["seconds"], 2),
+            **{k: v for k, v in ours.items() if k not in ("seconds", "lambdas")},
+            "baseline_command_s": base["command_s"],
+            "baseline_rank_and_publish_s": base["rank_and_publish_s"],
+            "models": MODELS,
+            "battles": BATTLES,
+            "notes": [
+                f"leaderboard run, defaults (all leaderboards, B=1000), {BATTLES:,} battles;"
+                " each side on a fresh clone in a fresh process; seconds = execution time",
+                f"ours: {ours['lambdas']}",
+                f"baseline: {base['lambdas']}",
+            ],
+        }
+    ]
+
+
+BENCHMARKS = [
+    Benchmark(
+        "run/default",
+        "make run's default execution (21 leaderboards, 100k battles, B=1000) vs threads",
+        _default_run,
+    ),
+]
