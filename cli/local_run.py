@@ -28,7 +28,7 @@ from common import db, snapshots, standing
 from common.contracts import parse_publish_result, parse_run_request
 from common.slack import PLAIN, style_control_line
 from common.stepfunctions.failures import summarize_cause
-from local import bad_data, postgres, simulate, style_boards, template
+from local import bad_data, lambda_workers, postgres, simulate, style_boards, template
 from local.faults import FaultPlan
 from local.pipeline import LocalPipeline, new_execution_name
 from local.store import ExecutionRecord, ExecutionStore
@@ -78,6 +78,8 @@ def run(options: RunOptions, echo: Echo) -> ExecutionRecord:
     """Execute the pipeline once and print what happened; returns the saved execution."""
     store = ExecutionStore(options.state_dir)
     faults = FaultPlan.from_specs(options.faults)
+    if options.workers != 0:
+        lambda_workers.warm_up()  # the workers' imports, while the database starts and is seeded
     stack = template.template(options.state_dir)
     url = database(options, echo)
     if options.bad_data:

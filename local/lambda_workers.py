@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import multiprocessing
+import multiprocessing.forkserver
 import multiprocessing.process
 import os
 import queue
@@ -57,6 +58,19 @@ from one server process per runner process that imported them once (multiprocess
 forkserver), so a pool starts in milliseconds after the first; a test session's pools share it.
 Our own modules are imported in each worker once it has the functions' environment, because
 ``common.observability`` reads it at import."""
+
+
+def warm_up() -> None:
+    """Start the forkserver now, so it imports PRELOAD while the caller does other work (a
+    pool started later forks from it at once). Idempotent."""
+    _context()
+    multiprocessing.forkserver.ensure_running()
+
+
+def _context() -> multiprocessing.context.ForkServerContext:
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(list(PRELOAD))
+    return context
 
 
 class WorkersFailed(RuntimeError):
@@ -105,8 +119,7 @@ class WorkerPool:
         self.environment = dict(environment)
         self.log_path = log_path
         self.invocations: list[Invocation] = []
-        self._context = multiprocessing.get_context("forkserver")
-        self._context.set_forkserver_preload(list(PRELOAD))
+        self._context = _context()
         self._idle: queue.Queue[_Worker] = queue.Queue()
         self._all: list[_Worker] = []
         self._lock = threading.Lock()
