@@ -154,7 +154,7 @@ class WorkerPool:
     def invoke(self, function: str, handler: str, event: Any, context: InvocationContext) -> Any:
         """Run ``handler`` on ``event`` in an idle worker; raises FunctionError when it failed."""
         asked = time.time()
-        worker = self._idle.get()
+        worker = self._idle_worker(function)
         try:
             worker.conn.send((handler, event, context))
             outcome, value, pid, started, ended, peak_mb = worker.conn.recv()
@@ -172,6 +172,18 @@ class WorkerPool:
         if outcome == "error":
             raise FunctionError.from_payload(value)
         return value
+
+    def _idle_worker(self, function: str) -> _Worker:
+        while True:
+            try:
+                return self._idle.get(timeout=1.0)
+            except queue.Empty:
+                with self._lock:
+                    left = len(self._all)
+                if left == 0:  # every worker died and none could be started again
+                    raise FunctionError(
+                        "Runtime.Unavailable", f"no Lambda worker process is left to run {function}"
+                    ) from None
 
     def _spawn(self) -> _Worker:
         parent, child = self._context.Pipe()
