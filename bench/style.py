@@ -236,11 +236,11 @@ BENCHMARKS = [
     Benchmark(
         "style/30x50k",
         "style control: 30 models, 50k votes, 4 features, B=1000 vs FastChat",
-        partial(_style_bench, 30, 50_000, 20),
+        partial(_style_bench, 30, 50_000, 5),
     ),
     Benchmark(
         "style/100x1M",
         "style control: 100 models, 1M votes, 4 features, B=1000 vs FastChat",
-        partial(_style_bench, 100, 1_000_000, 3),
+        partial(_style_bench, 100, 1_000_000, 2),
     ),
 ]
