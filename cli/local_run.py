@@ -112,15 +112,20 @@ def run(options: RunOptions, echo: Echo) -> ExecutionRecord:
         )
         arn = pipeline.start(dict(request), name)
         record = pipeline.wait(arn, on_event=_printer(echo))
-        alert_failure(pipeline, record, echo)
-        report(
-            record,
-            url,
-            echo,
-            slack=pipeline.slack.received if pipeline.slack else None,
-            lambdas=lambda_summary(pipeline.invocations, pipeline.worker_count),
-        )
+        _conclude(pipeline, record, url, echo)
     return record
+
+
+def _conclude(pipeline: LocalPipeline, record: ExecutionRecord, url: str, echo: Echo) -> None:
+    """What a finished local execution prints: the failure alert, if any, then the report."""
+    alert_failure(pipeline, record, echo)
+    report(
+        record,
+        url,
+        echo,
+        slack=pipeline.slack.received if pipeline.slack else None,
+        lambdas=lambda_summary(pipeline.invocations, pipeline.worker_count),
+    )
 
 
 def redrive(name: str | None, options: RunOptions, echo: Echo) -> ExecutionRecord:
@@ -139,14 +144,7 @@ def redrive(name: str | None, options: RunOptions, echo: Echo) -> ExecutionRecor
     ) as pipeline:
         echo(f"redriving {original.name} (failed: {original.error})")
         record = pipeline.redrive(original, on_event=_printer(echo))
-        alert_failure(pipeline, record, echo)
-        report(
-            record,
-            url,
-            echo,
-            slack=pipeline.slack.received if pipeline.slack else None,
-            lambdas=lambda_summary(pipeline.invocations, pipeline.worker_count),
-        )
+        _conclude(pipeline, record, url, echo)
     return record
 
 
