@@ -183,25 +183,19 @@ def failure_path(
 
 
 def alarms(scope: Construct, state_machine: sfn.StateMachine, topic: sns.ITopic) -> list[cw.Alarm]:
-    failed = cw.Alarm(
+    failed = _on_any(
         scope,
         "ExecutionsFailedAlarm",
-        alarm_description="A leaderboard run failed: see the notify message or redrive it",
-        metric=state_machine.metric_failed(period=Duration.minutes(5), statistic="Sum"),
-        threshold=1,
-        comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-        evaluation_periods=1,
-        treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+        "A leaderboard run failed: see the notify message or redrive it",
+        state_machine.metric_failed(period=Duration.minutes(5), statistic="Sum"),
+        topic,
     )
-    timed_out = cw.Alarm(
+    timed_out = _on_any(
         scope,
         "ExecutionsTimedOutAlarm",
-        alarm_description="A leaderboard run hit the state machine's execution timeout",
-        metric=state_machine.metric_timed_out(period=Duration.minutes(5), statistic="Sum"),
-        threshold=1,
-        comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-        evaluation_periods=1,
-        treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+        "A leaderboard run hit the state machine's execution timeout",
+        state_machine.metric_timed_out(period=Duration.minutes(5), statistic="Sum"),
+        topic,
     )
     # "No leaderboard published in 26 hours": hourly sums of the leaderboards notify reports as
     # made public, alarming when all of the last 26 are below 1. A run that succeeded with every
@@ -229,11 +223,7 @@ def alarms(scope: Construct, state_machine: sfn.StateMachine, topic: sns.ITopic)
         datapoints_to_alarm=STALE_AFTER_HOURS,
         treat_missing_data=cw.TreatMissingData.BREACHING,
     )
-    action = cw_actions.SnsAction(topic)
-    for alarm in (failed, timed_out, stale):
-        alarm.add_alarm_action(action)
-        alarm.add_ok_action(action)
-    return [failed, timed_out, stale]
+    return [failed, timed_out, _alert_on(stale, topic)]
 
 
 def _alert_on(alarm: cw.Alarm, topic: sns.ITopic) -> cw.Alarm:
@@ -243,27 +233,39 @@ def _alert_on(alarm: cw.Alarm, topic: sns.ITopic) -> cw.Alarm:
     return alarm
 
 
+def _on_any(
+    scope: Construct, construct_id: str, description: str, metric: cw.IMetric, topic: sns.ITopic
+) -> cw.Alarm:
+    """An alarm, alerting ``topic``, in alarm while one period of ``metric`` is at least 1 (no
+    data: nothing happened, so OK)."""
+    return _alert_on(
+        cw.Alarm(
+            scope,
+            construct_id,
+            alarm_description=description,
+            metric=metric,
+            threshold=1,
+            comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            evaluation_periods=1,
+            treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+        ),
+        topic,
+    )
+
+
 def dead_letter_alarms(
     scope: Construct, queues: list[sqs.Queue], topic: sns.ITopic
 ) -> list[cw.Alarm]:
     """One alarm per dead-letter queue, in alarm as long as a message waits there (an operator
     reads it, acts, and purges the queue: docs/operations.md)."""
     return [
-        _alert_on(
-            cw.Alarm(
-                scope,
-                f"{queue.node.id}Alarm",
-                alarm_description=(
-                    f"Something landed in a dead-letter queue: {DEAD_LETTER_QUEUES[queue.node.id]}."
-                    " See docs/operations.md, 'A message in a dead-letter queue'."
-                ),
-                metric=queue.metric_approximate_number_of_messages_visible(
-                    period=Duration.minutes(5), statistic="Maximum"
-                ),
-                threshold=1,
-                comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-                evaluation_periods=1,
-                treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+        _on_any(
+            scope,
+            f"{queue.node.id}Alarm",
+            f"Something landed in a dead-letter queue: {DEAD_LETTER_QUEUES[queue.node.id]}."
+            " See docs/operations.md, 'A message in a dead-letter queue'.",
+            queue.metric_approximate_number_of_messages_visible(
+                period=Duration.minutes(5), statistic="Maximum"
             ),
             topic,
         )
@@ -278,20 +280,12 @@ def function_error_alarms(
     retried away still shows here: the alarm says the stage failed, the execution's own
     alarms say whether the run did."""
     return [
-        _alert_on(
-            cw.Alarm(
-                scope,
-                f"{name.capitalize()}ErrorsAlarm",
-                alarm_description=(
-                    f"The {name} function failed at least once in 5 minutes: see its logs "
-                    "(a retried stage may still have succeeded)"
-                ),
-                metric=function.metric_errors(period=Duration.minutes(5), statistic="Sum"),
-                threshold=1,
-                comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-                evaluation_periods=1,
-                treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
-            ),
+        _on_any(
+            scope,
+            f"{name.capitalize()}ErrorsAlarm",
+            f"The {name} function failed at least once in 5 minutes: see its logs "
+            "(a retried stage may still have succeeded)",
+            function.metric_errors(period=Duration.minutes(5), statistic="Sum"),
             topic,
         )
         for name, function in functions.items()
@@ -301,20 +295,12 @@ def function_error_alarms(
 def admin_api_alarm(scope: Construct, api: apigw.RestApi, topic: sns.ITopic) -> cw.Alarm:
     """5xx from the admin endpoint: the function failed, timed out, or answered 503 because
     BixArena's JWKS or Step Functions could not be reached."""
-    return _alert_on(
-        cw.Alarm(
-            scope,
-            "AdminApi5xxAlarm",
-            alarm_description=(
-                "The admin endpoint answered 5xx: see the admin function's audit lines and "
-                "docs/operations.md"
-            ),
-            metric=api.metric_server_error(period=Duration.minutes(5), statistic="Sum"),
-            threshold=1,
-            comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-            evaluation_periods=1,
-            treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
-        ),
+    return _on_any(
+        scope,
+        "AdminApi5xxAlarm",
+        "The admin endpoint answered 5xx: see the admin function's audit lines and "
+        "docs/operations.md",
+        api.metric_server_error(period=Duration.minutes(5), statistic="Sum"),
         topic,
     )
 
