@@ -1,7 +1,9 @@
 """The fetch stage's export as it was before the shared pass, kept only as the benchmarks'
 baseline: one query per leaderboard, each sorted by the server on (evaluation time, id), streamed
 as binary COPY into Parquet (no style columns). Written from ``common/fetch.py`` and
-``common/filters.py`` at commit 5b7381f."""
+``common/filters.py`` at commit 5b7381f. As then, COPY rows reach the parser one message at a
+time (``chunk_bytes=1``) and the object goes to S3 with botocore's default checksum handling
+(aws-chunked, trailing CRC32)."""
 
 from __future__ import annotations
 
@@ -149,14 +151,16 @@ def export_all(
                     sink, SCHEMA, compression=storage.PARQUET_COMPRESSION,
                     use_dictionary=["model1_id", "model2_id", "outcome"],
                 ) as writer,
-                closing(copy_out(conn, statement, params)) as messages,
+                closing(copy_out(conn, statement, params, chunk_bytes=1)) as messages,
             ):  # fmt: skip
                 for rows in copy_row_batches(messages, 1 << 18, ROW):
                     batch = _batch(rows, catalogue)
                     writer.write_batch(batch)
                     count += batch.num_rows
-            storage.put_bytes(
-                prefix.child(slug, "votes.parquet"), sink.getvalue(), "application/octet-stream"
-            )
+            uri = prefix.child(slug, "votes.parquet")
+            storage.s3_client().put_object(
+                Bucket=uri.bucket, Key=uri.key, Body=pa.BufferReader(sink.getvalue()),
+                ContentType="application/octet-stream",
+            )  # fmt: skip
             counts[slug] = count
     return counts

@@ -11,10 +11,12 @@ a stage that only reads JSON never loads pyarrow, and the S3 client's imports co
 
 from __future__ import annotations
 
+import base64
 import functools
 import io
 import json
 import re
+import zlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -96,14 +98,24 @@ def _storage_error(exc: Exception, uri: S3Uri, action: str) -> Exception:
 def put_bytes(
     uri: S3Uri, data: bytes | pa.Buffer, content_type: str = "application/octet-stream"
 ) -> None:
-    """Write an object; an Arrow buffer is streamed from where it is, not copied into bytes."""
+    """Write an object; an Arrow buffer is streamed from where it is, not copied into bytes.
+
+    The CRC32 that S3 checks on arrival is computed here, in one pass of zlib. Left to botocore,
+    a streamed body goes aws-chunked with a trailing checksum, and its chunk wrapper re-slices its
+    buffer on every read: 4.4 s of client time for fetch/5M's 122 MB object, plus 4.2 s for moto
+    to decode the chunks locally, against 0.7 s for the whole put this way.
+    """
     body: Any = data
     if not isinstance(data, bytes):
         import pyarrow as pa
 
         body = pa.BufferReader(data)
+    checksum = base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode("ascii")
     try:
-        s3_client().put_object(Bucket=uri.bucket, Key=uri.key, Body=body, ContentType=content_type)
+        s3_client().put_object(
+            Bucket=uri.bucket, Key=uri.key, Body=body, ContentType=content_type,
+            ChecksumCRC32=checksum,
+        )  # fmt: skip
     except (ClientError, BotoCoreError) as exc:
         raise _storage_error(exc, uri, "write") from None
 

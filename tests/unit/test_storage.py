@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import zlib
 from typing import Any
 
 import pyarrow as pa
@@ -51,6 +53,30 @@ def test_round_trips(stage_aws: Any) -> None:
     storage.put_json(URI, {"b": [1.5], "a": None})
     assert storage.get_bytes(URI) == b'{"a":null,"b":[1.5]}'
     assert storage.get_json(URI) == {"a": None, "b": [1.5]}
+
+
+@pytest.mark.parametrize("wrap", [bytes, pa.py_buffer])
+def test_puts_carry_their_own_crc32_and_a_plain_body(stage_aws: Any, wrap: Any) -> None:
+    """The CRC32 S3 checks is computed by us (zlib), so botocore neither chunks the body
+    (aws-chunked) nor adds a trailing checksum of its own."""
+    data = bytes(range(256)) * 4096
+    sent: list[Any] = []
+    client = storage.s3_client()
+    client.meta.events.register(
+        "before-send.s3.PutObject", lambda request, **_: sent.append(request)
+    )
+    try:
+        storage.put_bytes(URI, wrap(data))
+    finally:
+        client.meta.events.unregister("before-send.s3.PutObject")
+    headers = {
+        k.lower(): v.decode() if isinstance(v, bytes) else v for k, v in sent[0].headers.items()
+    }
+    expected = base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode()
+    assert headers["x-amz-checksum-crc32"] == expected
+    assert "aws-chunked" not in headers.get("content-encoding", "")
+    assert "x-amz-trailer" not in headers
+    assert storage.get_bytes(URI) == data
 
 
 def test_same_table_same_bytes() -> None:
