@@ -71,6 +71,9 @@ def test_fetch_exports_every_leaderboard_with_upstreams_votes(
     assert len(result["leaderboards"]) + len(result["skipped"]) == ALL_SLUGS
     by_slug = {b["slug"]: b for b in result["leaderboards"]}
     assert {"overall", "biochemistry", "systems-biology"} <= set(by_slug)
+    # The Map starts its items in this order: the largest leaderboard first.
+    order = [(-b["vote_count"], b["slug"]) for b in result["leaderboards"]]
+    assert order == sorted(order) and result["leaderboards"][0]["slug"] == "overall"
     for slug in ("overall", "genomics"):
         board = by_slug[slug]
         assert board["votes_uri"] == f"{run['artifacts_prefix']}{slug}/votes.parquet"
