@@ -40,6 +40,9 @@ class Benchmark:
     """``<what>/<size>``, e.g. ``rank/100x1M``."""
     description: str
     run: Callable[[], list[dict[str, Any]]]
+    default: bool = True
+    """Part of a plain ``make bench`` (kept within about 5 minutes); the others run when named
+    or with ``all``."""
 
 
 def discover() -> list[Benchmark]:

@@ -1,7 +1,9 @@
 """``python -m bench [NAMES...]``: run benchmarks, print a table and one JSON line per measurement.
 
 NAMES select benchmarks by exact name or by prefix (``rank`` runs every ``rank/...``); none runs
-them all; ``--list`` lists them. JSON lines start with ``{`` so ``grep '^{'`` extracts them.
+the default set (every target of the issues, about 5 minutes), ``all`` every benchmark, ``--list``
+lists them (``*``: not in the default set). JSON lines start with ``{`` so ``grep '^{'``
+extracts them.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from bench import Benchmark, Measurement, discover
 
 def _select(benchmarks: list[Benchmark], names: Sequence[str]) -> list[Benchmark]:
     if not names:
+        return [b for b in benchmarks if b.default]
+    if list(names) == ["all"]:
         return benchmarks
     chosen = [
         b
@@ -64,13 +68,15 @@ def _table(rows: list[dict[str, Any]]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("names", nargs="*", help="benchmark names or prefixes (default: all)")
+    parser.add_argument(
+        "names", nargs="*", help="benchmark names or prefixes, or all (default: the default set)"
+    )
     parser.add_argument("--list", action="store_true", help="list the benchmarks and exit")
     args = parser.parse_args(argv)
     benchmarks = discover()
     if args.list:
         for b in benchmarks:
-            print(f"{b.name:<16} {b.description}")
+            print(f"{b.name:<22} {' ' if b.default else '*'} {b.description}")
         return 0
     rows: list[dict[str, Any]] = []
     for benchmark in _select(benchmarks, args.names):

@@ -445,6 +445,7 @@ BENCHMARKS = [
         "rank/300x5M",
         "300 models, 5M votes, B=1000 vs upstream",
         partial(_rank_bench, 300, 5_000_000, 2),
+        default=False,
     ),
     Benchmark(
         "rank/cli-100x1M",

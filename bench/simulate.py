@@ -72,5 +72,6 @@ BENCHMARKS = [
         "simulate/1M",
         "leaderboard simulate: 100 models, 1M battles into a fresh database, and to Parquet",
         _simulate,
+        default=False,
     ),
 ]
