@@ -44,6 +44,7 @@ from bench import Benchmark, isolated, mark_start
 from bench.arena import MODELS, seeded_database
 
 BUCKET = "bench-artifacts"
+BEFORE = "per-leaderboard sorted query (before)"
 
 BASELINE_QUERY = """
 SELECT e.id AS evaluation_id, b.model1_id, b.model2_id, e.outcome, e.created_at AS evaluated_at
@@ -227,6 +228,23 @@ def _size(n: int) -> str:
     return f"{n // 1_000_000}M"
 
 
+def _versus(
+    bench: str, ours: dict[str, Any], base: dict[str, Any], baseline: str, **extra: Any
+) -> dict[str, Any]:
+    """One measurement of ``ours`` against ``base`` (two ``isolated`` results), side by side."""
+    return {
+        "bench": bench,
+        "seconds": round(ours["seconds"], 3),
+        "baseline": baseline,
+        "baseline_seconds": round(base["seconds"], 3),
+        "speedup": round(base["seconds"] / ours["seconds"], 2),
+        "peak_mb": ours["peak_mb"],
+        "work_mb": ours["work_mb"],
+        "baseline_peak_mb": base["peak_mb"],
+        **extra,
+    }
+
+
 def _fetch_speed(votes: int) -> list[dict[str, Any]]:
     url = seeded_database(votes)
     run_at = _now()
@@ -236,24 +254,20 @@ def _fetch_speed(votes: int) -> list[dict[str, Any]]:
     if ours["votes"] != before["votes"]:
         raise SystemExit(f"fetch bench: ours {ours['votes']} votes, before {before['votes']}")
     return [
-        {
-            "bench": f"fetch/{_size(votes)}",
-            "seconds": round(ours["seconds"], 3),
-            "baseline": "per-leaderboard sorted query (before)",
-            "baseline_seconds": round(before["seconds"], 3),
-            "speedup": round(before["seconds"] / ours["seconds"], 2),
-            "peak_mb": ours["peak_mb"],
-            "work_mb": ours["work_mb"],
-            "baseline_peak_mb": before["peak_mb"],
-            "votes": ours["votes"],
-            "models": MODELS,
-            "parquet_mb": round(ours["parquet_mb"], 1),
-            "notes": [
+        _versus(
+            f"fetch/{_size(votes)}",
+            ours,
+            before,
+            BEFORE,
+            votes=ours["votes"],
+            models=MODELS,
+            parquet_mb=round(ours["parquet_mb"], 1),
+            notes=[
                 "ours: fetch handler for `overall` (one unsorted pass, sorted in numpy, COPY binary"
                 " -> Parquet -> moto S3) after a warm-up; baseline: the stage before the shared"
                 " pass (server-sorted query), one run on the warm server",
             ],
-        },
+        ),
         {
             "bench": f"fetch-all/{_size(votes)}",
             "seconds": round(ours_all["seconds"], 3),
@@ -287,28 +301,22 @@ def _fetch_baselines(votes: int) -> list[dict[str, Any]]:
             f" {upstream['votes']}"
         )
     return [
-        {
-            "bench": f"fetch-all-before/{_size(votes)}",
-            "seconds": round(ours_all["seconds"], 3),
-            "baseline": "per-leaderboard sorted query (before)",
-            "baseline_seconds": round(before_all["seconds"], 3),
-            "speedup": round(before_all["seconds"] / ours_all["seconds"], 2),
-            "peak_mb": ours_all["peak_mb"],
-            "baseline_peak_mb": before_all["peak_mb"],
-            "votes": ours_all["all_votes"],
-            "notes": ["every leaderboard: ours one pass, before one query each"],
-        },
-        {
-            "bench": f"fetch-upstream/{_size(votes)}",
-            "seconds": round(ours["seconds"], 3),
-            "baseline": "dict_row fetchall -> Arrow (upstream)",
-            "baseline_seconds": round(upstream["seconds"], 3),
-            "speedup": round(upstream["seconds"] / ours["seconds"], 1),
-            "peak_mb": ours["peak_mb"],
-            "baseline_peak_mb": upstream["peak_mb"],
-            "votes": ours["votes"],
-            "notes": ["`overall`: ours against the rows as upstream reads them, into Parquet"],
-        },
+        _versus(
+            f"fetch-all-before/{_size(votes)}",
+            ours_all,
+            before_all,
+            BEFORE,
+            votes=ours_all["all_votes"],
+            notes=["every leaderboard: ours one pass, before one query each"],
+        ),
+        _versus(
+            f"fetch-upstream/{_size(votes)}",
+            ours,
+            upstream,
+            "dict_row fetchall -> Arrow (upstream)",
+            votes=ours["votes"],
+            notes=["`overall`: ours against the rows as upstream reads them, into Parquet"],
+        ),
     ]
 
 
@@ -323,22 +331,18 @@ def _memory(votes: int) -> list[dict[str, Any]]:
         raise SystemExit(f"fetch bench: ours {fetched['votes']} votes, before {before['votes']}")
     note = "peak_mb includes moto's in-process copy of the S3 objects; work_mb excludes the setup"
     return [
-        {
-            "bench": f"fetch/{_size(votes)}",
-            "seconds": round(fetched["seconds"], 3),
-            "baseline": "per-leaderboard sorted query (before)",
-            "baseline_seconds": round(before["seconds"], 3),
-            "speedup": round(before["seconds"] / fetched["seconds"], 2),
-            "peak_mb": fetched["peak_mb"],
-            "work_mb": fetched["work_mb"],
-            "baseline_peak_mb": before["peak_mb"],
-            "votes": fetched["votes"],
-            "parquet_mb": round(fetched["parquet_mb"], 1),
-            "notes": [
+        _versus(
+            f"fetch/{_size(votes)}",
+            fetched,
+            before,
+            BEFORE,
+            votes=fetched["votes"],
+            parquet_mb=round(fetched["parquet_mb"], 1),
+            notes=[
                 "one run each on the warm server, ours in a cold process (its lazy imports"
                 f" included), which also gives its peak; {note}"
             ],
-        },
+        ),
         {
             "bench": f"rank-stage/{_size(votes)}",
             "seconds": round(ranked["seconds"], 3),
