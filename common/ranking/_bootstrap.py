@@ -10,7 +10,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import sparse
 from scipy.special import pdtr
 
 from common.ranking._components import separable_replicates
@@ -99,25 +98,22 @@ def poisson_tables(rates: FloatArray) -> tuple[list[FloatArray], list[int]]:
 
 @dataclass(frozen=True, eq=False)
 class Cells:
-    """The (pair, outcome) cells with votes, their samplers, and maps to pair points/totals."""
+    """The (pair, outcome) cells with votes, their samplers, and where they sit per pair."""
 
     counts: IntArray
     poisson: Inversion
     which: IntArray
     """Cell -> its Poisson table (cells with the same count share one)."""
     categorical: Inversion
-    to_score: sparse.csr_array
-    to_total: sparse.csr_array
+    slot: IntArray
+    """Cell -> 3 pair + outcome (0 win, 1 tie, 2 loss of the pair's first model)."""
+    pairs: int
 
     @classmethod
     def build(cls, pb: Problem) -> Cells:
         stacked = np.stack([pb.wins, pb.ties, pb.losses], axis=1).ravel()
         nonzero = np.flatnonzero(stacked)
         counts = stacked[nonzero].astype(np.int64)
-        pair, outcome = np.divmod(nonzero, 3)
-        points = np.array([1.0, 0.5, 0.0])[outcome]
-        shape = (len(nonzero), len(pb.wins))
-        cells = np.arange(len(nonzero))
         total = int(counts.sum())
         distinct, which = np.unique(counts, return_inverse=True)
         rates = distinct.astype(np.float64) * (poisson_total(total) / total)
@@ -127,9 +123,17 @@ class Cells:
             poisson=Inversion.build(tables, lows),
             which=which.astype(np.int64),
             categorical=Inversion.build([np.cumsum(counts) / total], [0]),
-            to_score=sparse.csr_array((points, (cells, pair)), shape=shape),
-            to_total=sparse.csr_array((np.ones(len(nonzero)), (cells, pair)), shape=shape),
+            slot=nonzero,
+            pairs=len(pb.wins),
         )
+
+    def per_pair(self, x: IntArray) -> tuple[FloatArray, FloatArray]:
+        """Points of the first model and votes per pair (B, pairs) of drawn counts x (B, cells):
+        sums of integers and halves, exact in any order."""
+        outcomes = np.zeros((len(x), 3 * self.pairs))
+        outcomes[:, self.slot] = x
+        wins, ties, losses = outcomes[:, 0::3], outcomes[:, 1::3], outcomes[:, 2::3]
+        return wins + 0.5 * ties, wins + ties + losses
 
     def draw(self, rng: np.random.Generator, size: int) -> IntArray:
         """``size`` rows of Multinomial(N, counts / N), exactly, via Poissonization.
@@ -168,8 +172,7 @@ def _replicate_chunk(
 ) -> tuple[FloatArray, int]:
     rng = np.random.default_rng(seed)
     x = cells.draw(rng, size)
-    s = np.asarray(x @ cells.to_score)
-    n = np.asarray(x @ cells.to_total)
+    s, n = cells.per_pair(x)
     del x
     separable = separable_replicates(pb, s, n)
     r = np.empty((size, pb.m))

@@ -6,9 +6,9 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy import sparse
 from scipy.special import expit
 
+from common.ranking._incidence import Incidence
 from common.ranking.counts import PairCounts
 from common.ranking.scale import LN10, FloatArray, IntArray
 
@@ -28,13 +28,8 @@ class Problem:
     wins: FloatArray
     ties: FloatArray
     losses: FloatArray
-    incidence: sparse.csr_array
-    """(pairs, m): +1 at first, -1 at second."""
-    scatter: sparse.csr_array
-    """(m, pairs): incidence transposed; ``scatter @ x.T`` sums pair terms per model, pair by
-    pair in order, as ``x @ incidence`` does, without rebuilding a transposed matrix per call."""
-    touches: sparse.csr_array
-    """(m, pairs): |scatter|, for Laplacian diagonals."""
+    incidence: Incidence
+    """The pairs as items at +1 on first, -1 on second: per-model sums of pair terms."""
 
     @property
     def score(self) -> FloatArray:
@@ -52,11 +47,6 @@ class Problem:
         first = index[counts.first[inside]]
         second = index[counts.second[inside]]
         m = int(keep.sum())
-        p = len(first)
-        rows = np.repeat(np.arange(p), 2)
-        cols = np.stack([first, second], axis=1).ravel()
-        signs = np.tile(np.array([1.0, -1.0]), p)
-        incidence = sparse.csr_array((signs, (rows, cols)), shape=(p, m))
         return cls(
             m=m,
             first=first,
@@ -64,9 +54,7 @@ class Problem:
             wins=counts.wins[inside].astype(np.float64),
             ties=counts.ties[inside].astype(np.float64),
             losses=counts.losses[inside].astype(np.float64),
-            incidence=incidence,
-            scatter=incidence.T.tocsr(),
-            touches=abs(incidence.T).tocsr(),
+            incidence=Incidence.build(first, second, m),
         )
 
     def laplacian(self, weights: FloatArray, ridge: float = 0.0) -> FloatArray:
@@ -77,7 +65,7 @@ class Problem:
         flat[:, self.first * m + self.second] = -weights
         flat[:, self.second * m + self.first] = -weights
         out = flat.reshape(b, m, m)
-        diag = np.asarray(self.touches @ weights.T).T
+        diag = self.incidence.touches(weights.T).T
         idx = np.arange(m)
         # 1e-12 of the mean curvature on the diagonal changes a step by ~1e-12 relative, but keeps
         # the matrix invertible when win probabilities saturate to exactly 0 or 1.
@@ -102,7 +90,7 @@ class Problem:
         x += 1.0
         np.divide(n, x, out=x)  # expected points of `first`
         x -= s
-        grad = np.asarray(self.scatter @ x.T).T
+        grad = self.incidence.signed(x.T).T
         grad *= LN10
         if ridge:
             grad += ridge * r

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-from scipy import sparse
 from scipy.special import expit
 
 from common.ranking._likelihood import Problem
@@ -23,6 +22,6 @@ def sandwich_se(pb: Problem, r: FloatArray) -> FloatArray:
         * (pb.wins * (1 - prob) ** 2 + pb.ties * (0.5 - prob) ** 2 + pb.losses * prob**2)
     )
     # G = A^T diag(spread) A; as G 1 = 0, the gauge term inside h_inv drops out of the product.
-    g = (pb.incidence.T @ sparse.diags_array(spread) @ pb.incidence).toarray()
+    g = pb.incidence.gram(spread)
     cov = h_inv @ g @ h_inv
     return np.sqrt(np.clip(np.diag(cov), 0.0, None))

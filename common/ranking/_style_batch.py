@@ -2,11 +2,12 @@
 
 On a few thousand votes a replicate's chord iteration takes ~10 gradients, each a dozen numpy
 calls on arrays too small to pay for the call. Here R replicates' counts are one (N, R) matrix,
-votes by rows, and every step is one pass for all of them: the logits are a sparse design (ln 10
-at the vote's first model, -ln 10 at its second) times the ratings plus the features times beta,
-the gradient the transposed products, and the chord step one product with the full-data Hessian
-inverse. Passes go over blocks of votes whose (V, R) arrays stay in cache. Each replicate follows
-the rule of ``_style_likelihood.chord`` on its own and leaves the batch when it stops.
+votes by rows, and every step is one pass for all of them: the logits are the design (ln 10 at
+the vote's first model, -ln 10 at its second, then the features) times theta, the gradient the
+transposed products (the ratings part summed per model vote by vote, ``Incidence``), and the
+chord step one product with the full-data Hessian inverse. Passes go over blocks of votes whose
+(V, R) arrays stay in cache. Each replicate follows the rule of ``_style_likelihood.chord`` on its
+own and leaves the batch when it stops.
 """
 
 from __future__ import annotations
@@ -14,9 +15,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import sparse
 
 from common.ranking._components import BoolArray
+from common.ranking._incidence import Incidence
 from common.ranking._style_likelihood import CHORD_MAX_ITER, REPLICATE_TOL
 from common.ranking._style_problem import StyleProblem
 from common.ranking.scale import LN10, FloatArray
@@ -32,10 +33,8 @@ taken) rides along until a quarter of the batch has stopped."""
 @dataclass(frozen=True, eq=False)
 class _Block:
     votes: slice
-    design: sparse.csr_array
-    """(V, m): ln 10 at each vote's first model, -ln 10 at its second."""
-    scatter: sparse.csr_array
-    """(m, V): ``design`` transposed, for the ratings part of the gradient."""
+    incidence: Incidence
+    """The block's votes as items on their two models."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -46,37 +45,18 @@ class Batch:
     blocks: tuple[_Block, ...]
     prob: FloatArray
     """(N,) p at the full fit, where every replicate's first gradient is taken."""
-    points: sparse.csr_array
-    """(P, N) y of each pair's votes: ``points @ c`` are the pairs' points per replicate."""
-    members: sparse.csr_array
-    """(P, N) 1 at each pair's votes: ``members @ c`` are the pairs' totals per replicate."""
 
     @classmethod
     def build(cls, pb: StyleProblem, prob_full: FloatArray, rows: int) -> Batch:
         """The layout for batches of up to ``rows`` replicates (it sets the block size)."""
         pair = np.repeat(np.arange(len(pb.lengths)), pb.lengths)
-        models = np.stack([pb.pairs.first[pair], pb.pairs.second[pair]], axis=1).ravel()
-        signs = np.tile(np.array([LN10, -LN10]), pb.n)
+        first, second = pb.pairs.first[pair], pb.pairs.second[pair]
         size = max(1, BLOCK_CELLS // rows)
         blocks = []
         for start in range(0, pb.n, size):
-            stop = min(start + size, pb.n)
-            cells = slice(2 * start, 2 * stop)
-            design = sparse.csr_array(
-                (signs[cells], models[cells], np.arange(0, 2 * (stop - start) + 1, 2)),
-                shape=(stop - start, pb.m),
-            )
-            blocks.append(_Block(slice(start, stop), design, design.T.tocsr()))
-        indptr = np.r_[pb.starts, pb.n]
-        votes = np.arange(pb.n)
-        shape = (len(pb.lengths), pb.n)
-        return cls(
-            pb=pb,
-            blocks=tuple(blocks),
-            prob=prob_full,
-            points=sparse.csr_array((pb.y, votes, indptr), shape=shape),
-            members=sparse.csr_array((np.ones(pb.n), votes, indptr), shape=shape),
-        )
+            votes = slice(start, min(start + size, pb.n))
+            blocks.append(_Block(votes, Incidence.build(first[votes], second[votes], pb.m)))
+        return cls(pb=pb, blocks=tuple(blocks), prob=prob_full)
 
 
 def gradients(batch: Batch, c: FloatArray, cy: FloatArray, theta: FloatArray | None) -> FloatArray:
@@ -84,11 +64,14 @@ def gradients(batch: Batch, c: FloatArray, cy: FloatArray, theta: FloatArray | N
     counts ``c`` (N, R) and ``cy`` = c y, at ``theta`` (m + k, R), or at the full fit when
     ``theta`` is None.
 
-    The logits are built negated (from -theta) so that exp takes them as they are; a block's
-    residuals are its only (V, R) array."""
+    The logits are built negated (0 - ln 10 r_first + ln 10 r_second - z . beta) so that exp
+    takes them as they are; a block's residuals are its only (V, R) array."""
     pb = batch.pb
     m = pb.m
     out = np.zeros((m + pb.k, c.shape[1]))
+    if theta is not None:
+        scaled = LN10 * theta[:m]
+        negated = np.subtract(0.0, scaled)
     with np.errstate(over="ignore"):
         for block in batch.blocks:
             v = block.votes
@@ -96,13 +79,14 @@ def gradients(batch: Batch, c: FloatArray, cy: FloatArray, theta: FloatArray | N
                 resid = c[v] * batch.prob[v, None]
                 resid -= cy[v]
             else:
-                resid = block.design @ -theta[:m]
+                resid = np.take(negated, block.incidence.first, axis=0)
+                resid += np.take(scaled, block.incidence.second, axis=0)
                 resid += pb.zt[:, v].T @ -theta[m:]
                 np.exp(resid, out=resid)
                 resid += 1.0
                 np.divide(c[v], resid, out=resid)
                 resid -= cy[v]
-            out[:m] += block.scatter @ resid
+            out[:m] += block.incidence.signed(resid, LN10)
             out[m:] += pb.zt[:, v] @ resid
     return out
 

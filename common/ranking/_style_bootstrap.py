@@ -127,7 +127,10 @@ def _together(
     c = np.empty((pb.n, len(seeds)))
     for j, seed in enumerate(seeds):
         c[:, j] = draw_counts(np.random.default_rng(seed), pb.block_sizes)
-    separable = separable_replicates(pb.pairs, (batch.points @ c).T, (batch.members @ c).T)
+    # Points and votes per pair: sums of integers and halves, exact in any order.
+    points = np.add.reduceat(c * pb.y[:, None], pb.starts, axis=0)
+    totals = np.add.reduceat(c, pb.starts, axis=0)
+    separable = separable_replicates(pb.pairs, points.T, totals.T)
     thetas = np.empty((len(seeds), pb.m + pb.k))
     fitted = np.zeros(len(seeds), dtype=bool)
     regular = np.flatnonzero(~separable)

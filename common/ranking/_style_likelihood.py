@@ -11,7 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import sparse
 
 from common.ranking._likelihood import fit_full as plain_fit
 from common.ranking._style_problem import StyleProblem
@@ -134,9 +133,8 @@ def hessian(pb: StyleProblem, v: FloatArray, ridge: float, gauge: bool = True) -
     if gauge:
         out[:m, :m] = pb.pairs.laplacian(LN10 * LN10 * per_pair[None], ridge)[0]
     else:
-        a = pb.pairs.incidence
-        out[:m, :m] = (LN10 * LN10) * (a.T @ sparse.diags_array(per_pair) @ a).toarray()
-    cross = LN10 * np.asarray(np.add.reduceat(vz, pb.starts, axis=1) @ pb.pairs.incidence).T
+        out[:m, :m] = (LN10 * LN10) * pb.pairs.incidence.gram(per_pair)
+    cross = LN10 * pb.pairs.incidence.signed(np.add.reduceat(vz, pb.starts, axis=1).T)
     out[:m, m:] = cross
     out[m:, :m] = cross.T
     out[m:, m:] = vz @ pb.zt.T

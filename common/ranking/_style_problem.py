@@ -207,7 +207,7 @@ def _collinear(pairs: Problem, starts: IntArray, lengths: IntArray, zt: FloatArr
         return []
     model_block = pairs.laplacian(LN10 * LN10 * lengths[None].astype(np.float64))[0]
     per_pair = np.add.reduceat(zt, starts, axis=1)
-    cross = LN10 * np.asarray(per_pair @ pairs.incidence).reshape(k, pairs.m).T
+    cross = LN10 * pairs.incidence.signed(per_pair.T)
     schur = zt @ zt.T - cross.T @ np.linalg.solve(model_block, cross)
     kept: list[int] = []
     out: list[int] = []

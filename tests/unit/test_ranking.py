@@ -203,7 +203,7 @@ def test_batched_replicate_fits_match_exact_newton() -> None:
     r_full = _likelihood.fit_full(pb)
     cells = _bootstrap.Cells.build(pb)
     x = cells.draw(np.random.default_rng(1), 40)
-    s, n = np.asarray(x @ cells.to_score), np.asarray(x @ cells.to_total)
+    s, n = cells.per_pair(x)
     h_inv = np.linalg.inv(pb.laplacian(pb.curvature(r_full[None], pb.total[None]))[0])
     chord, failed = _likelihood.chord(pb, r_full, h_inv, s, n)
     exact = _likelihood.newton(pb, np.tile(r_full, (40, 1)), s, n, 0.0, 1e-12)

@@ -70,7 +70,7 @@ def test_separable_flags_match_a_per_replicate_search(name: str) -> None:
     pb = _ranked_problem(skewed_arena(*ARENAS[name]))
     cells = _bootstrap.Cells.build(pb)
     x = cells.draw(np.random.default_rng(11), 400)
-    s, n = np.asarray(x @ cells.to_score), np.asarray(x @ cells.to_total)
+    s, n = cells.per_pair(x)
     expected = reference_separable(pb, s, n)
     # The arenas are chosen so that both answers occur, and some replicates lost an edge of the
     # full graph without becoming separable (the case a shortcut could get wrong).
@@ -88,7 +88,7 @@ def test_separable_flags_are_the_same_searched_in_small_batches(
     pb = _ranked_problem(skewed_arena(*ARENAS["30 models, 600 votes"]))
     cells = _bootstrap.Cells.build(pb)
     x = cells.draw(np.random.default_rng(12), 300)
-    s, n = np.asarray(x @ cells.to_score), np.asarray(x @ cells.to_total)
+    s, n = cells.per_pair(x)
     monkeypatch.setattr(_components, "_SEARCH_CELLS", 7 * pb.m * pb.m)
     np.testing.assert_array_equal(
         _components.separable_replicates(pb, s, n), reference_separable(pb, s, n)
