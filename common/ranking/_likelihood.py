@@ -6,7 +6,6 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy.special import expit
 
 from common.ranking._incidence import Incidence
 from common.ranking.counts import PairCounts
@@ -16,6 +15,15 @@ FIT_TOL = 1e-11
 REPLICATE_TOL = 1e-7
 CHORD_MAX_ITER = 30
 NEWTON_MAX_ITER = 200
+
+
+def probabilities(eta: FloatArray) -> FloatArray:
+    """p = 1 / (1 + exp(-eta)) (the logistic function), in place on ``eta``."""
+    np.negative(eta, out=eta)
+    with np.errstate(over="ignore"):
+        np.exp(eta, out=eta)
+    eta += 1.0
+    return np.divide(1.0, eta, out=eta)
 
 
 @dataclass(frozen=True, eq=False)
@@ -98,7 +106,7 @@ class Problem:
 
     def curvature(self, r: FloatArray, n: FloatArray) -> FloatArray:
         """Hessian weights ln(10)^2 n p (1 - p) per pair."""
-        prob = expit(LN10 * (r[:, self.first] - r[:, self.second]))
+        prob = probabilities(LN10 * (r[:, self.first] - r[:, self.second]))
         return LN10 * LN10 * n * prob * (1.0 - prob)
 
 

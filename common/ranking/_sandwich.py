@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
-from scipy.special import expit
 
-from common.ranking._likelihood import Problem
+from common.ranking._likelihood import Problem, probabilities
 from common.ranking.scale import LN10, FloatArray
 
 Z_975 = 1.959963984540054
@@ -13,7 +12,7 @@ Z_975 = 1.959963984540054
 
 def sandwich_se(pb: Problem, r: FloatArray) -> FloatArray:
     """Standard errors of r from H^+ G H^+ with G the outer products of per-vote scores."""
-    prob = expit(LN10 * (r[pb.first] - r[pb.second]))
+    prob = probabilities(LN10 * (r[pb.first] - r[pb.second]))
     h_inv = np.linalg.inv(pb.laplacian(pb.curvature(r[None], pb.total[None]))[0])
     # Per vote, d(loglik)/d(r_i - r_j) = ln10 (outcome - p); a cell's votes share it.
     spread = (

@@ -21,6 +21,7 @@ import numpy as np
 from common.ranking import _style_batch
 from common.ranking._bootstrap import RIDGE, keep_freed_memory
 from common.ranking._components import BoolArray, separable_replicates
+from common.ranking._likelihood import probabilities
 from common.ranking._style_likelihood import (
     REPLICATE_TOL,
     Weights,
@@ -28,7 +29,6 @@ from common.ranking._style_likelihood import (
     hessian,
     logits,
     newton,
-    probabilities,
     weigh,
 )
 from common.ranking._style_problem import StyleProblem

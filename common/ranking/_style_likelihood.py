@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from common.ranking._likelihood import fit_full as plain_fit
+from common.ranking._likelihood import probabilities
 from common.ranking._style_problem import StyleProblem
 from common.ranking.scale import LN10, FloatArray
 
@@ -55,15 +56,6 @@ def logits(pb: StyleProblem, theta: FloatArray) -> FloatArray:
     for j in range(pb.k):
         eta += np.multiply(pb.zt[j], beta[j], out=term)
     return eta
-
-
-def probabilities(eta: FloatArray) -> FloatArray:
-    """p = 1 / (1 + exp(-eta)), in place on ``eta`` (~3x faster than scipy's expit)."""
-    np.negative(eta, out=eta)
-    with np.errstate(over="ignore"):
-        np.exp(eta, out=eta)
-    eta += 1.0
-    return np.divide(1.0, eta, out=eta)
 
 
 def gradient(
