@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import itertools
 import math
+from fractions import Fraction
 
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scipy.optimize import minimize
+from scipy.special import pdtr
 
 from bench import upstream
 from common import ranking
@@ -195,6 +198,36 @@ def test_replicate_draws_are_multinomial() -> None:
     assert (x.sum(axis=1) == n).all()
     np.testing.assert_allclose(x.mean(axis=0), n * p, atol=0.02)
     np.testing.assert_allclose(np.cov(x.T), n * (np.diag(p) - np.outer(p, p)), atol=0.05)
+
+
+def exact_poisson_cdf(low: int, high: int, rate: float) -> np.ndarray:
+    """P(low <= X <= k) for k = low..high in rational arithmetic (a table leaves out P(X < low),
+    below 1e-17): the terms rate^k / k! (rate as the exact binary fraction) normalized by their
+    sum far past ``high``; only the rounding to float is inexact."""
+    lam = Fraction(rate)
+    terms = [Fraction(1)]
+    for k in range(1, high + 200):
+        terms.append(terms[-1] * lam / k)
+    total = sum(terms)
+    partial = list(itertools.accumulate(terms[low:]))
+    return np.array([float(partial[k - low] / total) for k in range(low, high + 1)])
+
+
+@pytest.mark.parametrize("rate", [0.0, 0.3, 1.0, 7.25, 67.3, 250.5])
+def test_poisson_tables_are_the_exact_cdf_to_a_few_ulps(rate: float) -> None:
+    tables, lows = _bootstrap.poisson_tables(np.array([rate]))
+    (table,), (low,) = tables, lows
+    exact = exact_poisson_cdf(low, low + len(table) - 1, rate)
+    assert np.abs(table - exact).max() <= 2.5e-16
+    # The lower tail to its own size too, not only to 1e-16 of 1.
+    tail = exact < 1e-6
+    np.testing.assert_allclose(table[tail], exact[tail], rtol=1e-13, atol=0)
+
+
+@pytest.mark.parametrize("rate", [1234.5, 4.9e4, 2.3e5])
+def test_poisson_tables_match_scipys_pdtr_on_large_rates(rate: float) -> None:
+    (table,), (low,) = _bootstrap.poisson_tables(np.array([rate]))
+    assert np.abs(table - pdtr(np.arange(low, low + len(table)), rate)).max() < 1e-15
 
 
 def test_batched_replicate_fits_match_exact_newton() -> None:
