@@ -7,7 +7,7 @@ slug and name, scores rounded to DECIMAL(10,6)'s six places, rank, vote count) a
 models with the reason; it is serialized with sorted keys and no free-form fields, so a rerun
 writes byte-identical output. ``parse_entries`` is the publish stage's validating reader; the
 numerics and Parquet reading are imported by ``read_inputs`` and ``rank_leaderboard`` themselves,
-so that reader (and the publish stage) loads neither numpy, scipy nor pyarrow.
+so that reader (and the publish stage) loads neither numpy nor pyarrow.
 
 When the votes rank nobody (no group of models both won and lost against each other, or the group
 that can be compared has too few evaluations per model) the leaderboard is skipped: the result is

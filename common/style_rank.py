@@ -7,7 +7,7 @@ entries document as the publish stage reads it (``common.rank.parse_entries``), 
 coefficients, the votes the fit used and left out, and every model's plain and style-controlled
 rank. Canonical JSON with rounded numbers, so a rerun writes the same bytes. The numerics are
 imported by the functions that use them: the publish stage, which reads the document back
-(``read_style_entries``), loads neither numpy, scipy nor pyarrow.
+(``read_style_entries``), loads neither numpy nor pyarrow.
 
 The state machine carries only a ``StyleSummary``: where the document is, each feature's effect in
 Elo per SD, the SHIFTS_REPORTED biggest rank shifts and the vote counts. A leaderboard without a

@@ -46,8 +46,6 @@ IMAGE_SOURCES = ("common", "stages")
 """The folders the Dockerfile copies into the task root."""
 RUNTIME_IMPORTS = (
     "numpy",
-    "scipy.optimize",
-    "scipy.stats",
     "pyarrow.parquet",
     "psycopg",
     "jwt",

@@ -36,10 +36,6 @@ START_TIMEOUT_S = 120.0
 """How long a worker may take to import the handlers (several at once on a loaded machine)."""
 PRELOAD = (
     "numpy",
-    "scipy.linalg",
-    "scipy.sparse",
-    "scipy.sparse.csgraph",
-    "scipy.special",
     "pyarrow",
     "pyarrow.compute",
     "pyarrow.parquet",

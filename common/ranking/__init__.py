@@ -1,4 +1,4 @@
-"""Bradley-Terry ranking of arena votes: scores, bootstrap or sandwich CIs, ranks. Pure numpy/scipy.
+"""Bradley-Terry ranking of arena votes: scores, bootstrap or sandwich CIs, ranks. Pure numpy.
 
 Model. A vote between models i and j is a win for i (1), a tie (1/2) or a loss (0);
 P(i beats j) = 1 / (1 + 10^(r_j - r_i)), a tie counts as half a win and half a loss, the ratings r

@@ -1,5 +1,6 @@
 """The import contract of make lint: it holds on the tree, and breaks when a stage imports the
-local run (on a copy of the tree, so the real one is never touched)."""
+local run (on a copy of the tree, so the real one is never touched). And what the contract cannot
+see, imports at run time: the rank stage ranks without loading scipy (a dev-only dependency)."""
 
 from __future__ import annotations
 
@@ -49,3 +50,46 @@ def test_a_stage_importing_the_local_run_breaks_them(tmp_path: Path) -> None:
     assert done.returncode != 0
     assert "stages.rank.handler -> local.faults" in done.stdout
     assert "BROKEN" in done.stdout
+
+
+_RANK_WITHOUT_SCIPY = """
+import sys
+import numpy as np
+import stages.rank.handler
+from common.ranking import StyleFeatures, Votes, rank_votes, rank_with_style
+
+def votes(models, n, seed):
+    rng = np.random.default_rng(seed)
+    a = rng.integers(0, models, n)
+    b = rng.integers(0, models - 1, n)
+    b += b >= a
+    names = tuple(f"m{i:02d}" for i in range(models))
+    return Votes(names, a.astype(np.int32), b.astype(np.int32), rng.integers(0, 3, n).astype(np.int8))
+
+# A sparse board (replicates without an MLE), a plain one, style control batched (few votes) and
+# one replicate at a time (many), each with both intervals.
+for v in (votes(30, 300, 1), votes(8, 2000, 2)):
+    rank_votes(v, bootstrap=200)
+    rank_votes(v, ci_method="sandwich")
+for n, b in ((3000, 100), (40000, 4)):
+    v = votes(6, n, 3)
+    counts = np.random.default_rng(4).poisson(3.0, (n, 4, 2)).astype(np.int32)
+    features = StyleFeatures(counts[..., 0], counts[..., 1])
+    rank_with_style(v, features, bootstrap=b)
+    rank_with_style(v, features, ci_method="sandwich")
+loaded = sorted(name for name in sys.modules if name == "scipy" or name.startswith("scipy."))
+print("scipy modules:", loaded)
+sys.exit(1 if loaded else 0)
+"""
+
+
+def test_the_rank_stage_ranks_without_loading_scipy() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", _RANK_WITHOUT_SCIPY],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "scipy modules: []" in done.stdout
