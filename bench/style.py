@@ -234,6 +234,11 @@ def _size(n: int) -> str:
 
 BENCHMARKS = [
     Benchmark(
+        "style/20x5k",
+        "style control: 20 models, 5k votes, 4 features, B=1000 vs FastChat (batched replicates)",
+        partial(_style_bench, 20, 5_000, 20),
+    ),
+    Benchmark(
         "style/30x50k",
         "style control: 30 models, 50k votes, 4 features, B=1000 vs FastChat",
         partial(_style_bench, 30, 50_000, 5),
