@@ -124,13 +124,16 @@ def _together(
     ``_replicate``, fitted by one batched chord iteration; a replicate without an MLE or whose
     chord steps do not converge is then fitted as ``_replicate`` fits it."""
     pb = start.pb
-    c = np.empty((pb.n, len(seeds)))
+    # Drawn a replicate per row, then laid out a vote per row for the fits.
+    drawn = np.empty((len(seeds), pb.n))
     for j, seed in enumerate(seeds):
-        c[:, j] = draw_counts(np.random.default_rng(seed), pb.block_sizes)
+        drawn[j] = draw_counts(np.random.default_rng(seed), pb.block_sizes)
     # Points and votes per pair: sums of integers and halves, exact in any order.
-    points = np.add.reduceat(c * pb.y[:, None], pb.starts, axis=0)
-    totals = np.add.reduceat(c, pb.starts, axis=0)
-    separable = separable_replicates(pb.pairs, points.T, totals.T)
+    points = np.add.reduceat(drawn * pb.y, pb.starts, axis=1)
+    totals = np.add.reduceat(drawn, pb.starts, axis=1)
+    separable = separable_replicates(pb.pairs, points, totals)
+    c = np.ascontiguousarray(drawn.T)
+    del drawn
     thetas = np.empty((len(seeds), pb.m + pb.k))
     fitted = np.zeros(len(seeds), dtype=bool)
     regular = np.flatnonzero(~separable)
