@@ -94,11 +94,11 @@ class Incidence:
     def signed(self, x: FloatArray, scale: float = 1.0) -> FloatArray:
         """(m, ...) per model: the sum of scale x[t] over the items where it is first and of
         -scale x[t] where it is second, for ``x`` of shape (n, ...)."""
-        return self._sum(x, scale, -scale)
+        return self._sum(x, scale, negate=True)
 
     def touches(self, x: FloatArray) -> FloatArray:
         """(m, ...) per model: the sum of x[t] over its items, for ``x`` of shape (n, ...)."""
-        return self._sum(x, 1.0, 1.0)
+        return self._sum(x, 1.0, negate=False)
 
     def gram(self, weights: FloatArray) -> FloatArray:
         """(m, m) A^T diag(w) A for weights (n,) of items that are distinct pairs: the weighted
@@ -116,7 +116,7 @@ class Incidence:
         out[idx, idx] = self.touches(weights)
         return out.T
 
-    def _sum(self, x: FloatArray, at_first: float, at_second: float) -> FloatArray:
+    def _sum(self, x: FloatArray, scale: float, negate: bool) -> FloatArray:
         n, tail = len(x), x.shape[1:]
         columns = x.reshape(n, math.prod(tail))
         single = columns.shape[1] == 1
@@ -124,8 +124,12 @@ class Incidence:
             columns = np.repeat(columns, 2, axis=1)
         width = columns.shape[1]
         ext = np.empty((2 * n + 1, width))
-        np.multiply(columns, at_first, out=ext[:n])
-        np.multiply(columns, at_second, out=ext[n : 2 * n])
+        np.multiply(columns, scale, out=ext[:n])
+        if negate:
+            # -(s x) is (-s) x to the bit: rounding is symmetric in sign.
+            np.negative(ext[:n], out=ext[n : 2 * n])
+        else:
+            ext[n : 2 * n] = ext[:n]
         ext[2 * n] = 0.0
         terms = np.take(ext, self.rows, axis=0)
         sums = np.empty((self.m, width))

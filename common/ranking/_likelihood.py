@@ -90,15 +90,19 @@ class Problem:
         return value + 0.5 * ridge * (r * r).sum(axis=1)
 
     def gradient(self, r: FloatArray, s: FloatArray, n: FloatArray, ridge: float) -> FloatArray:
-        """Gradient of ``loss`` per replicate (the hot loop of the bootstrap: done in place)."""
-        x = r[:, self.first]
-        x -= r[:, self.second]
+        """Gradient of ``loss`` per replicate (the hot loop of the bootstrap: done in place).
+
+        Pair terms are laid out a pair per row (pairs, B), as ``Incidence`` sums them: ratings
+        are gathered a model's row at a time, much faster than column by column."""
+        rt = np.ascontiguousarray(r.T)
+        x = np.take(rt, self.first, axis=0)
+        x -= np.take(rt, self.second, axis=0)
         x *= -LN10
         np.exp(x, out=x)
         x += 1.0
-        np.divide(n, x, out=x)  # expected points of `first`
-        x -= s
-        grad = self.incidence.signed(x.T).T
+        np.divide(n.T, x, out=x)  # expected points of `first`
+        x -= s.T
+        grad = self.incidence.signed(x).T
         grad *= LN10
         if ridge:
             grad += ridge * r
