@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import base64
-import subprocess
-import sys
 import zlib
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -25,7 +22,6 @@ from common.errors import (
 from tests.stage_fixtures import BUCKET, put_object
 
 URI = storage.S3Uri(BUCKET, "runs/r1/overall/votes.parquet")
-REPO = Path(__file__).resolve().parents[2]
 
 
 def test_uris() -> None:
@@ -151,19 +147,3 @@ def test_access_denied_is_configuration(stage_aws: Any) -> None:
 )
 def test_connection_failures_are_transient(exc: Exception) -> None:
     assert isinstance(storage._storage_error(exc, URI, "read"), StorageUnavailable)
-
-
-def test_reading_parquet_does_not_load_pyarrow_dataset() -> None:
-    """Every rank Lambda cold start reads Parquet: ``pyarrow.dataset`` would add ~45 ms to it."""
-    code = (
-        "import sys, pyarrow as pa; from common import storage;"
-        " data = storage.parquet_bytes(pa.table({'a': [1], 'b': ['x']}));"
-        " table = storage.read_parquet(data, storage.S3Uri('bucket', 'key'), ['b']);"
-        " assert table.column_names == ['b'], table.column_names;"
-        " print(sorted(m for m in sys.modules if m.startswith('pyarrow.dataset')))"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=False
-    )
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "[]"
