@@ -847,7 +847,7 @@ def largest_first(batches: list[LeaderboardBatch]) -> list[LeaderboardBatch]:
 
     Ranking time grows with the votes, and the Map runs at most MaxConcurrency iterations at a
     time in item order; started last, the largest leaderboard would run alone at the end. Largest
-    first is the classic longest-processing-time rule: the Map ends within 4/3 of the best
-    possible schedule.
+    first is Graham's longest-processing-time rule: for independent jobs on identical workers it
+    ends within 4/3 of the best schedule.
     """
     return sorted(batches, key=lambda b: (-b["vote_count"], b["slug"]))
