@@ -44,7 +44,6 @@ from typing import NamedTuple
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 TOKEN = r"[A-Za-z]+|[0-9]+|[!-/:-@\[-`{-~]+|[^\x00-\x7F]"
 FENCE = r"```.*?(```|$)"
@@ -105,6 +104,8 @@ def side_style(answers: Sequence[str | None]) -> AnswerStyle | None:
 def style_counts(texts: pa.Array | pa.ChunkedArray) -> np.ndarray:
     """The four counts of many answers at once, shape (answers, 4) int64, zeros for a null text
     (RE2 through ``pyarrow.compute``: the rule as the fetch stage and the simulator apply it)."""
+    import pyarrow.compute as pc  # not at the top: the rank stage reads STYLE_COLUMNS only
+
     if isinstance(texts, pa.ChunkedArray):
         texts = texts.combine_chunks()
     fenced = pc.fill_null(pc.match_substring(texts, "```"), False)

@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from common.answer_style import STYLE_COLUMNS
 from common.errors import InvalidInput
@@ -117,8 +116,14 @@ def read_votes_with_style(
         values = table.column(column)
         if not pa.types.is_integer(values.type):
             raise InvalidInput(f"votes: column {column} must hold integers, not {values.type}")
-        has &= np.asarray(values.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
-        counts[:, j] = np.asarray(values.fill_null(0).to_numpy(), dtype=np.int64)
+        # A column with nulls comes out as floats with NaN for them (exact: the counts are
+        # int32); not is_valid/fill_null, which would load pyarrow.compute into the rank stage.
+        raw = np.asarray(values.to_numpy())
+        if raw.dtype.kind == "f":
+            valid = ~np.isnan(raw)
+            has &= valid
+            raw = np.where(valid, raw, 0.0)
+        counts[:, j] = raw.astype(np.int64)
     if (counts < 0).any():
         raise InvalidInput("votes: a style column has a negative count")
     half = len(STYLE_FEATURES)
@@ -191,10 +196,10 @@ def _as_dictionary(column: pa.ChunkedArray, name: str) -> pa.ChunkedArray:
     value_type = column.type.value_type if pa.types.is_dictionary(column.type) else column.type
     if not (pa.types.is_string(value_type) or pa.types.is_large_string(value_type)):
         raise InvalidInput(f"votes: column {name} must hold strings, not {value_type}")
-    if pa.types.is_dictionary(column.type):
+    if not pa.types.is_dictionary(column.type):
+        column = column.dictionary_encode()
+    elif column.type != pa.dictionary(pa.int32(), value_type):
         column = column.cast(pa.dictionary(pa.int32(), value_type))
-    else:
-        column = pc.dictionary_encode(column)
     if pa.types.is_large_string(value_type):
         column = column.cast(pa.dictionary(pa.int32(), pa.string()))
     return column.unify_dictionaries()
