@@ -13,8 +13,9 @@ of three integer keys -- and the same votes always give the same bytes.
 Votes leave the server through ``COPY (query) TO STDOUT (FORMAT binary)`` as fixed-width rows
 (ids as 16-byte uuids, outcome and validation as int2, timestamp, int8 masks): each batch of rows
 is one NumPy structured view of the bytes, without a Python object per row; model ids are mapped
-to catalogue rows with a hash lookup in Arrow, evaluation ids formatted as text only when written. The statement may run in parallel workers
-(``PARALLEL_TUPLE_COST``); the client only gathers the rows the server sends (``copy_out``).
+to catalogue rows with a hash lookup in Arrow, evaluation ids formatted as text only when written.
+The statement may run in parallel workers (``PARALLEL_TUPLE_COST``); the client only gathers the
+rows the server sends (``copy_out``).
 
 Answer style (issue 14). A second COPY, in CSV, streams the rounds of those votes with both
 answers' texts into Arrow's CSV reader; ``common.answer_style.style_counts`` counts tokens (numpy
@@ -381,7 +382,7 @@ def sort_order(times: np.ndarray, ids: np.ndarray) -> np.ndarray:
 
 
 STYLE_THREADS = min(4, os.cpu_count() or 1)
-"""Threads counting the answers of the rounds: RE2 (Arrow) and numpy let go of the GIL, so two
+"""Threads counting the answers of the rounds: RE2 (Arrow) and numpy let go of the GIL, so
 batches are counted at once while the main thread reads the next one from the server."""
 
 
@@ -407,13 +408,11 @@ def add_style(
         counted = _in_order(
             pool, partial(round_counts, keys), itertools.chain([first], batches), threads
         )
+        # Unbuffered adds touch only the batch's votes (a bincount per batch would sweep all n).
         for vote, counts, missing in counted:
-            for j in range(len(STYLE_COLUMNS)):
-                totals[:, j] += np.bincount(vote, weights=counts[:, j], minlength=n).astype(
-                    np.int64
-                )
-            seen += np.bincount(vote, minlength=n)
-            lacking += np.bincount(vote[missing], minlength=n)
+            np.add.at(totals, vote, counts)
+            np.add.at(seen, vote, 1)
+            np.add.at(lacking, vote[missing], 1)
     has = (seen > 0) & (lacking == 0)
     style = np.where(has[:, None], np.minimum(totals, np.iinfo(np.int32).max), 0)
     return replace(votes, style=style.astype(np.int32), has_style=has)
@@ -703,7 +702,8 @@ def rounds_batches(conn: psycopg.Connection, plan: FetchPlan) -> Iterator[pa.Rec
     """The rounds of the plan's votes with both answers' texts, streamed in Arrow batches."""
     import pyarrow.csv as pacsv
 
-    if not conn.execute("SELECT EXISTS (SELECT FROM api.battle_round)").fetchone()[0]:  # type: ignore[index]
+    any_round = conn.execute("SELECT EXISTS (SELECT FROM api.battle_round)").fetchone()
+    if not (any_round and any_round[0]):
         return  # nothing to count, and the join would still read every vote to find that out
     statement, params = answers_query(plan)
     with closing(copy_out(conn, statement, params, copy_format="csv")) as messages:
