@@ -55,11 +55,8 @@ def stage_seconds(history: list[dict[str, Any]]) -> dict[str, float]:
     }
 
 
-def _run(
-    url: str, state_dir: str, leaderboards: list[str] | str, workers: int | None = None
-) -> dict[str, Any]:
-    """One local execution over ``leaderboards``, in this fresh process (``workers`` as
-    ``leaderboard run --workers``: 0 measures the in-process threads by hand)."""
+def _run(url: str, state_dir: str, leaderboards: list[str] | str) -> dict[str, Any]:
+    """One local execution over ``leaderboards``, in this fresh process."""
     os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
     from cli.report import published_results
     from local.pipeline import LocalPipeline
@@ -80,7 +77,6 @@ def _run(
         database_url=url,
         store=ExecutionStore(Path(state_dir)),
         log_path=Path(state_dir) / "functions.jsonl",
-        workers=workers,
     ) as pipeline:
         setup_s = time.perf_counter() - started
         mark_start()

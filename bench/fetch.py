@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from psycopg import sql
 
 from bench import Benchmark, isolated, mark_start
 from bench.arena import MODELS, seeded_database
@@ -90,10 +91,10 @@ def _fetch_event(run_at: str, leaderboards: Any = ("overall",)) -> dict[str, Any
 
 
 def _ours(
-    url: str, run_at: str, repeats: int, keep: str | None, leaderboards: Any = ("overall",)
+    url: str, run_at: str, warm: bool, keep: str | None, leaderboards: Any = ("overall",)
 ) -> dict[str, Any]:
-    """The fetch stage's handler, in this fresh process, best of ``repeats`` after a warm-up when
-    ``repeats`` > 0, else one cold call; ``keep``: a folder for its objects."""
+    """One call of the fetch stage's handler in this fresh process, after a warm-up call when
+    ``warm`` (else cold: its lazy imports included); ``keep``: a folder for its objects."""
     _aws_env(url)
     import boto3
     from moto import mock_aws
@@ -103,14 +104,12 @@ def _ours(
     with mock_aws():
         s3 = boto3.client("s3")
         s3.create_bucket(Bucket=BUCKET)
-        if repeats > 0:
-            handler(_fetch_event(run_at, leaderboards), _context())  # warm-up: cache, imports
+        if warm:
+            handler(_fetch_event(run_at, leaderboards), _context())
         mark_start()
-        times = []
-        for _ in range(max(repeats, 1)):
-            start = time.perf_counter()
-            result = handler(_fetch_event(run_at, leaderboards), _context())
-            times.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        result = handler(_fetch_event(run_at, leaderboards), _context())
+        seconds = time.perf_counter() - start
         board = result["leaderboards"][0]
         key = board["votes_uri"].split("/", 3)[3]
         size = s3.head_object(Bucket=BUCKET, Key=key)["ContentLength"]
@@ -119,7 +118,7 @@ def _ours(
                 body = s3.get_object(Bucket=BUCKET, Key=uri.split("/", 3)[3])["Body"].read()
                 Path(keep, uri.rsplit("/", 1)[1]).write_bytes(body)
     return {
-        "seconds": min(times),
+        "seconds": seconds,
         "votes": board["vote_count"],
         "all_votes": sum(b["vote_count"] for b in result["leaderboards"]),
         "parquet_mb": size / 2**20,
@@ -127,9 +126,9 @@ def _ours(
     }
 
 
-def _before(url: str, run_at: str, repeats: int, slugs: list[str] | None) -> dict[str, Any]:
-    """The stage's export before the shared pass (``bench.fetch_before``), in this fresh process,
-    best of ``repeats`` after a warm-up when ``repeats`` > 0, else one call."""
+def _before(url: str, run_at: str, slugs: list[str] | None) -> dict[str, Any]:
+    """One export as the stage did it before the shared pass (``bench.fetch_before``), in this
+    fresh process (on a warm server: ``_warm`` and the calls before it)."""
     _aws_env(url)
     import boto3
     from moto import mock_aws
@@ -141,18 +140,13 @@ def _before(url: str, run_at: str, repeats: int, slugs: list[str] | None) -> dic
     at = datetime.fromisoformat(run_at)
     with mock_aws():
         boto3.client("s3").create_bucket(Bucket=BUCKET)
-        if repeats > 0:
-            with psycopg.connect(url) as conn:
-                fetch_before.export_all(conn, slugs, at, prefix)
         mark_start()
-        times = []
-        for _ in range(max(repeats, 1)):
-            start = time.perf_counter()
-            with psycopg.connect(url) as conn:
-                counts = fetch_before.export_all(conn, slugs, at, prefix)
-            times.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        with psycopg.connect(url) as conn:
+            counts = fetch_before.export_all(conn, slugs, at, prefix)
+        seconds = time.perf_counter() - start
     return {
-        "seconds": min(times),
+        "seconds": seconds,
         "votes": counts.get("overall", 0),
         "all_votes": sum(counts.values()),
     }
@@ -249,17 +243,20 @@ def _warm(url: str) -> None:
     """Read the tables both sides scan once, so that neither pays for a cold page cache (the
     first side to run on a 5M arena took 45 s instead of 17 s)."""
     with psycopg.connect(url) as conn:
+        conn.execute("SET enable_indexonlyscan = off")  # count(*) must read the tables themselves
         for table in ("battle_evaluation", "battle", "battle_validation"):
-            conn.execute(f"SELECT count(*) FROM api.{table}").fetchone()
+            conn.execute(
+                sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier("api", table))
+            ).fetchone()
 
 
 def _fetch_speed(votes: int) -> list[dict[str, Any]]:
     url = seeded_database(votes)
     _warm(url)
     run_at = _now()
-    ours = isolated(_ours, url, run_at, 1, None)
-    ours_all = isolated(_ours, url, run_at, 1, None, "all")
-    before = isolated(_before, url, run_at, 0, ["overall"])
+    ours = isolated(_ours, url, run_at, True, None)
+    ours_all = isolated(_ours, url, run_at, True, None, "all")
+    before = isolated(_before, url, run_at, ["overall"])
     if ours["votes"] != before["votes"]:
         raise SystemExit(f"fetch bench: ours {ours['votes']} votes, before {before['votes']}")
     return [
@@ -299,9 +296,9 @@ def _fetch_speed(votes: int) -> list[dict[str, Any]]:
 def _fetch_baselines(votes: int) -> list[dict[str, Any]]:
     url = seeded_database(votes)
     run_at = _now()
-    ours_all = isolated(_ours, url, run_at, 1, None, "all")
-    before_all = isolated(_before, url, run_at, 0, None)
-    ours = isolated(_ours, url, run_at, 1, None)
+    ours_all = isolated(_ours, url, run_at, True, None, "all")
+    before_all = isolated(_before, url, run_at, None)
+    ours = isolated(_ours, url, run_at, True, None)
     upstream = isolated(_baseline, url, run_at)
     if ours_all["all_votes"] != before_all["all_votes"] or ours["votes"] != upstream["votes"]:
         raise SystemExit(
@@ -334,8 +331,8 @@ def _memory(votes: int) -> list[dict[str, Any]]:
     _warm(url)
     run_at = _now()
     with tempfile.TemporaryDirectory(prefix="bench-fetch-") as folder:
-        fetched = isolated(_ours, url, run_at, 0, folder)
-        before = isolated(_before, url, run_at, 0, ["overall"])
+        fetched = isolated(_ours, url, run_at, False, folder)
+        before = isolated(_before, url, run_at, ["overall"])
         ranked = isolated(_rank_stage, url, folder, fetched["result"])
     if fetched["votes"] != before["votes"]:
         raise SystemExit(f"fetch bench: ours {fetched['votes']} votes, before {before['votes']}")
