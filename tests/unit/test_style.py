@@ -327,15 +327,19 @@ def test_chord_replicate_fits_match_exact_newton() -> None:
         assert np.abs(fast[pb.m :] - exact[pb.m :]).max() < 1e-6
 
 
-def test_separable_replicates_stay_finite_and_are_counted() -> None:
-    # "d" lost once in 14 votes: a replicate misses that loss with probability ~1/e.
-    votes, features = labelled(
+def _one_loss_arena() -> tuple[Votes, StyleFeatures]:
+    """ "d" lost once in 14 votes: a replicate misses that loss with probability ~1/e."""
+    return labelled(
         [
             ("a", "b", "model1", 12), ("b", "a", "model1", 8), ("a", "c", "model1", 10),
             ("c", "a", "model1", 6), ("b", "c", "tie", 5), ("c", "b", "model1", 7),
             ("d", "a", "model1", 6), ("d", "b", "model1", 7), ("c", "d", "model1", 1),
         ]
     )  # fmt: skip
+
+
+def test_separable_replicates_stay_finite_and_are_counted() -> None:
+    votes, features = _one_loss_arena()
     result = rank_with_style(votes, features, bootstrap=300, min_evals=0)
     assert result.ranking.separable_replicates > 50
     assert_bounded(result)
@@ -383,13 +387,7 @@ def test_batched_replicate_fits_match_fits_one_by_one_and_exact_newton() -> None
 
 
 def test_separable_and_non_contracting_replicates_in_a_batch_get_their_own_fits() -> None:
-    votes, features = labelled(
-        [
-            ("a", "b", "model1", 12), ("b", "a", "model1", 8), ("a", "c", "model1", 10),
-            ("c", "a", "model1", 6), ("b", "c", "tie", 5), ("c", "b", "model1", 7),
-            ("d", "a", "model1", 6), ("d", "b", "model1", 7), ("c", "d", "model1", 1),
-        ]
-    )  # fmt: skip
+    votes, features = _one_loss_arena()
     pb = _problem(votes, features)
     theta = _full_fit(pb)
     # The batch holds both kinds: replicates without an MLE, and some whose chord steps diverge.
