@@ -121,8 +121,9 @@ def _together(
     start: _Start, batch: _style_batch.Batch, seeds: list[np.random.SeedSequence]
 ) -> tuple[FloatArray, BoolArray]:
     """Consecutive replicates' estimates (R, m + k) and which have no MLE: drawn one by one as in
-    ``_replicate``, fitted by one batched chord iteration; a replicate without an MLE or whose
-    chord steps do not converge is then fitted as ``_replicate`` fits it."""
+    ``_replicate``, fitted by one batched chord iteration; those whose chord steps do not
+    converge by batched Newton steps (``_style_batch.newton``); a replicate without an MLE or
+    that neither fits is then fitted as ``_replicate`` fits it."""
     pb = start.pb
     # Drawn a replicate per row, then laid out a vote per row for the fits.
     drawn = np.empty((len(seeds), pb.n))
@@ -140,6 +141,9 @@ def _together(
     thetas[regular], fitted[regular] = _style_batch.chord(
         batch, start.theta, start.h_inv, np.compress(~separable, c, axis=1)
     )
+    again = np.flatnonzero(~fitted & ~separable)
+    if again.size:
+        thetas[again], fitted[again] = _style_batch.newton(batch, start.theta, c[:, again])
     for i in np.flatnonzero(~fitted):
         w = weigh(pb, c[:, i].copy())
         if separable[i]:

@@ -163,7 +163,7 @@ def build(
         lengths=lengths,
         y=y,
         zt=np.ascontiguousarray(zt),
-        blocks=_blocks(starts, lengths),
+        blocks=pair_blocks(starts, lengths, BLOCK),
     )
     standardization = Standardization(
         mean=tuple(float(x) for x in mean),
@@ -173,12 +173,13 @@ def build(
     return problem, standardization
 
 
-def _blocks(starts: IntArray, lengths: IntArray) -> tuple[Block, ...]:
-    """Whole pairs, greedily, up to BLOCK votes per block (a bigger pair is a block of its own)."""
+def pair_blocks(starts: IntArray, lengths: IntArray, most: int) -> tuple[Block, ...]:
+    """Whole pairs, greedily, up to ``most`` votes per block (a bigger pair is a block of its
+    own)."""
     bounds = [0]
     size = 0
     for p, length in enumerate(lengths.tolist()):
-        if size and size + length > BLOCK:
+        if size and size + length > most:
             bounds.append(p)
             size = 0
         size += length

@@ -313,10 +313,8 @@ def test_chord_replicate_fits_match_exact_newton() -> None:
     pb = _problem(arena.votes, arena.features)
     theta, converged = _style_likelihood.fit_full(pb)
     assert converged
-    prob = _style_likelihood.probabilities(_style_likelihood.logits(pb, theta))
+    prob, h_inv = _full_fit_inverse(pb, theta)
     assert len(pb.blocks) > 1
-    hess = _style_likelihood.hessian(pb, prob * (1 - prob), 0.0)
-    h_inv = np.asarray(np.linalg.inv(hess), dtype=np.float64)
     rng = np.random.default_rng(1)
     for _ in range(5):
         w = _style_likelihood.weigh(pb, _style_bootstrap.draw_counts(rng, pb.block_sizes))
@@ -352,6 +350,15 @@ def _full_fit(pb: _style_problem.StyleProblem) -> np.ndarray:
     theta, converged = _style_likelihood.fit_full(pb)
     assert converged
     return theta
+
+
+def _full_fit_inverse(
+    pb: _style_problem.StyleProblem, theta: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """p at the full fit and the inverse of its Hessian, as the bootstrap starts from them."""
+    prob = _style_likelihood.probabilities(_style_likelihood.logits(pb, theta))
+    hess = _style_likelihood.hessian(pb, prob * (1 - prob), 0.0)
+    return prob, np.asarray(np.linalg.inv(hess), dtype=np.float64)
 
 
 def _replicate_counts(pb: _style_problem.StyleProblem, seed: int, replicates: int) -> np.ndarray:
@@ -397,9 +404,7 @@ def test_separable_and_non_contracting_replicates_in_a_batch_get_their_own_fits(
         np.add.reduceat(counts * pb.y[:, None], pb.starts).T,
         np.add.reduceat(counts, pb.starts).T,
     )
-    prob = _style_likelihood.probabilities(_style_likelihood.logits(pb, theta))
-    hess = _style_likelihood.hessian(pb, prob * (1 - prob), 0.0)
-    h_inv = np.asarray(np.linalg.inv(hess), dtype=np.float64)
+    prob, h_inv = _full_fit_inverse(pb, theta)
     batch = _style_batch.Batch.build(pb, prob, 200)
     fits, converged = _style_batch.chord(batch, theta, h_inv, counts[:, ~separable])
     assert separable.sum() > 20 and (~converged).sum() > 20
@@ -409,6 +414,55 @@ def test_separable_and_non_contracting_replicates_in_a_batch_get_their_own_fits(
     assert ridged == alone_ridged >= separable.sum()
     assert np.isfinite(together).all()
     assert np.abs(together - alone).max() < 1e-9
+
+
+def test_batched_derivatives_are_each_replicates_gradient_and_hessian() -> None:
+    arena = style_arena(12, 3000, seed=14)
+    pb = _problem(arena.votes, arena.features)
+    theta = _full_fit(pb)
+    prob, _ = _full_fit_inverse(pb, theta)
+    counts = _replicate_counts(pb, 4, 3)
+    batch = _style_batch.Batch.build(pb, prob, 300)  # laid out for 300: blocks of ~70 votes
+    assert len(batch.pair_blocks) > 1
+    moved = theta[:, None] + 0.05 * np.random.default_rng(0).standard_normal((len(theta), 3))
+    for at in (None, moved):
+        grad, hess = _style_batch.derivatives(batch, counts, counts * pb.y[:, None], at)
+        for b in range(3):
+            w = _style_likelihood.weigh(pb, counts[:, b].copy())
+            point = theta if at is None else at[:, b]
+            p = _style_likelihood.probabilities(_style_likelihood.logits(pb, point))
+            expected = _style_likelihood.hessian(pb, counts[:, b] * p * (1 - p), 0.0)
+            scale = np.abs(expected).max()
+            assert np.abs(grad[:, b] - _style_likelihood.gradient(pb, point, w)).max() < 1e-9
+            assert np.abs(hess[b] - expected).max() < 1e-12 * scale
+
+
+def test_replicates_the_chord_steps_do_not_fit_get_batched_newton_fits() -> None:
+    # 60 votes a model: a third of the replicates end too far from the full fit for its Hessian.
+    arena = style_arena(20, 600, seed=3)
+    pb = _problem(arena.votes, arena.features)
+    theta = _full_fit(pb)
+    prob, h_inv = _full_fit_inverse(pb, theta)
+    counts = _replicate_counts(pb, 2, 100)
+    separable = _components.separable_replicates(
+        pb.pairs,
+        np.add.reduceat(counts * pb.y[:, None], pb.starts).T,
+        np.add.reduceat(counts, pb.starts).T,
+    )
+    assert not separable.any()
+    batch = _style_batch.Batch.build(pb, prob, 100)
+    _, chord_fitted = _style_batch.chord(batch, theta, h_inv, counts)
+    left = counts[:, ~chord_fitted]
+    assert left.shape[1] > 20
+    fits, fitted = _style_batch.newton(batch, theta, left)
+    assert fitted.mean() > 0.8
+    assert np.isnan(fits[~fitted]).all()
+    for b in np.flatnonzero(fitted):
+        w = _style_likelihood.weigh(pb, left[:, b].copy())
+        exact, converged = _style_likelihood.newton(pb, theta, w, 0.0, 1e-12)
+        assert converged
+        assert np.abs(400 * (fits[b, : pb.m] - exact[: pb.m])).max() < 1e-4
+        assert np.abs(fits[b, pb.m :] - exact[pb.m :]).max() < 1e-6
 
 
 # --- sandwich -----------------------------------------------------------------------------------
