@@ -5,18 +5,19 @@ On a few thousand votes a replicate's chord iteration takes ~10 gradients, each 
 calls on arrays too small to pay for the call. Here R replicates' counts are one (N, R) matrix,
 votes by rows, and every step is one pass for all of them: the logits are the design (ln 10 at
 the vote's first model, -ln 10 at its second, then the features) times theta, the gradient the
-transposed products (the ratings part summed per model vote by vote, ``Incidence``), and the
-chord step one product with the full-data Hessian inverse. Passes go over blocks of votes whose
-(V, R) arrays stay in cache. Each replicate follows the rule of ``_style_likelihood.chord`` on its
-own and leaves the batch when it stops.
+transposed products (the ratings part summed per pair, which reaches the pair's two models
+afterwards, as in ``_style_likelihood``), and the chord step one product with the full-data
+Hessian inverse. Passes go over blocks of whole pairs whose (V, R) arrays stay in cache. Each
+replicate follows the rule of ``_style_likelihood.chord`` on its own and leaves the batch when it
+stops.
 
 On a few thousand votes a replicate's optimum can be far enough from the full fit (a model with
 a hundred votes moves by 0.3 log10-odds) that the full data's Hessian no longer contracts: on the
 2.5k-vote boards of ``make run``, 5 to 45% of the replicates. Those are fitted together again by
 Newton's method, each step with the replicate's own Hessian (``derivatives``: per pair, the sums
-of c p (1 - p) and of it times each feature, reaching the two models afterwards; the features'
-block from the products of their columns), one batched solve a step. About one in ten of them
-still needs the damped Newton of its own that ``_style_bootstrap`` gives it.
+of c p (1 - p) and of it times each feature; the features' block from the products of their
+columns), one batched solve a step. About one in ten of them still needs the damped Newton of its
+own that ``_style_bootstrap`` gives it.
 """
 
 from __future__ import annotations
@@ -26,13 +27,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from common.ranking._components import BoolArray
-from common.ranking._incidence import Incidence
 from common.ranking._style_likelihood import CHORD_MAX_ITER, REPLICATE_TOL
 from common.ranking._style_problem import Block, StyleProblem, pair_blocks
 from common.ranking.scale import LN10, FloatArray
 
 BLOCK_CELLS = 1 << 17
-"""(vote, replicate) cells per block of a pass: 1 MB per array, which stays in cache."""
+"""(vote, replicate) cells per block of a pass, at most (a pair with more votes is a block of its
+own): 1 MB per array, which stays in cache."""
 COMPACT = 0.75
 """The batch drops its stopped replicates once at most this share of its columns is going on.
 Copying the counts costs about as much as a pass, so a replicate that stopped (its estimate
@@ -40,22 +41,13 @@ taken) rides along until a quarter of the batch has stopped."""
 
 
 @dataclass(frozen=True, eq=False)
-class _Block:
-    votes: slice
-    incidence: Incidence
-    """The block's votes as items on their two models."""
-
-
-@dataclass(frozen=True, eq=False)
 class Batch:
     """The votes of ``pb`` laid out for passes over up to R replicates at once."""
 
     pb: StyleProblem
-    blocks: tuple[_Block, ...]
-    pair_blocks: tuple[Block, ...]
-    """The same votes in blocks of whole pairs, for ``derivatives``'s per-pair sums."""
+    blocks: tuple[Block, ...]
     prob: FloatArray
-    """(N,) p at the full fit, where every replicate's first gradient is taken."""
+    """(N,) p at the full fit, where every replicate's first step is taken."""
     curvature: FloatArray
     """(N,) p (1 - p) at the full fit."""
     products: FloatArray
@@ -65,23 +57,32 @@ class Batch:
     @classmethod
     def build(cls, pb: StyleProblem, prob_full: FloatArray, rows: int) -> Batch:
         """The layout for batches of up to ``rows`` replicates (it sets the block size)."""
-        pair = np.repeat(np.arange(len(pb.lengths)), pb.lengths)
-        first, second = pb.pairs.first[pair], pb.pairs.second[pair]
-        size = max(1, BLOCK_CELLS // rows)
-        blocks = []
-        for start in range(0, pb.n, size):
-            votes = slice(start, min(start + size, pb.n))
-            blocks.append(_Block(votes, Incidence.build(first[votes], second[votes], pb.m)))
         row, col = np.triu_indices(pb.k)
         return cls(
             pb=pb,
-            blocks=tuple(blocks),
-            # Six (V, R) arrays at once here: blocks of a sixth of the cells stay in cache.
-            pair_blocks=pair_blocks(pb.starts, pb.lengths, max(1, BLOCK_CELLS // 6 // rows)),
+            blocks=pair_blocks(pb.starts, pb.lengths, max(1, BLOCK_CELLS // rows)),
             prob=prob_full,
             curvature=prob_full * (1.0 - prob_full),
             products=pb.zt[row] * pb.zt[col],
         )
+
+
+def _odds_against(pb: StyleProblem, block: Block, theta: FloatArray, zt: FloatArray) -> FloatArray:
+    """(V, R) 1 + exp(-eta) for the block's votes at ``theta`` (m + k, R): p is its reciprocal.
+
+    Built negated (0 - ln 10 (r_first - r_second) - z . beta) so that exp takes it as it is."""
+    m = pb.m
+    pairs = block.pairs
+    out = np.repeat(
+        LN10 * (theta[pb.pairs.second[pairs]] - theta[pb.pairs.first[pairs]]),
+        pb.lengths[pairs],
+        axis=0,
+    )
+    out -= zt.T @ theta[m:]
+    with np.errstate(over="ignore"):
+        np.exp(out, out=out)
+    out += 1.0
+    return out
 
 
 def gradients(batch: Batch, c: FloatArray, cy: FloatArray, theta: FloatArray | None) -> FloatArray:
@@ -89,31 +90,22 @@ def gradients(batch: Batch, c: FloatArray, cy: FloatArray, theta: FloatArray | N
     counts ``c`` (N, R) and ``cy`` = c y, at ``theta`` (m + k, R), or at the full fit when
     ``theta`` is None.
 
-    The logits are built negated (0 - ln 10 r_first + ln 10 r_second - z . beta) so that exp
-    takes them as they are; a block's residuals are its only (V, R) array."""
+    A block's residuals are its only (V, R) array, summed per pair."""
     pb = batch.pb
-    m = pb.m
-    out = np.zeros((m + pb.k, c.shape[1]))
-    if theta is not None:
-        scaled = LN10 * theta[:m]
-        negated = np.subtract(0.0, scaled)
-    with np.errstate(over="ignore"):
-        for block in batch.blocks:
-            v = block.votes
-            if theta is None:
-                resid = c[v] * batch.prob[v, None]
-                resid -= cy[v]
-            else:
-                resid = np.take(negated, block.incidence.first, axis=0)
-                resid += np.take(scaled, block.incidence.second, axis=0)
-                resid += pb.zt[:, v].T @ -theta[m:]
-                np.exp(resid, out=resid)
-                resid += 1.0
-                np.divide(c[v], resid, out=resid)
-                resid -= cy[v]
-            out[:m] += block.incidence.signed(resid, LN10)
-            out[m:] += pb.zt[:, v] @ resid
-    return out
+    pair_resid = np.empty((len(pb.lengths), c.shape[1]))
+    g_beta = np.zeros((pb.k, c.shape[1]))
+    for block in batch.blocks:
+        v = block.votes
+        zt = pb.zt[:, v]
+        if theta is None:
+            resid = c[v] * batch.prob[v, None]
+        else:
+            resid = _odds_against(pb, block, theta, zt)
+            np.divide(c[v], resid, out=resid)
+        resid -= cy[v]
+        pair_resid[block.pairs] = np.add.reduceat(resid, block.starts, axis=0)
+        g_beta += zt @ resid
+    return np.concatenate([pb.pairs.incidence.signed(pair_resid, LN10), g_beta])
 
 
 def chord(
@@ -169,33 +161,25 @@ def derivatives(
     pair_sums = np.empty((len(pb.lengths), 2 + k, width))
     g_beta = np.zeros((k, width))
     h_beta = np.zeros((len(batch.products), width))
-    if theta is not None:
-        negated = LN10 * (theta[pb.pairs.second] - theta[pb.pairs.first])
-        neg_beta = np.subtract(0.0, theta[m:])
-    with np.errstate(over="ignore"):
-        for block in batch.pair_blocks:
-            v = block.votes
-            zt = pb.zt[:, v]
-            terms = np.empty((block.size, 2 + k, width))
-            resid, curv = terms[:, 0], terms[:, 1]
-            if theta is None:
-                np.multiply(c[v], batch.prob[v, None], out=resid)
-                np.multiply(c[v], batch.curvature[v, None], out=curv)
-            else:
-                p = np.repeat(negated[block.pairs], pb.lengths[block.pairs], axis=0)
-                p += zt.T @ neg_beta
-                np.exp(p, out=p)
-                p += 1.0
-                np.reciprocal(p, out=p)
-                np.multiply(c[v], p, out=resid)
-                np.multiply(resid, p, out=curv)
-                np.subtract(resid, curv, out=curv)
-            resid -= cy[v]
-            for j in range(k):
-                np.multiply(curv, zt[j, :, None], out=terms[:, 2 + j])
-            pair_sums[block.pairs] = np.add.reduceat(terms, block.starts, axis=0)
-            g_beta += zt @ resid
-            h_beta += batch.products[:, v] @ curv
+    for block in batch.blocks:
+        v = block.votes
+        zt = pb.zt[:, v]
+        terms = np.empty((block.size, 2 + k, width))
+        resid, curv = terms[:, 0], terms[:, 1]
+        if theta is None:
+            np.multiply(c[v], batch.prob[v, None], out=resid)
+            np.multiply(c[v], batch.curvature[v, None], out=curv)
+        else:
+            p = np.reciprocal(_odds_against(pb, block, theta, zt))
+            np.multiply(c[v], p, out=resid)
+            np.multiply(resid, p, out=curv)
+            np.subtract(resid, curv, out=curv)
+        resid -= cy[v]
+        for j in range(k):
+            np.multiply(curv, zt[j, :, None], out=terms[:, 2 + j])
+        pair_sums[block.pairs] = np.add.reduceat(terms, block.starts, axis=0)
+        g_beta += zt @ resid
+        h_beta += batch.products[:, v] @ curv
     per_model = pb.pairs.incidence.signed(np.delete(pair_sums, 1, axis=1), LN10)
     hess = np.empty((width, m + k, m + k))
     hess[:, :m, :m] = pb.pairs.laplacian((LN10 * LN10) * pair_sums[:, 1].T)

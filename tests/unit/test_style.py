@@ -422,8 +422,8 @@ def test_batched_derivatives_are_each_replicates_gradient_and_hessian() -> None:
     theta = _full_fit(pb)
     prob, _ = _full_fit_inverse(pb, theta)
     counts = _replicate_counts(pb, 4, 3)
-    batch = _style_batch.Batch.build(pb, prob, 300)  # laid out for 300: blocks of ~70 votes
-    assert len(batch.pair_blocks) > 1
+    batch = _style_batch.Batch.build(pb, prob, 300)  # laid out for 300: blocks of ~400 votes
+    assert len(batch.blocks) > 1
     moved = theta[:, None] + 0.05 * np.random.default_rng(0).standard_normal((len(theta), 3))
     for at in (None, moved):
         grad, hess = _style_batch.derivatives(batch, counts, counts * pb.y[:, None], at)
