@@ -42,7 +42,7 @@ import psycopg
 from psycopg import sql
 
 from bench import Benchmark, isolated, mark_start
-from bench.arena import MODELS, seeded_database
+from bench.arena import MODELS, seeded_database, warm_page_cache
 
 BUCKET = "bench-artifacts"
 BEFORE = "per-leaderboard sorted query (before)"
@@ -128,7 +128,7 @@ def _ours(
 
 def _before(url: str, run_at: str, slugs: list[str] | None) -> dict[str, Any]:
     """One export as the stage did it before the shared pass (``bench.fetch_before``), in this
-    fresh process (on a warm server: ``_warm`` and the calls before it)."""
+    fresh process (on a warm server: ``bench.arena.warm_page_cache`` and the calls before it)."""
     _aws_env(url)
     import boto3
     from moto import mock_aws
@@ -239,20 +239,9 @@ def _versus(
     }
 
 
-def _warm(url: str) -> None:
-    """Read the tables both sides scan once, so that neither pays for a cold page cache (the
-    first side to run on a 5M arena took 45 s instead of 17 s)."""
-    with psycopg.connect(url) as conn:
-        conn.execute("SET enable_indexonlyscan = off")  # count(*) must read the tables themselves
-        for table in ("battle_evaluation", "battle", "battle_validation"):
-            conn.execute(
-                sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier("api", table))
-            ).fetchone()
-
-
 def _fetch_speed(votes: int) -> list[dict[str, Any]]:
     url = seeded_database(votes)
-    _warm(url)
+    warm_page_cache(url)
     run_at = _now()
     ours = isolated(_ours, url, run_at, True, None)
     ours_all = isolated(_ours, url, run_at, True, None, "all")
@@ -328,7 +317,7 @@ def _fetch_baselines(votes: int) -> list[dict[str, Any]]:
 
 def _memory(votes: int) -> list[dict[str, Any]]:
     url = seeded_database(votes)
-    _warm(url)
+    warm_page_cache(url)
     run_at = _now()
     with tempfile.TemporaryDirectory(prefix="bench-fetch-") as folder:
         fetched = isolated(_ours, url, run_at, False, folder)
@@ -388,7 +377,6 @@ JOIN LATERAL (
 def _style_pass(url: str, run_at: str, sql_too: bool) -> dict[str, Any]:
     """The answers pass of the fetch stage for `overall`, then (``sql_too``) the same counts by
     PostgreSQL, in this fresh process."""
-    from psycopg import sql
 
     from common import answer_style, fetch
     from common.filters import LeaderboardFilters, plan_fetch, votes_query

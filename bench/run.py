@@ -2,7 +2,8 @@
 
 The arena ``make run`` seeds on its first run (40 models, 100k battles with answers, seed 0) is
 seeded once (``bench.arena``) and cloned for each side, with the style-controlled leaderboard row
-``make run`` creates (``local.style_boards``); ``leaderboard run`` with its defaults
+``make run`` creates (``local.style_boards``) and its tables read once
+(``bench.arena.warm_page_cache``); ``leaderboard run`` with its defaults
 (every leaderboard, B = 1000) executes on the clone, each side in a fresh process: with the Lambda
 functions in the runner's worker processes (the default), and, in ``run/threads`` (not in the
 default set), as the baseline with every invocation a thread of the runner (``--workers 0``, how
@@ -23,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import Benchmark, isolated, mark_start
-from bench.arena import clone, drop, seeded_arena
+from bench.arena import clone, drop, seeded_arena, warm_page_cache
 from bench.e2e import stage_seconds
 from local import style_boards
 from local.simulate import ANSWER_TOKENS
@@ -62,6 +63,7 @@ def _side(arena: str, workers: int | None) -> dict[str, Any]:
     url = clone(arena)
     try:
         style_boards.create_rows(url)  # as make run's seeding does: overall-style-control
+        warm_page_cache(url)
         with tempfile.TemporaryDirectory(prefix="bench-run-") as state_dir:
             shutil.copytree(REPO_ROOT / ".local" / "templates", Path(state_dir, "templates"))
             return isolated(_run, url, state_dir, workers)
