@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -79,8 +80,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{b.name:<22} {' ' if b.default else '*'} {b.description}")
         return 0
     rows: list[dict[str, Any]] = []
-    for benchmark in _select(benchmarks, args.names):
+    selected = _select(benchmarks, args.names)
+    began = time.perf_counter()
+    for benchmark in selected:
         print(f"# {benchmark.name}: {benchmark.description}", flush=True)
+        started = time.perf_counter()
         for measurement in benchmark.run():
             missing = sorted(set(Measurement.__annotations__) - set(measurement))
             if missing:
@@ -89,9 +93,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"#   {note}", flush=True)
             print(json.dumps(measurement), flush=True)
             rows.append(measurement)
+        # What each costs, seeding included: the default set has to stay within 5 minutes.
+        print(f"#   took {time.perf_counter() - started:.1f} s", flush=True)
     if rows:
         print(_table(rows))
+    print(f"# {len(selected)} benchmark(s) in {_duration(time.perf_counter() - began)}")
     return 0
+
+
+def _duration(seconds: float) -> str:
+    minutes, rest = divmod(round(seconds), 60)
+    return f"{minutes} min {rest} s" if minutes else f"{rest} s"
 
 
 if __name__ == "__main__":
