@@ -437,7 +437,9 @@ def test_batched_derivatives_are_each_replicates_gradient_and_hessian() -> None:
             assert np.abs(hess[b] - expected).max() < 1e-12 * scale
 
 
-def test_replicates_the_chord_steps_do_not_fit_get_batched_newton_fits() -> None:
+def test_replicates_the_chord_steps_do_not_fit_get_batched_newton_fits(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     # 60 votes a model: a third of the replicates end too far from the full fit for its Hessian.
     arena = style_arena(20, 600, seed=3)
     pb = _problem(arena.votes, arena.features)
@@ -457,6 +459,11 @@ def test_replicates_the_chord_steps_do_not_fit_get_batched_newton_fits() -> None
     fits, fitted = _style_batch.newton(batch, theta, left)
     assert fitted.mean() > 0.8
     assert np.isnan(fits[~fitted]).all()
+    # Held to a few Hessians at a time (as at hundreds of models), the same fits.
+    monkeypatch.setattr(_style_batch, "HESSIAN_CELLS", 3 * len(theta) ** 2)
+    parts, parts_fitted = _style_batch.newton(batch, theta, left)
+    assert np.array_equal(parts_fitted, fitted)
+    np.testing.assert_allclose(parts[fitted], fits[fitted], rtol=0, atol=1e-12)
     for b in np.flatnonzero(fitted):
         w = _style_likelihood.weigh(pb, left[:, b].copy())
         exact, converged = _style_likelihood.newton(pb, theta, w, 0.0, 1e-12)
