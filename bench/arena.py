@@ -77,8 +77,8 @@ def seeded_arena(models: int, battles: int, seed: int, *, answer_tokens: float |
             return url
     url = postgres.create_database(admin, name, replace=True)
     print(f"#   seeding {battles:,} battles into {name} (once; kept in {BENCH_DIR})", flush=True)
-    # In a child process: a child's ru_maxrss starts from its parent's, so the parent of the
-    # measured processes must never hold the simulated arena.
+    # In a child process: the simulated arena is gigabytes at 5M votes, which the parent of the
+    # measured processes should not keep.
     isolated(_seed, url, models, battles, seed, answer_tokens)
     return url
 

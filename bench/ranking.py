@@ -156,7 +156,7 @@ def _rank_bench(models: int, n_votes: int, timed: int) -> list[dict[str, Any]]:
             )
         )
     notes = [
-        "peak_mb: ru_maxrss of a fresh process running only this side "
+        "peak_mb: VmHWM of a fresh process running only this side "
         "(interpreter + libraries + input votes + work); work_mb: the part above the RSS before the work"
     ]
     if timed < REPLICATES:

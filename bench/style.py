@@ -191,7 +191,7 @@ def _style_bench(models: int, n_votes: int, timed: int) -> list[dict[str, Any]]:
         ours = isolated(_ours, path, REPLICATES)
         base = isolated(_fastchat, path, REPLICATES, timed, min(timed, 3))
     notes = [
-        "peak_mb: ru_maxrss of a fresh process running only this side; work_mb: above the RSS "
+        "peak_mb: VmHWM of a fresh process running only this side; work_mb: above the RSS "
         "before the work",
         f"baseline: {timed} of {REPLICATES} replicates timed, total extrapolated linearly; "
         "FastChat maps replicates over an mp.Pool: on 2 cores at best half of baseline_seconds, "
