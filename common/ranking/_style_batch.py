@@ -22,6 +22,7 @@ own that ``_style_bootstrap`` gives it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -118,25 +119,43 @@ def chord(
     ``_style_likelihood.chord`` for each column of ``c`` (N, R), with its first step (from the
     full fit's p), stopping rule and gauge. Returns the (R, m + k) estimates and whether each
     converged (the estimate of one that did not is NaN: it needs a fit of its own)."""
+
+    def step(c: FloatArray, cy: FloatArray, theta: FloatArray | None) -> FloatArray:
+        return -(h_inv @ gradients(batch, c, cy, theta))
+
+    return _iterate(batch, theta_full, c, step, COMPACT)
+
+
+def _iterate(
+    batch: Batch,
+    theta_full: FloatArray,
+    c: FloatArray,
+    step_at: Callable[[FloatArray, FloatArray, FloatArray | None], FloatArray],
+    compact: float,
+) -> tuple[FloatArray, BoolArray]:
+    """The replicates' iteration from the full fit: ``step_at(c, cy, theta)`` gives the (m + k, R)
+    steps at ``theta`` (None: at the full fit); a replicate stops by ``_style_likelihood.chord``'s
+    rule (converged once its next step would be below REPLICATE_TOL, failed once a step is not
+    half the one before) and leaves the batch once at most ``compact`` of it is going on."""
     m = batch.pb.m
     cy = c * batch.pb.y[:, None]
     out = np.full((len(theta_full), c.shape[1]), np.nan)
     converged = np.zeros(c.shape[1], dtype=bool)
-    step = -(h_inv @ gradients(batch, c, cy, None))
+    step = step_at(c, cy, None)
     theta = theta_full[:, None] + step
     last = np.abs(step).max(axis=0)
     done = last < REPLICATE_TOL
     out[:, done] = theta[:, done]
     converged[done] = True
     rows = np.arange(c.shape[1])
-    going = ~done
+    going = ~done & np.isfinite(last)
     for _ in range(CHORD_MAX_ITER):
-        if going.sum() <= COMPACT * len(rows):
+        if not going.all() and going.sum() <= compact * len(rows):
             c, cy = np.compress(going, c, axis=1), np.compress(going, cy, axis=1)
             rows, theta, last, going = rows[going], theta[:, going], last[going], going[going]
         if not going.any():
             break
-        step = -(h_inv @ gradients(batch, c, cy, theta))
+        step = step_at(c, cy, theta)
         size = np.abs(step).max(axis=0)
         theta += step
         # Only a replicate riding along after it stopped can have a last step of exactly 0.
@@ -217,33 +236,9 @@ def newton(batch: Batch, theta_full: FloatArray, c: FloatArray) -> tuple[FloatAr
             newton(batch, theta_full, c[:, i : i + width]) for i in range(0, c.shape[1], width)
         ]
         return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
-    m = batch.pb.m
-    cy = c * batch.pb.y[:, None]
-    out = np.full((len(theta_full), c.shape[1]), np.nan)
-    converged = np.zeros(c.shape[1], dtype=bool)
-    step = _newton_steps(*derivatives(batch, c, cy, None))
-    theta = theta_full[:, None] + step
-    last = np.abs(step).max(axis=0)
-    done = last < REPLICATE_TOL
-    out[:, done] = theta[:, done]
-    converged[done] = True
-    rows = np.arange(c.shape[1])
-    going = ~done & np.isfinite(last)
-    for _ in range(CHORD_MAX_ITER):
-        # A Newton step costs many passes, copying the counts two: drop stopped ones at once.
-        if not going.all():
-            c, cy = np.compress(going, c, axis=1), np.compress(going, cy, axis=1)
-            rows, theta, last, going = rows[going], theta[:, going], last[going], going[going]
-        if not going.any():
-            break
-        step = _newton_steps(*derivatives(batch, c, cy, theta))
-        size = np.abs(step).max(axis=0)
-        theta += step
-        rate = size / last
-        done = size * rate < REPLICATE_TOL
-        theta[:m, done] -= theta[:m, done].mean(axis=0)
-        out[:, rows[done]] = theta[:, done]
-        converged[rows[done]] = True
-        going &= ~done & (rate <= 0.5)
-        last = size
-    return out.T, converged
+
+    def step(c: FloatArray, cy: FloatArray, theta: FloatArray | None) -> FloatArray:
+        return _newton_steps(*derivatives(batch, c, cy, theta))
+
+    # A Newton step costs many passes, copying the counts two: stopped ones leave at once.
+    return _iterate(batch, theta_full, c, step, 1.0)
