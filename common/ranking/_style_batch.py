@@ -1,23 +1,26 @@
-"""Bootstrap replicates of a small board fitted together: the chord iteration on a batch, and
-Newton's method for the replicates it does not fit.
+"""Bootstrap replicates of a small board fitted together: quasi-Newton steps on a batch, and
+Newton's method for the replicates they do not fit.
 
-On a few thousand votes a replicate's chord iteration takes ~10 gradients, each a dozen numpy
-calls on arrays too small to pay for the call. Here R replicates' counts are one (N, R) matrix,
-votes by rows, and every step is one pass for all of them: the logits are the design (ln 10 at
-the vote's first model, -ln 10 at its second, then the features) times theta, the gradient the
-transposed products (the ratings part summed per pair, which reaches the pair's two models
-afterwards, as in ``_style_likelihood``), and the chord step one product with the full-data
-Hessian inverse. Passes go over blocks of whole pairs whose (V, R) arrays stay in cache. Each
-replicate follows the rule of ``_style_likelihood.chord`` on its own and leaves the batch when it
-stops.
+On a few thousand votes a replicate's fit takes several gradients, each a dozen numpy calls on
+arrays too small to pay for the call. Here R replicates' counts are one (N, R) matrix, votes by
+rows, and every step is one pass for all of them: the logits are the design (ln 10 at the vote's
+first model, -ln 10 at its second, then the features) times theta, the gradient the transposed
+products (the ratings part summed per pair, which reaches the pair's two models afterwards, as in
+``_style_likelihood``). Passes go over blocks of whole pairs whose (V, R) arrays stay in cache.
 
-On a few thousand votes a replicate's optimum can be far enough from the full fit (a model with
-a hundred votes moves by 0.3 log10-odds) that the full data's Hessian no longer contracts: on the
-2.5k-vote boards of ``make run``, 5 to 45% of the replicates. Those are fitted together again by
-Newton's method, each step with the replicate's own Hessian (``derivatives``: per pair, the sums
-of c p (1 - p) and of it times each feature; the features' block from the products of their
-columns), one batched solve a step. About one in ten of them still needs the damped Newton of its
-own that ``_style_bootstrap`` gives it.
+The steps (``broyden``) start as chord steps with the full data's Hessian inverse, as a large
+board's replicate takes them (``_style_likelihood.chord``), and each replicate then corrects its
+own inverse from its last step and the change in its gradient (Broyden's update). On a few
+thousand votes a replicate's optimum is far enough from the full fit (a model with a hundred
+votes moves by 0.3 log10-odds) that chord steps contract by only 0.2 to 0.7 a step, or not at
+all; Broyden's steps took half the gradients on make run's 20 category boards (927 instead of
+1698) and fit most of the replicates that chord steps gave up on. A replicate stops once its step
+is below REPLICATE_TOL and the next one would be too, and leaves the batch when it stops.
+
+The few they do not fit are fitted together again by Newton's method, each step with the
+replicate's own Hessian (``derivatives``: per pair, the sums of c p (1 - p) and of it times each
+feature; the features' block from the products of their columns), one batched solve a step;
+what that does not fit gets the damped Newton of its own that ``_style_bootstrap`` gives it.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ import numpy as np
 from common.ranking._components import BoolArray
 from common.ranking._style_likelihood import CHORD_MAX_ITER, REPLICATE_TOL
 from common.ranking._style_problem import Block, StyleProblem, pair_blocks
-from common.ranking.scale import LN10, FloatArray
+from common.ranking.scale import LN10, FloatArray, IntArray
 
 BLOCK_CELLS = 1 << 17
 """(vote, replicate) cells per block of a pass, at most (a pair with more votes is a block of its
@@ -112,42 +115,86 @@ def gradients(batch: Batch, c: FloatArray, cy: FloatArray, theta: FloatArray | N
     return np.concatenate([pb.pairs.incidence.signed(pair_resid, LN10), g_beta])
 
 
-def chord(
+@dataclass(eq=False)
+class _Broyden:
+    """Steps -H g with each replicate's own estimate H of its inverse Hessian: the full data's at
+    first, then after each step s, with y the change in gradient that it brought, Broyden's
+    update H += (s - H y) s^T H / (s^T H y) (skipped where s^T H y is next to 0). The update keeps
+    the gauge: s and y have ratings that sum to 0, and the full data's inverse keeps such vectors
+    so."""
+
+    batch: Batch
+    h_inv: FloatArray
+    rows: IntArray | None = None
+    grad: FloatArray | None = None
+    step: FloatArray | None = None
+    inverses: FloatArray | None = None
+    """(R, m + k, m + k), from the second step on; rows follow ``rows``."""
+
+    def __call__(
+        self, c: FloatArray, cy: FloatArray, theta: FloatArray | None, rows: IntArray
+    ) -> FloatArray:
+        grad = gradients(self.batch, c, cy, theta)
+        if self.rows is None or self.grad is None or self.step is None:
+            step = -(self.h_inv @ grad)
+        else:
+            if len(rows) < len(self.rows):  # the batch dropped its stopped replicates
+                keep = np.isin(self.rows, rows)
+                self.grad, self.step = self.grad[:, keep], self.step[:, keep]
+                if self.inverses is not None:
+                    self.inverses = self.inverses[keep]
+            if self.inverses is None:
+                self.inverses = np.repeat(self.h_inv[None], len(rows), axis=0)
+            inv = self.inverses
+            s, y = self.step.T, (grad - self.grad).T
+            hy = np.matmul(inv, y[:, :, None])[:, :, 0]
+            sh = np.matmul(s[:, None, :], inv)[:, 0, :]
+            denom = np.einsum("ri,ri->r", s, hy)
+            scale = np.sqrt(np.einsum("ri,ri->r", s, s) * np.einsum("ri,ri->r", hy, hy))
+            usable = np.abs(denom) > 1e-12 * scale
+            weight = np.divide(1.0, denom, out=np.zeros_like(denom), where=usable)
+            inv += ((s - hy) * weight[:, None])[:, :, None] * sh[:, None, :]
+            step = -np.matmul(inv, grad.T[:, :, None])[:, :, 0].T
+        self.rows, self.grad, self.step = rows, grad, step
+        return step
+
+
+def broyden(
     batch: Batch, theta_full: FloatArray, h_inv: FloatArray, c: FloatArray
 ) -> tuple[FloatArray, BoolArray]:
-    """Each replicate's fit by Newton steps with the full-data Hessian, from the full-data fit:
-    ``_style_likelihood.chord`` for each column of ``c`` (N, R), with its first step (from the
-    full fit's p), stopping rule and gauge. Returns the (R, m + k) estimates and whether each
-    converged (the estimate of one that did not is NaN: it needs a fit of its own)."""
-
-    def step(c: FloatArray, cy: FloatArray, theta: FloatArray | None) -> FloatArray:
-        return -(h_inv @ gradients(batch, c, cy, theta))
-
-    return _iterate(batch, theta_full, c, step, COMPACT)
+    """Each replicate's fit from the full-data fit, for the replicates' counts ``c`` (N, R): its
+    first step from the full fit's p with the full data's Hessian inverse ``h_inv``, then
+    ``_Broyden`` steps while each step is at most as long as the one before. Returns the
+    (R, m + k) estimates and whether each converged (the estimate of one that did not is NaN: it
+    needs a fit of its own)."""
+    return _iterate(batch, theta_full, c, _Broyden(batch, h_inv), COMPACT, 1.0)
 
 
 def _iterate(
     batch: Batch,
     theta_full: FloatArray,
     c: FloatArray,
-    step_at: Callable[[FloatArray, FloatArray, FloatArray | None], FloatArray],
+    step_at: Callable[[FloatArray, FloatArray, FloatArray | None, IntArray], FloatArray],
     compact: float,
+    give_up: float,
 ) -> tuple[FloatArray, BoolArray]:
-    """The replicates' iteration from the full fit: ``step_at(c, cy, theta)`` gives the (m + k, R)
-    steps at ``theta`` (None: at the full fit); a replicate stops by ``_style_likelihood.chord``'s
-    rule (converged once its next step would be below REPLICATE_TOL, failed once a step is not
-    half the one before) and leaves the batch once at most ``compact`` of it is going on."""
+    """The replicates' iteration from the full fit: ``step_at(c, cy, theta, rows)`` gives the
+    (m + k, R) steps of the replicates ``rows`` (columns of the first ``c``) at ``theta`` (None: at
+    the full fit). A replicate has converged once its step is below REPLICATE_TOL and its next
+    one, extrapolated from the last two, would be too; it fails once a step is more than
+    ``give_up`` times the one before. Stopped replicates leave the batch once at most ``compact``
+    of it is going on."""
     m = batch.pb.m
     cy = c * batch.pb.y[:, None]
     out = np.full((len(theta_full), c.shape[1]), np.nan)
     converged = np.zeros(c.shape[1], dtype=bool)
-    step = step_at(c, cy, None)
+    rows = np.arange(c.shape[1])
+    step = step_at(c, cy, None, rows)
     theta = theta_full[:, None] + step
     last = np.abs(step).max(axis=0)
     done = last < REPLICATE_TOL
     out[:, done] = theta[:, done]
     converged[done] = True
-    rows = np.arange(c.shape[1])
     going = ~done & np.isfinite(last)
     for _ in range(CHORD_MAX_ITER):
         if not going.all() and going.sum() <= compact * len(rows):
@@ -155,17 +202,17 @@ def _iterate(
             rows, theta, last, going = rows[going], theta[:, going], last[going], going[going]
         if not going.any():
             break
-        step = step_at(c, cy, theta)
+        step = step_at(c, cy, theta, rows)
         size = np.abs(step).max(axis=0)
         theta += step
         # Only a replicate riding along after it stopped can have a last step of exactly 0.
         with np.errstate(divide="ignore", invalid="ignore"):
             rate = size / last
-        done = going & (size * rate < REPLICATE_TOL)
+        done = going & (size < REPLICATE_TOL) & (size * rate < REPLICATE_TOL)
         theta[:m, done] -= theta[:m, done].mean(axis=0)
         out[:, rows[done]] = theta[:, done]
         converged[rows[done]] = True
-        going &= ~done & (rate <= 0.5)
+        going &= ~done & (rate <= give_up)
         last = size
     return out.T, converged
 
@@ -227,7 +274,7 @@ def _newton_steps(grad: FloatArray, hess: FloatArray) -> FloatArray:
 
 def newton(batch: Batch, theta_full: FloatArray, c: FloatArray) -> tuple[FloatArray, BoolArray]:
     """Each replicate's fit by Newton steps from the full-data fit, for the replicates' counts
-    ``c`` (N, R): ``chord``'s iteration and stopping rule with each step's own Hessian. Returns
+    ``c`` (N, R): ``broyden``'s iteration and stopping rule with each step's own Hessian. Returns
     the (R, m + k) estimates and whether each converged (NaN where not: undamped steps that stop
     contracting, or a singular Hessian; such a replicate needs a damped fit of its own)."""
     width = max(1, HESSIAN_CELLS // len(theta_full) ** 2)
@@ -237,8 +284,9 @@ def newton(batch: Batch, theta_full: FloatArray, c: FloatArray) -> tuple[FloatAr
         ]
         return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
-    def step(c: FloatArray, cy: FloatArray, theta: FloatArray | None) -> FloatArray:
+    def step(c: FloatArray, cy: FloatArray, theta: FloatArray | None, rows: IntArray) -> FloatArray:
         return _newton_steps(*derivatives(batch, c, cy, theta))
 
-    # A Newton step costs many passes, copying the counts two: stopped ones leave at once.
-    return _iterate(batch, theta_full, c, step, 1.0)
+    # A Newton step costs many passes, copying the counts two: stopped ones leave at once. Its
+    # steps shrink fast where it works; one not halving its step is not going to.
+    return _iterate(batch, theta_full, c, step, 1.0, 0.5)

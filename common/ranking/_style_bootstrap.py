@@ -121,8 +121,8 @@ def _together(
     start: _Start, batch: _style_batch.Batch, seeds: list[np.random.SeedSequence]
 ) -> tuple[FloatArray, BoolArray]:
     """Consecutive replicates' estimates (R, m + k) and which have no MLE: drawn one by one as in
-    ``_replicate``, fitted by one batched chord iteration; those whose chord steps do not
-    converge by batched Newton steps (``_style_batch.newton``); a replicate without an MLE or
+    ``_replicate``, fitted by batched quasi-Newton steps (``_style_batch.broyden``); those these
+    do not fit by batched Newton steps (``_style_batch.newton``); a replicate without an MLE or
     that neither fits is then fitted as ``_replicate`` fits it."""
     pb = start.pb
     # Drawn a replicate per row, then laid out a vote per row for the fits.
@@ -138,7 +138,7 @@ def _together(
     thetas = np.empty((len(seeds), pb.m + pb.k))
     fitted = np.zeros(len(seeds), dtype=bool)
     regular = np.flatnonzero(~separable)
-    thetas[regular], fitted[regular] = _style_batch.chord(
+    thetas[regular], fitted[regular] = _style_batch.broyden(
         batch, start.theta, start.h_inv, np.compress(~separable, c, axis=1)
     )
     again = np.flatnonzero(~fitted & ~separable)

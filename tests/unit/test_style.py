@@ -361,6 +361,19 @@ def _full_fit_inverse(
     return prob, np.asarray(np.linalg.inv(hess), dtype=np.float64)
 
 
+def _weights(
+    pb: _style_problem.StyleProblem, counts: np.ndarray, b: int
+) -> _style_likelihood.Weights:
+    return _style_likelihood.weigh(pb, counts[:, b].copy())
+
+
+def _assert_same_fits(pb: _style_problem.StyleProblem, a: np.ndarray, b: np.ndarray) -> None:
+    """Two solvers' estimates of the same replicates: each is within the replicate tolerance of
+    the optimum (1e-7 in r), so they agree to 1e-4 Elo and 1e-6 in beta."""
+    assert np.abs(400 * (a[:, : pb.m] - b[:, : pb.m])).max() < 1e-4
+    assert np.abs(a[:, pb.m :] - b[:, pb.m :]).max() < 1e-6
+
+
 def _replicate_counts(pb: _style_problem.StyleProblem, seed: int, replicates: int) -> np.ndarray:
     """(N, B) counts of the replicates, drawn as the bootstrap draws them."""
     seeds = np.random.SeedSequence(seed).spawn(replicates)
@@ -380,7 +393,7 @@ def test_batched_replicate_fits_match_fits_one_by_one_and_exact_newton() -> None
     for chunk, workers in ((None, 1), (7, 2)):
         together, ridged = _style_bootstrap.bootstrap_thetas(pb, theta, 60, 5, workers, chunk)
         assert ridged == 0
-        assert np.abs(together - alone).max() < 1e-9
+        _assert_same_fits(pb, together, alone)
     # Chunks of 7 (the last one short) shared out to one or to two threads: the same bits.
     one_thread, _ = _style_bootstrap.bootstrap_thetas(pb, theta, 60, 5, 1, 7)
     assert np.array_equal(one_thread, together)
@@ -397,7 +410,7 @@ def test_separable_and_non_contracting_replicates_in_a_batch_get_their_own_fits(
     votes, features = _one_loss_arena()
     pb = _problem(votes, features)
     theta = _full_fit(pb)
-    # The batch holds both kinds: replicates without an MLE, and some whose chord steps diverge.
+    # The batch holds both kinds: replicates without an MLE, and some whose steps diverge.
     counts = _replicate_counts(pb, 3, 200)
     separable = _components.separable_replicates(
         pb.pairs,
@@ -406,14 +419,14 @@ def test_separable_and_non_contracting_replicates_in_a_batch_get_their_own_fits(
     )
     prob, h_inv = _full_fit_inverse(pb, theta)
     batch = _style_batch.Batch.build(pb, prob, 200)
-    fits, converged = _style_batch.chord(batch, theta, h_inv, counts[:, ~separable])
+    fits, converged = _style_batch.broyden(batch, theta, h_inv, counts[:, ~separable])
     assert separable.sum() > 20 and (~converged).sum() > 20
     assert np.isnan(fits[~converged]).all() and np.isfinite(fits[converged]).all()
     alone, alone_ridged = _style_bootstrap.bootstrap_thetas(pb, theta, 200, 3, 1, chunk=1)
     together, ridged = _style_bootstrap.bootstrap_thetas(pb, theta, 200, 3, 1, chunk=200)
     assert ridged == alone_ridged >= separable.sum()
     assert np.isfinite(together).all()
-    assert np.abs(together - alone).max() < 1e-9
+    _assert_same_fits(pb, together, alone)
 
 
 def test_batched_derivatives_are_each_replicates_gradient_and_hessian() -> None:
@@ -437,10 +450,10 @@ def test_batched_derivatives_are_each_replicates_gradient_and_hessian() -> None:
             assert np.abs(hess[b] - expected).max() < 1e-12 * scale
 
 
-def test_replicates_the_chord_steps_do_not_fit_get_batched_newton_fits(
+def test_batched_newton_fits_replicates_far_from_the_full_fit(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # 60 votes a model: a third of the replicates end too far from the full fit for its Hessian.
+    # 60 votes a model: a third of the replicates end too far from the full fit for chord steps.
     arena = style_arena(20, 600, seed=3)
     pb = _problem(arena.votes, arena.features)
     theta = _full_fit(pb)
@@ -453,9 +466,20 @@ def test_replicates_the_chord_steps_do_not_fit_get_batched_newton_fits(
     )
     assert not separable.any()
     batch = _style_batch.Batch.build(pb, prob, 100)
-    _, chord_fitted = _style_batch.chord(batch, theta, h_inv, counts)
+    chord = [
+        _style_likelihood.chord(pb, theta, prob, h_inv, _weights(pb, counts, b)) for b in range(100)
+    ]
+    chord_fitted = np.array([fitted for _, fitted in chord])
     left = counts[:, ~chord_fitted]
     assert left.shape[1] > 20
+    # Broyden's steps, which correct the full data's Hessian as they go, fit most of them.
+    quasi, quasi_fitted = _style_batch.broyden(batch, theta, h_inv, counts)
+    assert quasi_fitted[~chord_fitted].mean() > 0.8
+    _assert_same_fits(
+        pb,
+        quasi[quasi_fitted & chord_fitted],
+        np.array([t for t, _ in chord])[quasi_fitted & chord_fitted],
+    )
     fits, fitted = _style_batch.newton(batch, theta, left)
     assert fitted.mean() > 0.8
     assert np.isnan(fits[~fitted]).all()
