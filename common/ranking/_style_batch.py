@@ -43,8 +43,9 @@ COMPACT = 0.75
 Copying the counts costs about as much as a pass, so a replicate that stopped (its estimate
 taken) rides along until a quarter of the batch has stopped."""
 HESSIAN_CELLS = 1 << 22
-"""Hessian entries that Newton's method holds for a batch at once (32 MB, twice while solving):
-at 40 models every replicate of a chunk, at 300 models 45 replicates at a time."""
+"""Entries of the per-replicate (m + k)^2 matrices a batch holds at once, Broyden's inverse
+estimates or Newton's Hessians (32 MB, twice while updating or solving): at 40 models every
+replicate of a chunk, at 300 models 45 replicates at a time."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -167,7 +168,20 @@ def broyden(
     ``_Broyden`` steps while each step is at most as long as the one before. Returns the
     (R, m + k) estimates and whether each converged (the estimate of one that did not is NaN: it
     needs a fit of its own)."""
-    return _iterate(batch, theta_full, c, _Broyden(batch, h_inv), COMPACT, 1.0)
+    return _in_groups(
+        lambda part: _iterate(batch, theta_full, part, _Broyden(batch, h_inv), COMPACT, 1.0),
+        theta_full,
+        c,
+    )
+
+
+def _in_groups(
+    fit: Callable[[FloatArray], tuple[FloatArray, BoolArray]], theta_full: FloatArray, c: FloatArray
+) -> tuple[FloatArray, BoolArray]:
+    """``fit`` over the columns of ``c`` in groups whose (m + k)^2 matrices fit HESSIAN_CELLS."""
+    width = max(1, HESSIAN_CELLS // len(theta_full) ** 2)
+    parts = [fit(c[:, i : i + width]) for i in range(0, c.shape[1], width)]
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
 
 def _iterate(
@@ -277,16 +291,10 @@ def newton(batch: Batch, theta_full: FloatArray, c: FloatArray) -> tuple[FloatAr
     ``c`` (N, R): ``broyden``'s iteration and stopping rule with each step's own Hessian. Returns
     the (R, m + k) estimates and whether each converged (NaN where not: undamped steps that stop
     contracting, or a singular Hessian; such a replicate needs a damped fit of its own)."""
-    width = max(1, HESSIAN_CELLS // len(theta_full) ** 2)
-    if c.shape[1] > width:
-        parts = [
-            newton(batch, theta_full, c[:, i : i + width]) for i in range(0, c.shape[1], width)
-        ]
-        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
     def step(c: FloatArray, cy: FloatArray, theta: FloatArray | None, rows: IntArray) -> FloatArray:
         return _newton_steps(*derivatives(batch, c, cy, theta))
 
     # A Newton step costs many passes, copying the counts two: stopped ones leave at once. Its
     # steps shrink fast where it works; one not halving its step is not going to.
-    return _iterate(batch, theta_full, c, step, 1.0, 0.5)
+    return _in_groups(lambda part: _iterate(batch, theta_full, part, step, 1.0, 0.5), theta_full, c)

@@ -483,11 +483,14 @@ def test_batched_newton_fits_replicates_far_from_the_full_fit(
     fits, fitted = _style_batch.newton(batch, theta, left)
     assert fitted.mean() > 0.8
     assert np.isnan(fits[~fitted]).all()
-    # Held to a few Hessians at a time (as at hundreds of models), the same fits.
+    # Held to a few matrices at a time (as at hundreds of models), the same fits.
     monkeypatch.setattr(_style_batch, "HESSIAN_CELLS", 3 * len(theta) ** 2)
     parts, parts_fitted = _style_batch.newton(batch, theta, left)
     assert np.array_equal(parts_fitted, fitted)
     np.testing.assert_allclose(parts[fitted], fits[fitted], rtol=0, atol=1e-12)
+    quasi_parts, quasi_parts_fitted = _style_batch.broyden(batch, theta, h_inv, counts)
+    assert np.array_equal(quasi_parts_fitted, quasi_fitted)
+    np.testing.assert_allclose(quasi_parts[quasi_fitted], quasi[quasi_fitted], rtol=0, atol=1e-12)
     for b in np.flatnonzero(fitted):
         w = _style_likelihood.weigh(pb, left[:, b].copy())
         exact, converged = _style_likelihood.newton(pb, theta, w, 0.0, 1e-12)
