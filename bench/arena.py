@@ -55,7 +55,8 @@ def seeded_database(votes: int, models: int = MODELS, *, answer_tokens: float | 
 
 def seeded_arena(models: int, battles: int, seed: int, *, answer_tokens: float | None) -> str:
     """URL of the arena ``simulate_arena(models, battles, seed)`` with answers of about
-    ``answer_tokens`` tokens (None: battles without rounds), seeded on first use."""
+    ``answer_tokens`` tokens (None: battles without rounds), seeded on first use, its tables just
+    read (``warm_page_cache``)."""
     admin = admin_url()
     texts = "_votes" if answer_tokens is None else f"_t{answer_tokens:g}"
     stem = f"bench_{models}x{battles}_s{seed}{texts}"
@@ -70,17 +71,22 @@ def seeded_arena(models: int, battles: int, seed: int, *, answer_tokens: float |
         ]
         for stale in (n for n in found if n != name):
             conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(stale)))
-    if name in found and schema.is_current(url):
-        with psycopg.connect(url) as conn:
-            row = conn.execute("SELECT count(*) FROM api.battle").fetchone()
-        if row and row[0] == battles:
-            return url
-    url = postgres.create_database(admin, name, replace=True)
-    print(f"#   seeding {battles:,} battles into {name} (once; kept in {BENCH_DIR})", flush=True)
-    # In a child process: the simulated arena is gigabytes at 5M votes, which the parent of the
-    # measured processes should not keep.
-    isolated(_seed, url, models, battles, seed, answer_tokens)
+    if not (name in found and schema.is_current(url) and _battles(url) == battles):
+        url = postgres.create_database(admin, name, replace=True)
+        print(
+            f"#   seeding {battles:,} battles into {name} (once; kept in {BENCH_DIR})", flush=True
+        )
+        # In a child process: the simulated arena is gigabytes at 5M votes, which the parent of
+        # the measured processes should not keep.
+        isolated(_seed, url, models, battles, seed, answer_tokens)
+    warm_page_cache(url)
     return url
+
+
+def _battles(url: str) -> int:
+    with psycopg.connect(url) as conn:
+        row = conn.execute("SELECT count(*) FROM api.battle").fetchone()
+    return int(row[0]) if row else 0
 
 
 def clone(url: str) -> str:
@@ -123,7 +129,8 @@ WARMED_TABLES = (
 def warm_page_cache(url: str) -> None:
     """Read the tables a fetch scans once, so that no measured run pays for a cold page cache
     (the first fetch of a 5M arena took 45 s instead of 17 s; an e2e/1M run after other work, a
-    fetch of 23 s instead of 3 s)."""
+    fetch of 23 s instead of 3 s). ``seeded_arena`` does it for every arena it hands out; a clone
+    is a database of its own."""
     with psycopg.connect(url) as conn:
         conn.execute("SET enable_indexonlyscan = off")  # count(*) must read the tables themselves
         for table in WARMED_TABLES:

@@ -5,7 +5,7 @@ interpreter, the real handlers in the runner's Lambda worker processes, PostgreS
 switchable proxy) executes one scheduled-style run, B = 1000, on an embedded PostgreSQL seeded by
 ``local.simulate`` with 100 models and enough battles for about 1M votes in ``overall``. Each run
 executes in a fresh process (see ``bench.isolated``): one cold execution, as a day's scheduled
-run meets it, on a database whose tables were read just before (``bench.arena.warm_page_cache``:
+run meets it, on a database whose tables were read just before (``bench.arena.seeded_database``:
 whether other work evicted them from the page cache is not what is measured).
 
 ``e2e/1M`` runs ``overall`` (1M votes); ``e2e-all/1M`` runs every leaderboard of the same arena
@@ -36,7 +36,7 @@ from typing import Any
 import psycopg
 
 from bench import Benchmark, isolated, mark_start
-from bench.arena import BENCH_DIR, MODELS, seeded_database, warm_page_cache
+from bench.arena import BENCH_DIR, MODELS, seeded_database
 
 VOTES = 1_000_000
 BOOTSTRAP = 1000
@@ -115,7 +115,6 @@ _measured: dict[str, dict[str, Any]] = {}
 def _measure(leaderboards: list[str] | str) -> dict[str, Any]:
     url = seeded_database(VOTES)
     _clear_snapshots(url)
-    warm_page_cache(url)
     measured = isolated(_run, url, str(BENCH_DIR / "e2e"), leaderboards)
     _measured[str(leaderboards)] = measured
     return measured

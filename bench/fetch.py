@@ -42,7 +42,7 @@ import psycopg
 from psycopg import sql
 
 from bench import Benchmark, isolated, mark_start
-from bench.arena import MODELS, seeded_database, warm_page_cache
+from bench.arena import MODELS, seeded_database
 
 BUCKET = "bench-artifacts"
 BEFORE = "per-leaderboard sorted query (before)"
@@ -128,7 +128,7 @@ def _ours(
 
 def _before(url: str, run_at: str, slugs: list[str] | None) -> dict[str, Any]:
     """One export as the stage did it before the shared pass (``bench.fetch_before``), in this
-    fresh process (on a warm server: ``bench.arena.warm_page_cache`` and the calls before it)."""
+    fresh process (on a warm server: ``bench.arena.seeded_database`` and the calls before it)."""
     _aws_env(url)
     import boto3
     from moto import mock_aws
@@ -241,7 +241,6 @@ def _versus(
 
 def _fetch_speed(votes: int) -> list[dict[str, Any]]:
     url = seeded_database(votes)
-    warm_page_cache(url)
     run_at = _now()
     ours = isolated(_ours, url, run_at, True, None)
     ours_all = isolated(_ours, url, run_at, True, None, "all")
@@ -317,7 +316,6 @@ def _fetch_baselines(votes: int) -> list[dict[str, Any]]:
 
 def _memory(votes: int) -> list[dict[str, Any]]:
     url = seeded_database(votes)
-    warm_page_cache(url)
     run_at = _now()
     with tempfile.TemporaryDirectory(prefix="bench-fetch-") as folder:
         fetched = isolated(_ours, url, run_at, False, folder)
@@ -377,7 +375,6 @@ JOIN LATERAL (
 def _style_pass(url: str, run_at: str, sql_too: bool) -> dict[str, Any]:
     """The answers pass of the fetch stage for `overall`, then (``sql_too``) the same counts by
     PostgreSQL, in this fresh process."""
-
     from common import answer_style, fetch
     from common.filters import LeaderboardFilters, plan_fetch, votes_query
 

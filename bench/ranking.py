@@ -310,7 +310,8 @@ def _import_row(name: str, runs: list[dict[str, Any]], notes: list[str]) -> dict
     }
 
 
-# VmHWM, not ru_maxrss: a forked child's ru_maxrss starts from its parent's.
+# VmHWM, not ru_maxrss (see bench.peak_rss_mb): an expression, as importing bench into the
+# measured process would add to its imports before the work or to its peak after it (1-2 MB).
 _PEAK_KB = "next(line.split()[1] for line in open('/proc/self/status') if line.startswith('VmHWM'))"
 
 
