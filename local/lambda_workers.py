@@ -231,6 +231,9 @@ def _serve(
     # Ctrl-C is the runner's to handle (a backfill lets the execution under way end): a worker
     # in its process group must not die of it mid-invocation.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # Replaced, not updated: the forkserver keeps the environment of the moment it started (maybe
+    # inside an earlier run, with a variable this run's functions do not have).
+    os.environ.clear()
     os.environ.update(environment)
     try:
         if log_path is not None:

@@ -33,6 +33,10 @@ def report(event: Any, context: InvocationContext) -> dict[str, Any]:
     }
 
 
+def variable(event: Any, context: InvocationContext) -> str | None:
+    return os.environ.get(event["name"])
+
+
 def refuse(event: Any, context: InvocationContext) -> None:
     raise InvalidInput(f"refusing {event['slug']}")
 
@@ -85,6 +89,21 @@ def test_results_come_back_from_worker_processes_with_the_functions_environment(
     pids = {r["pid"] for r in results}
     assert os.getpid() not in pids and pids <= set(pool.pids)
     assert [(i.function, i.pid) for i in pool.invocations] == [("fn", r["pid"]) for r in results]
+
+
+def test_a_worker_has_only_the_functions_environment_not_what_the_forkserver_started_with() -> None:
+    # The forkserver keeps the environment of the moment it started (in a test session, or in an
+    # earlier local run in this process); a variable the functions lack must not reach them.
+    name = next(key for key in ("HOME", "PATH") if key in os.environ)
+    running = WorkerPool(
+        1,
+        handlers=[f"{HERE}.variable"],
+        environment={key: value for key, value in os.environ.items() if key != name},
+    ).start()
+    try:
+        assert running.invoke("fn", f"{HERE}.variable", {"name": name}, _context()) is None
+    finally:
+        running.stop()
 
 
 def test_a_handler_error_comes_back_as_lambdas_error_payload(pool: WorkerPool) -> None:
