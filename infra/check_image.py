@@ -52,6 +52,7 @@ RUNTIME_IMPORTS = (
     "slack_sdk.webhook",
     "aws_lambda_powertools",
     "boto3",
+    "threadpoolctl",
 )
 """Imported besides the handlers, so a broken wheel shows even before a handler uses it."""
 

@@ -1,4 +1,4 @@
-"""Bradley-Terry ranking of arena votes: scores, bootstrap or sandwich CIs, ranks. Pure numpy.
+"""Bradley-Terry ranking of arena votes: scores, bootstrap or sandwich CIs, ranks, in numpy.
 
 Model. A vote between models i and j is a win for i (1), a tie (1/2) or a loss (0);
 P(i beats j) = 1 / (1 + 10^(r_j - r_i)), a tie counts as half a win and half a loss, the ratings r
@@ -34,8 +34,9 @@ its ratings finite: a separated model lands ~1000-2500 Elo beyond the others, an
 are counted in ``Ranking.separable_replicates``. Replicates come in chunks (8 to 256 replicates,
 fewer for more cells; the size depends on the data only), chunk k drawing from child k of
 SeedSequence(seed), so the output is bit-identical for a given seed and data whatever the number
-of worker threads. CI = 2.5% / 97.5% quantiles (linear interpolation) of replicate
-scores; the reported score is the full-data fit.
+of worker threads; BLAS runs on one thread (``_threads``), whatever the machine's cores.
+CI = 2.5% / 97.5% quantiles (linear interpolation) of replicate scores; the reported score is the
+full-data fit.
 
 Sandwich. ``ci_method="sandwich"`` gives the normal-approximation interval from
 H^+ G H^+ (G = sum over votes of the outer products of their score contributions): one Hessian,
@@ -50,9 +51,9 @@ counts as covariates (the Chatbot Arena method); see that module's docstring.
 Where each part lives: ``counts`` (votes and per-pair counts), ``bradley_terry`` (the public
 entry points), ``result`` (what they return), ``scale``, ``style`` (style control: its input,
 result and entry point); the private ``_components`` (existence), ``_incidence`` (per-model sums
-over pairs or votes), ``_likelihood`` (Newton), ``_bootstrap`` and ``_sandwich`` hold the
-numerics, ``_style_problem``, ``_style_likelihood``, ``_style_bootstrap`` and ``_style_batch``
-those of style control.
+over pairs or votes), ``_likelihood`` (Newton), ``_bootstrap``, ``_sandwich`` and ``_threads``
+hold the numerics, ``_style_problem``, ``_style_likelihood``, ``_style_bootstrap`` and
+``_style_batch`` those of style control.
 """
 
 from __future__ import annotations

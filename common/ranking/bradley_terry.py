@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 
 import numpy as np
@@ -18,6 +17,7 @@ from common.ranking._components import (
 )
 from common.ranking._likelihood import Problem, fit_full
 from common.ranking._sandwich import Z_975, sandwich_se
+from common.ranking._threads import default_threads, single_threaded_blas
 from common.ranking.counts import PairCounts, Votes, aggregate
 from common.ranking.result import CIMethod, ModelRanking, Ranking
 from common.ranking.scale import SCALE, SCORE_LIMIT, FloatArray, to_score
@@ -25,6 +25,7 @@ from common.ranking.scale import SCALE, SCORE_LIMIT, FloatArray, to_score
 
 def fit_ratings(counts: PairCounts) -> FloatArray:
     """Maximum-likelihood ratings (log10-odds units, mean 0) of a strongly connected arena."""
+    single_threaded_blas()
     keep = np.ones(counts.n_models, dtype=bool)
     if counts.n_models < 2 or not strongly_connected(beats_or_ties(counts)[None])[0]:
         raise InvalidInput("the beats-or-ties graph is not strongly connected: no MLE exists")
@@ -74,6 +75,7 @@ def rank_counts(
     if len(models) != counts.n_models:
         raise InvalidInput("models: one name per model index is needed")
     check_options(ci_method, bootstrap, seed, min_evals)
+    single_threaded_blas()
     counts, names = _alphabetical(counts, models)
     parts = components(counts, names)
     m_all = counts.n_models
@@ -87,7 +89,7 @@ def rank_counts(
         r = fit_full(pb)
         if ci_method == "bootstrap":
             replicates = bootstrap
-            threads = workers if workers is not None else (os.cpu_count() or 1)
+            threads = workers if workers is not None else default_threads()
             boot, separable = bootstrap_ratings(pb, r, bootstrap, seed, threads)
             q = np.quantile(to_score(boot), [0.025, 0.975], axis=0)
             low[parts.main], high[parts.main] = q[0], q[1]

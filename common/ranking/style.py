@@ -64,7 +64,6 @@ x x^T (y - p)^2: one Hessian-sized pass, about the time of one fit.
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -77,6 +76,7 @@ from common.ranking._sandwich import Z_975
 from common.ranking._style_bootstrap import bootstrap_thetas
 from common.ranking._style_likelihood import fit_full, sandwich_se
 from common.ranking._style_problem import build, normalized_difference
+from common.ranking._threads import default_threads, single_threaded_blas
 from common.ranking.bradley_terry import check_options, ranked_entries
 from common.ranking.counts import Votes, aggregate
 from common.ranking.result import CIMethod, Ranking
@@ -216,6 +216,7 @@ def rank_with_style(
     """Rank the models of ``votes`` controlling for ``features`` (one row per vote); see the
     module docstring. Options mean what they mean for ``rank_votes``."""
     check_options(ci_method, bootstrap, seed, min_evals)
+    single_threaded_blas()
     if len(features.a) != votes.n_votes:
         raise InvalidInput(
             f"style features: {len(features.a)} rows for {votes.n_votes} votes; one row per vote"
@@ -271,7 +272,7 @@ def rank_with_style(
         beta[kept] = b
         if ci_method == "bootstrap":
             replicates = bootstrap
-            threads = workers if workers is not None else (os.cpu_count() or 1)
+            threads = workers if workers is not None else default_threads()
             boot, separable = bootstrap_thetas(pb, theta, bootstrap, seed, threads)
             q = np.quantile(to_score(boot[:, : pb.m]), [0.025, 0.975], axis=0)
             low[parts.main], high[parts.main] = q[0], q[1]

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
+import subprocess
+import sys
 from fractions import Fraction
 
 import numpy as np
@@ -484,3 +487,29 @@ def test_random_small_arenas_give_finite_consistent_rankings(
         assert scores == sorted(scores, reverse=True)
     else:
         assert all(e.rank is not None and 1 <= e.rank <= len(ranked) for e in ranked)
+
+
+_RANK_IN_A_PROCESS = """
+import hashlib, sys
+from tests.unit.test_ranking import arena
+from common.ranking import rank_votes
+votes, _ = arena(100, 30000, seed=5)
+print(hashlib.sha256(repr(rank_votes(votes, bootstrap=100, seed=3, workers=1)).encode()).hexdigest())
+"""
+
+
+def test_the_bits_do_not_depend_on_how_many_threads_blas_would_take() -> None:
+    # OpenBLAS sizes its thread pool from the machine (or OPENBLAS_NUM_THREADS) when numpy loads;
+    # a threaded product sums in another order, so unpinned, machines with other core counts
+    # would disagree in the last bits of the same ranking.
+    digests = {
+        threads: subprocess.run(
+            [sys.executable, "-c", _RANK_IN_A_PROCESS],
+            env={**os.environ, "OPENBLAS_NUM_THREADS": threads},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        for threads in ("1", "4")
+    }
+    assert digests["1"] == digests["4"]
