@@ -36,6 +36,8 @@ class Settings:
     min_battles: int
     min_models: int
     min_evals: int
+    rank_threads: int | None
+    """RANK_THREADS: threads a rank invocation's bootstrap runs on (None: the CPUs it has)."""
     environment: str
 
     @classmethod
@@ -51,6 +53,14 @@ class Settings:
             except ValueError:
                 raise ConfigurationError(f"{name}: expected an integer, got {raw[:20]!r}") from None
 
+        def positive(name: str) -> int | None:
+            if not env.get(name):
+                return None
+            value = integer(name, 0)
+            if value < 1:
+                raise ConfigurationError(f"{name}: expected a positive integer, got {value}")
+            return value
+
         return cls(
             artifacts_bucket=env.get("ARTIFACTS_BUCKET") or None,
             artifacts_prefix=env.get("ARTIFACTS_PREFIX", "runs/"),
@@ -65,6 +75,7 @@ class Settings:
             min_battles=integer("MIN_BATTLES", 30),
             min_models=integer("MIN_MODELS", 4),
             min_evals=integer("MIN_EVALS", 10),
+            rank_threads=positive("RANK_THREADS"),
             environment=env.get("ENVIRONMENT_NAME", "local"),
         )
 

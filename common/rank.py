@@ -194,16 +194,18 @@ def read_inputs(event: RankEvent) -> RankInputs:
 
 
 def rank_leaderboard(
-    event: RankEvent, inputs: RankInputs, *, min_evals: int
+    event: RankEvent, inputs: RankInputs, *, min_evals: int, threads: int | None = None
 ) -> tuple[RankResult | RankSkipped, Ranking]:
-    """Rank one leaderboard's votes, write the entries next to them; a leaderboard where nobody
-    could be ranked is skipped (see the module docstring)."""
+    """Rank one leaderboard's votes (the bootstrap on ``threads`` threads, None: one per CPU),
+    write the entries next to them; a leaderboard where nobody could be ranked is skipped (see
+    the module docstring)."""
     from common.ranking import rank_votes
 
     run, board = event["run"], event["leaderboard"]
     ranking = rank_votes(
-        inputs.votes, bootstrap=run["bootstrap"], seed=run["seed"], min_evals=min_evals
-    )
+        inputs.votes, bootstrap=run["bootstrap"], seed=run["seed"], min_evals=min_evals,
+        workers=threads,
+    )  # fmt: skip
     document = build_entries(
         ranking,
         inputs.models,

@@ -82,10 +82,12 @@ def _no_ranking(reason: str, votes: int, without: int) -> StyleSummary:
 
 
 def rank_style(
-    event: RankEvent, inputs: RankInputs, plain: Ranking, *, min_evals: int
-) -> StyleSummary:
-    """Rank the leaderboard's votes with style held equal, write the document, summarize it
-    against ``plain`` (the same votes' plain ranking); see the module docstring."""
+    event: RankEvent, inputs: RankInputs, plain: Ranking, *, min_evals: int,
+    threads: int | None = None,
+) -> StyleSummary:  # fmt: skip
+    """Rank the leaderboard's votes with style held equal (the bootstrap on ``threads`` threads,
+    None: one per CPU), write the document, summarize it against ``plain`` (the same votes'
+    plain ranking); see the module docstring."""
     from common.ranking import rank_with_style
     from common.ranking.shifts import biggest_shifts, rank_shifts
 
@@ -100,7 +102,7 @@ def rank_style(
     try:
         styled = rank_with_style(
             styled_votes, inputs.style.features, bootstrap=run["bootstrap"], seed=run["seed"],
-            min_evals=min_evals,
+            min_evals=min_evals, workers=threads,
         )  # fmt: skip
     except NotEnoughData as exc:
         return _no_ranking(str(exc), votes.n_votes, without)

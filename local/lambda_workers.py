@@ -93,6 +93,14 @@ def default_size(max_concurrency: int, cores: int | None = None) -> int:
     return max(1, min(max_concurrency, cores) if max_concurrency > 0 else cores)
 
 
+def cores_each(size: int, cores: int | None = None) -> int:
+    """The cores each of ``size`` busy workers has on this machine (at least one). On AWS each
+    invocation has the vCPUs of its own Lambda; here the workers share the machine's, and a
+    worker that ran a thread per core would only make the others wait."""
+    cores = cores or len(os.sched_getaffinity(0))
+    return max(1, cores // max(size, 1))
+
+
 @dataclass
 class _Worker:
     process: multiprocessing.process.BaseProcess

@@ -51,7 +51,7 @@ from infra import stack_template
 from local import eventbridge, moto_lambda, redrive
 from local.dbproxy import DatabaseProxy
 from local.faults import DatabaseSwitch, FaultPlan
-from local.lambda_workers import Invocation, WorkerPool, default_size, peak_mb
+from local.lambda_workers import Invocation, WorkerPool, cores_each, default_size, peak_mb
 from local.slack_server import SlackServer
 from local.store import ExecutionRecord, ExecutionStore, LocalRunError, json_default
 
@@ -183,11 +183,16 @@ class LocalPipeline:
     def _start_workers(self, endpoint: str) -> None:
         size = self.workers or default_size(_map_max_concurrency(self.definition))
         # The workers see what a handler in this process would (the functions' shared
-        # environment, the database and Slack overrides), with AWS at this process's moto.
+        # environment, the database and Slack overrides), with AWS at this process's moto, and
+        # rank on their share of the cores unless the functions say otherwise.
         self._pool = WorkerPool(
             size,
             handlers=[spec.handler for spec in self._functions.values()],
-            environment={**os.environ, "AWS_ENDPOINT_URL": endpoint},
+            environment={
+                "RANK_THREADS": str(cores_each(size)),
+                **os.environ,
+                "AWS_ENDPOINT_URL": endpoint,
+            },
             log_path=self.log_path,
         )
         self._stack.callback(self._pool.stop)

@@ -28,9 +28,12 @@ def handler(event: Any, context: LambdaContext) -> RankResult | RankSkipped:
     bind_correlation_id(rank_event["run"]["correlation_id"])
     settings = Settings.from_env()
     inputs = read_inputs(rank_event)
-    result, ranking = rank_leaderboard(rank_event, inputs, min_evals=settings.min_evals)
+    min_evals, threads = settings.min_evals, settings.rank_threads
+    result, ranking = rank_leaderboard(rank_event, inputs, min_evals=min_evals, threads=threads)
     if "skipped" not in result:
-        result["style"] = rank_style(rank_event, inputs, ranking, min_evals=settings.min_evals)
+        result["style"] = rank_style(
+            rank_event, inputs, ranking, min_evals=min_evals, threads=threads
+        )
     ranked = len(ranking.ranked)
     metrics.add_metric(name="ModelsRanked", unit=MetricUnit.Count, value=ranked)
     logger.info(

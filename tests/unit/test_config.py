@@ -37,6 +37,16 @@ def test_defaults_and_integers() -> None:
         _settings().require_bucket()
 
 
+def test_rank_threads_are_unset_or_a_positive_integer() -> None:
+    assert _settings().rank_threads is None
+    assert _settings(RANK_THREADS="").rank_threads is None
+    assert _settings(RANK_THREADS="3").rank_threads == 3
+    with pytest.raises(ConfigurationError, match="RANK_THREADS: expected a positive integer"):
+        _settings(RANK_THREADS="0")
+    with pytest.raises(ConfigurationError, match="RANK_THREADS: expected an integer"):
+        _settings(RANK_THREADS="all")
+
+
 def test_rds_secret_becomes_a_tls_conninfo() -> None:
     secret = {
         "host": "db.internal",

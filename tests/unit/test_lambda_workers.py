@@ -19,7 +19,7 @@ import pytest
 from cli.report import most_at_once
 from common.errors import InvalidInput
 from local.lambda_runtime import FunctionError, InvocationContext, error_payload
-from local.lambda_workers import Invocation, WorkerPool, default_size
+from local.lambda_workers import Invocation, WorkerPool, cores_each, default_size
 
 HERE = "tests.unit.test_lambda_workers"
 
@@ -167,6 +167,13 @@ def test_the_pool_is_the_maps_concurrency_at_most_one_worker_per_core() -> None:
     assert default_size(4, cores=8) == 4
     assert default_size(1, cores=8) == 1
     assert default_size(0, cores=3) == 3  # an unbounded Map
+
+
+def test_each_busy_worker_gets_its_share_of_the_cores() -> None:
+    assert cores_each(2, cores=2) == 1
+    assert cores_each(2, cores=8) == 4
+    assert cores_each(3, cores=8) == 2
+    assert cores_each(4, cores=2) == 1
 
 
 def test_most_at_once_counts_overlapping_invocations() -> None:
