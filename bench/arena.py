@@ -55,8 +55,8 @@ def seeded_database(votes: int, models: int = MODELS, *, answer_tokens: float | 
 
 def seeded_arena(models: int, battles: int, seed: int, *, answer_tokens: float | None) -> str:
     """URL of the arena ``simulate_arena(models, battles, seed)`` with answers of about
-    ``answer_tokens`` tokens (None: battles without rounds), seeded on first use, its tables just
-    read (``warm_page_cache``)."""
+    ``answer_tokens`` tokens (None: battles without rounds), seeded on first use, its tables and
+    indexes just read (``warm_page_cache``)."""
     admin = admin_url()
     texts = "_votes" if answer_tokens is None else f"_t{answer_tokens:g}"
     stem = f"bench_{models}x{battles}_s{seed}{texts}"

@@ -5,8 +5,9 @@ interpreter, the real handlers in the runner's Lambda worker processes, PostgreS
 switchable proxy) executes one scheduled-style run, B = 1000, on an embedded PostgreSQL seeded by
 ``local.simulate`` with 100 models and enough battles for about 1M votes in ``overall``. Each run
 executes in a fresh process (see ``bench.isolated``): one cold execution, as a day's scheduled
-run meets it, on a database whose tables were read just before (``bench.arena.seeded_database``:
-whether other work evicted them from the page cache is not what is measured).
+run meets it, on a database whose tables, indexes and TOAST were read just before
+(``bench.arena.seeded_database``: whether other work evicted them from the page cache is not what
+is measured).
 
 ``e2e/1M`` runs ``overall`` (1M votes); ``e2e-all/1M`` runs every leaderboard of the same arena
 (``overall`` and 20 categories sharing its battles), with ``e2e/1M`` of the same ``make bench`` as

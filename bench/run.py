@@ -2,7 +2,7 @@
 
 The arena ``make run`` seeds on its first run (40 models, 100k battles with answers, seed 0) is
 seeded once (``bench.arena``) and cloned for each side, with the style-controlled leaderboard row
-``make run`` creates (``local.style_boards``) and its tables read once
+``make run`` creates (``local.style_boards``) and its tables and indexes read once
 (``bench.arena.warm_page_cache``); ``leaderboard run`` with its defaults
 (every leaderboard, B = 1000) executes on the clone, each side in a fresh process: with the Lambda
 functions in the runner's worker processes (the default), and, in ``run/threads`` (not in the
