@@ -126,28 +126,28 @@ class _Broyden:
 
     batch: Batch
     h_inv: FloatArray
-    rows: IntArray | None = None
-    grad: FloatArray | None = None
-    step: FloatArray | None = None
+    last: tuple[IntArray, FloatArray, FloatArray] | None = None
+    """The previous call's replicates (``rows``), gradients and steps."""
     inverses: FloatArray | None = None
-    """(R, m + k, m + k), from the second step on; rows follow ``rows``."""
+    """(R, m + k, m + k), from the second step on; rows follow the previous call's."""
 
     def __call__(
         self, c: FloatArray, cy: FloatArray, theta: FloatArray | None, rows: IntArray
     ) -> FloatArray:
         grad = gradients(self.batch, c, cy, theta)
-        if self.rows is None or self.grad is None or self.step is None:
+        if self.last is None:
             step = -(self.h_inv @ grad)
         else:
-            if len(rows) < len(self.rows):  # the batch dropped its stopped replicates
-                keep = np.isin(self.rows, rows)
-                self.grad, self.step = self.grad[:, keep], self.step[:, keep]
+            rows_before, grad_before, step_before = self.last
+            if len(rows) < len(rows_before):  # the batch dropped its stopped replicates
+                keep = np.isin(rows_before, rows)
+                grad_before, step_before = grad_before[:, keep], step_before[:, keep]
                 if self.inverses is not None:
                     self.inverses = self.inverses[keep]
             if self.inverses is None:
                 self.inverses = np.repeat(self.h_inv[None], len(rows), axis=0)
             inv = self.inverses
-            s, y = self.step.T, (grad - self.grad).T
+            s, y = step_before.T, (grad - grad_before).T
             hy = np.matmul(inv, y[:, :, None])[:, :, 0]
             sh = np.matmul(s[:, None, :], inv)[:, 0, :]
             denom = np.einsum("ri,ri->r", s, hy)
@@ -156,7 +156,7 @@ class _Broyden:
             weight = np.divide(1.0, denom, out=np.zeros_like(denom), where=usable)
             inv += ((s - hy) * weight[:, None])[:, :, None] * sh[:, None, :]
             step = -np.matmul(inv, grad.T[:, :, None])[:, :, 0].T
-        self.rows, self.grad, self.step = rows, grad, step
+        self.last = (rows, grad, step)
         return step
 
 
