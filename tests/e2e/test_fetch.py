@@ -77,7 +77,7 @@ def test_fetch_exports_every_leaderboard_with_upstreams_votes(
     for slug in ("overall", "genomics"):
         board = by_slug[slug]
         assert board["votes_uri"] == f"{run['artifacts_prefix']}{slug}/votes.parquet"
-        table = pq.read_table(io.BytesIO(object_bytes(stage_aws, board["votes_uri"])))
+        table = pq.ParquetFile(io.BytesIO(object_bytes(stage_aws, board["votes_uri"]))).read()
         assert table.column_names == [
             "evaluation_id", "model1_id", "model2_id", "outcome", "evaluated_at",
             "model1_tokens", "model1_headers", "model1_list_items", "model1_bold",
@@ -91,7 +91,7 @@ def test_fetch_exports_every_leaderboard_with_upstreams_votes(
         assert set(table.column("outcome").to_pylist()) == {"model1", "model2", "tie"}
         times = table.column("evaluated_at").to_pylist()
         assert times == sorted(times) and max(times) <= datetime(2025, 6, 1, 6, tzinfo=UTC)
-        models = pq.read_table(io.BytesIO(object_bytes(stage_aws, board["models_uri"])))
+        models = pq.ParquetFile(io.BytesIO(object_bytes(stage_aws, board["models_uri"]))).read()
         used = set(table.column("model1_id").to_pylist()) | set(
             table.column("model2_id").to_pylist()
         )
@@ -106,9 +106,9 @@ def test_votes_match_the_database_row_for_row(
     stage_env: str, stage_aws: Any, lambda_context: Any
 ) -> None:
     result = fetch(fetch_event(leaderboards=["overall"]), lambda_context)
-    table = pq.read_table(
+    table = pq.ParquetFile(
         io.BytesIO(object_bytes(stage_aws, result["leaderboards"][0]["votes_uri"]))
-    )
+    ).read()
     with psycopg.connect(stage_env) as conn:
         expected = {
             r[0]: r[1:]

@@ -147,9 +147,9 @@ def test_each_leaderboard_gets_the_rows_of_its_own_query_under_every_configurati
                 if slug in skipped:  # fewer than 1 battle or 2 models
                     assert len({m for row in expected for m in row[1:3]}) < 2, (config, slug)
                     continue
-                table = pq.read_table(
+                table = pq.ParquetFile(
                     io.BytesIO(object_bytes(stage_aws, boards[slug]["votes_uri"]))
-                )
+                ).read()
                 got = table.to_pylist()
                 assert [
                     (r["evaluation_id"], r["model1_id"], r["model2_id"], r["outcome"],

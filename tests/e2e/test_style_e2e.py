@@ -49,7 +49,7 @@ def _run_file(state_dir: Path, slug: str, name: str) -> Path:
 
 def expected_style_entries(votes_file: Path, min_evals: int) -> list[EntryView]:
     """The style-controlled entries of a run's votes file, worked out independently."""
-    rows = pq.read_table(votes_file).to_pydict()
+    rows = pq.ParquetFile(votes_file).read().to_pydict()
     keep = [
         k for k in range(len(rows["outcome"])) if all(rows[c][k] is not None for c in STYLE_COLUMNS)
     ]

@@ -66,7 +66,7 @@ def test_unrankable_model_has_null_rank_and_reason(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     path = tmp_path / "b.parquet"
-    base = pq.read_table(battles(tmp_path / "base.parquet")).to_pydict()
+    base = pq.ParquetFile(battles(tmp_path / "base.parquet")).read().to_pydict()
     for key, value in (("model_a", "champion"), ("model_b", "model-0"), ("outcome", "model1")):
         base[key] += [value] * 12
     pq.write_table(pa.table(base), path)
@@ -242,7 +242,9 @@ def test_style_control_without_style_columns_exits_2_with_one_line(
     captured = capsys.readouterr()
     assert captured.out == "" and len(captured.err.strip().splitlines()) == 1
     assert captured.err.startswith(f"leaderboard: error: {path}: no style columns (model1_tokens")
-    with_some = pq.read_table(path).append_column("model1_tokens", pa.array([1] * 600, pa.int32()))
+    with_some = (
+        pq.ParquetFile(path).read().append_column("model1_tokens", pa.array([1] * 600, pa.int32()))
+    )
     pq.write_table(with_some, path)
     assert main(["rank", str(path), "--style-control"]) == 2
     assert "missing column(s) model1_headers" in capsys.readouterr().err

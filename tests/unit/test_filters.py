@@ -122,7 +122,7 @@ def _selected(url: str, slug: str, filters: LeaderboardFilters, votes: dict[str,
         plan = plan_fetch([slug], filters, RUN_AT)
         shared = fetch.fetch_shared(conn, plan, catalogue)
         exported = fetch.export_votes(shared, plan.member(slug, shared.rows(catalogue)), catalogue)
-    table = pq.read_table(pa.BufferReader(exported.parquet))
+    table = pq.ParquetFile(pa.BufferReader(exported.parquet)).read()
     label = {vote: name for name, vote in votes.items()}
     return {label[v] for v in table.column("evaluation_id").to_pylist()}
 

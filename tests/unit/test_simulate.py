@@ -85,7 +85,7 @@ def test_parquet_output(tmp_path: Path) -> None:
         )
         == 0
     )
-    table = pq.read_table(out)
+    table = pq.ParquetFile(out).read()
     assert table.column_names == ["model_a", "model_b", "outcome", *simulate.STYLE_COLUMNS]
     assert set(table.column("outcome").to_pylist()) == {"model1", "model2", "tie"}
     assert 1800 < table.num_rows <= 2000
