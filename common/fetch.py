@@ -13,7 +13,7 @@ of three integer keys -- and the same votes always give the same bytes.
 Votes leave the server through ``COPY (query) TO STDOUT (FORMAT binary)`` as fixed-width rows
 (ids as 16-byte uuids, outcome and validation as int2, timestamp, int8 masks): each batch of rows
 is one NumPy structured view of the bytes, without a Python object per row; model ids are mapped
-to catalogue rows with a hash lookup in Arrow, evaluation ids formatted as text only when written.
+to catalogue rows with a hash lookup in Arrow, evaluation ids kept as the 16 bytes they came as.
 The statement may run in parallel workers (``PARALLEL_TUPLE_COST``); the client only gathers the
 rows the server sends (``copy_out``).
 
@@ -34,7 +34,8 @@ leaderboard has is a configuration fault.
 
 Files per leaderboard, under the run's artifacts prefix:
 ``{prefix}{slug}/votes.parquet`` (evaluation_id, model1_id, model2_id, outcome, evaluated_at, then
-the 8 style columns; model ids and outcome dictionary-encoded) and ``{prefix}{slug}/models.parquet``
+the 8 style columns; evaluation ids as Parquet's UUID type, model ids and outcome
+dictionary-encoded) and ``{prefix}{slug}/models.parquet``
 (id, slug, name, active of the models in those votes). Everything is read in one REPEATABLE READ,
 read-only transaction, so both passes and the catalogue see one snapshot.
 """
@@ -116,7 +117,7 @@ R = TypeVar("R")
 MODEL_ID = pa.dictionary(pa.int32(), pa.string())
 VOTES_SCHEMA = pa.schema(
     [
-        ("evaluation_id", pa.string()),
+        ("evaluation_id", pa.uuid()),
         ("model1_id", MODEL_ID),
         ("model2_id", MODEL_ID),
         ("outcome", pa.dictionary(pa.int8(), pa.string())),
@@ -256,22 +257,18 @@ class Catalogue:
         return np.asarray(found.to_numpy(zero_copy_only=False), dtype=np.int32)
 
 
-def uuid_text(raw: np.ndarray) -> pa.StringArray:
-    """16-byte uuids (a ``V16`` or (n, 16) uint8 array) as their canonical 36-character text."""
+def uuid_array(raw: np.ndarray) -> pa.ExtensionArray:
+    """16-byte uuids (a ``V16`` or (n, 16) uint8 array) as Arrow's uuid type: Parquet's UUID
+    logical type (16 bytes a value) once written."""
     data = np.ascontiguousarray(raw).view(np.uint8).reshape(-1, 16)
-    n = len(data)
-    nibbles = np.empty((n, 32), dtype=np.uint8)
-    nibbles[:, 0::2] = _HEX[data >> 4]
-    nibbles[:, 1::2] = _HEX[data & 0x0F]
-    text = np.full((n, 36), ord("-"), dtype=np.uint8)
-    for start, stop, shift in _UUID_GROUPS:
-        text[:, start + shift : stop + shift] = nibbles[:, start:stop]
-    offsets = np.arange(0, 36 * (n + 1), 36, dtype=np.int32)
-    return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(text))
+    values = pa.FixedSizeBinaryArray.from_buffers(
+        pa.binary(16), len(data), [None, pa.py_buffer(data)]
+    )
+    return pa.ExtensionArray.from_storage(pa.uuid(), values)
 
 
 def uuid_bytes(text: pa.Array) -> np.ndarray:
-    """Canonical 36-character uuid texts as an (n, 16) uint8 array (the inverse of uuid_text)."""
+    """Canonical 36-character uuid texts as an (n, 16) uint8 array."""
     text = text.cast(pa.string())
     offsets = np.frombuffer(
         text.buffers()[1], dtype=np.int32, count=len(text) + 1, offset=4 * text.offset
@@ -288,7 +285,6 @@ _HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
 _NIBBLE = np.zeros(256, dtype=np.uint8)
 _NIBBLE[_HEX] = np.arange(16, dtype=np.uint8)
 _NIBBLE[np.frombuffer(b"ABCDEF", dtype=np.uint8)] = np.arange(10, 16, dtype=np.uint8)
-_UUID_GROUPS = ((0, 8, 0), (8, 12, 1), (12, 16, 2), (16, 20, 3), (20, 32, 4))
 _UUID_DIGITS = np.array([i for i in range(36) if i not in (8, 13, 18, 23)])
 
 
@@ -467,7 +463,7 @@ def votes_table(
         style = votes.style[rows]
         yield pa.RecordBatch.from_arrays(
             [
-                uuid_text(votes.ids[rows]),
+                uuid_array(votes.ids[rows]),
                 pa.DictionaryArray.from_arrays(pa.array(votes.model1[rows]), model_ids),
                 pa.DictionaryArray.from_arrays(pa.array(votes.model2[rows]), model_ids),
                 pa.DictionaryArray.from_arrays(pa.array(votes.outcome[rows]), outcomes),

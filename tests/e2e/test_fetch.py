@@ -85,7 +85,8 @@ def test_fetch_exports_every_leaderboard_with_upstreams_votes(
         ]  # fmt: skip
         for column in ("model1_id", "model2_id", "outcome"):
             assert pa.types.is_dictionary(table.schema.field(column).type)
-        ids = table.column("evaluation_id").to_pylist()
+        assert table.schema.field("evaluation_id").type == pa.uuid()
+        ids = [str(i) for i in table.column("evaluation_id").to_pylist()]
         assert set(ids) == _reference_votes(stage_env, slug)
         assert board["vote_count"] == len(ids) == len(set(ids))
         assert set(table.column("outcome").to_pylist()) == {"model1", "model2", "tie"}
@@ -118,7 +119,7 @@ def test_votes_match_the_database_row_for_row(
             )
         }
     for row in table.slice(0, 500).to_pylist():
-        assert expected[row["evaluation_id"]] == (
+        assert expected[str(row["evaluation_id"])] == (
             row["model1_id"], row["model2_id"], row["outcome"], row["evaluated_at"],
         )  # fmt: skip
 
@@ -402,7 +403,7 @@ def test_copy_rows_survive_any_chunking(chunk: int) -> None:
     batches = list(fetch_service.copy_row_batches(chunks, rows_per_batch=300, row=ROW))
     assert [len(b) for b in batches] == [300, 300, 300, 100]
     rows = np.concatenate(batches)
-    assert fetch_service.uuid_text(rows["id"][999:]).to_pylist() == [
+    assert [str(i) for i in fetch_service.uuid_array(rows["id"][999:]).to_pylist()] == [
         "00000000-0000-0000-0000-0000000003e7"
     ]
     assert rows["outcome"].tolist() == (np.arange(1000) % 3).tolist()

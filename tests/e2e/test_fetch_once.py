@@ -152,14 +152,14 @@ def test_each_leaderboard_gets_the_rows_of_its_own_query_under_every_configurati
                 ).read()
                 got = table.to_pylist()
                 assert [
-                    (r["evaluation_id"], r["model1_id"], r["model2_id"], r["outcome"],
+                    (str(r["evaluation_id"]), r["model1_id"], r["model2_id"], r["outcome"],
                      r["evaluated_at"])
                     for r in got
                 ] == expected, (config, slug)  # fmt: skip
                 assert boards[slug]["vote_count"] == len(expected)
                 for row in got:
                     counts = tuple(row[c] for c in STYLE_COLUMNS)
-                    want = style.get(row["evaluation_id"])
+                    want = style.get(str(row["evaluation_id"]))
                     assert counts == (want if want is not None else (None,) * 8), row
             # The bad rows are counted for the leaderboards that would have had them.
             left_out = {(x["slug"], x["reason"]): x["count"] for x in result["left_out"]}

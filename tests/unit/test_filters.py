@@ -124,7 +124,7 @@ def _selected(url: str, slug: str, filters: LeaderboardFilters, votes: dict[str,
         exported = fetch.export_votes(shared, plan.member(slug, shared.rows(catalogue)), catalogue)
     table = pq.ParquetFile(pa.BufferReader(exported.parquet)).read()
     label = {vote: name for name, vote in votes.items()}
-    return {label[v] for v in table.column("evaluation_id").to_pylist()}
+    return {label[str(v)] for v in table.column("evaluation_id").to_pylist()}
 
 
 BIOMEDICAL = {
