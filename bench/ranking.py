@@ -212,13 +212,21 @@ def write_fetch_parquet(
             "outcome": pa.DictionaryArray.from_arrays(
                 pa.array(votes.outcome.astype(np.int32)), pa.array(list(OUTCOMES))
             ),
-            "evaluation_id": pa.array(np.arange(n, dtype=np.int64)),
+            "evaluation_id": _evaluation_ids(n),
             "evaluated_at": pa.array(
                 np.datetime64("2025-01-01T00:00:00", "us") + np.arange(n) * np.timedelta64(1, "s")
             ),
         }
     )
     pq.write_table(table, path)
+
+
+def _evaluation_ids(n: int) -> pa.ExtensionArray:
+    """UUID(int=i) for vote i, in the fetch layout's type (Parquet's UUID)."""
+    raw = np.zeros((n, 16), dtype=np.uint8)
+    raw[:, 8:] = np.arange(n, dtype=">u8").view(np.uint8).reshape(n, 8)
+    values = pa.FixedSizeBinaryArray.from_buffers(pa.binary(16), n, [None, pa.py_buffer(raw)])
+    return pa.ExtensionArray.from_storage(pa.uuid(), values)
 
 
 def _read(path: Path) -> dict[str, Any]:
