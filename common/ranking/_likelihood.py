@@ -90,18 +90,26 @@ class Problem:
         return value + 0.5 * ridge * (r * r).sum(axis=1)
 
     def gradient(self, r: FloatArray, s: FloatArray, n: FloatArray, ridge: float) -> FloatArray:
-        """Gradient of ``loss`` per replicate (the hot loop of the bootstrap: done in place).
+        """Gradient of ``loss`` per replicate."""
+        return self.gradient_by_pair(r, s.T, n.T, ridge)
 
-        Pair terms are laid out a pair per row (pairs, B), as ``Incidence`` sums them: ratings
-        are gathered a model's row at a time, much faster than column by column."""
+    def gradient_by_pair(
+        self, r: FloatArray, s_t: FloatArray, n_t: FloatArray, ridge: float
+    ) -> FloatArray:
+        """``gradient`` with the points and votes laid out a pair per row (pairs, B), as it uses
+        them (the hot loop of the bootstrap: done in place). ``chord`` keeps them so, contiguous:
+        read through a transposed view, they cost a fifth of the call at 100 models.
+
+        Pair terms are laid out a pair per row, as ``Incidence`` sums them: ratings are gathered
+        a model's row at a time, much faster than column by column."""
         rt = np.ascontiguousarray(r.T)
         x = np.take(rt, self.first, axis=0)
         x -= np.take(rt, self.second, axis=0)
         x *= -LN10
         np.exp(x, out=x)
         x += 1.0
-        np.divide(n.T, x, out=x)  # expected points of `first`
-        x -= s.T
+        np.divide(n_t, x, out=x)  # expected points of `first`
+        x -= s_t
         grad = self.incidence.signed(x).T
         grad *= LN10
         if ridge:
@@ -161,10 +169,11 @@ def chord(
     r = np.tile(r_full, (b, 1))
     failed = np.zeros(b, dtype=bool)
     rows = np.arange(b)
-    ra, sa, na = r, s, n
+    ra = r
+    s_t, n_t = np.ascontiguousarray(s.T), np.ascontiguousarray(n.T)
     last = np.full(b, np.inf)
     for _ in range(CHORD_MAX_ITER):
-        step = pb.gradient(ra, sa, na, 0.0) @ h_inv
+        step = pb.gradient_by_pair(ra, s_t, n_t, 0.0) @ h_inv
         np.negative(step, out=step)
         size = np.abs(step).max(axis=1)
         ra = ra + step
@@ -176,7 +185,8 @@ def chord(
         failed[rows[stalled]] = True
         keep = ~(done | stalled)
         if not keep.all():
-            rows, ra, sa, na, size = rows[keep], ra[keep], sa[keep], na[keep], size[keep]
+            rows, ra, size = rows[keep], ra[keep], size[keep]
+            s_t, n_t = s_t[:, keep], n_t[:, keep]
         last = size
         if rows.size == 0:
             break
