@@ -223,10 +223,12 @@ def write_fetch_parquet(
 
 def _evaluation_ids(n: int) -> pa.ExtensionArray:
     """UUID(int=i) for vote i, in the fetch layout's type (Parquet's UUID)."""
+    # Here, not at the top: the measured processes import this module, and fetch loads psycopg.
+    from common.fetch import uuid_array
+
     raw = np.zeros((n, 16), dtype=np.uint8)
     raw[:, 8:] = np.arange(n, dtype=">u8").view(np.uint8).reshape(n, 8)
-    values = pa.FixedSizeBinaryArray.from_buffers(pa.binary(16), n, [None, pa.py_buffer(raw)])
-    return pa.ExtensionArray.from_storage(pa.uuid(), values)
+    return uuid_array(raw)
 
 
 def _read(path: Path) -> dict[str, Any]:
