@@ -35,9 +35,9 @@ leaderboard has is a configuration fault.
 Files per leaderboard, under the run's artifacts prefix:
 ``{prefix}{slug}/votes.parquet`` (evaluation_id, model1_id, model2_id, outcome, evaluated_at, then
 the 8 style columns; evaluation ids as Parquet's UUID type, model ids and outcome
-dictionary-encoded) and ``{prefix}{slug}/models.parquet``
-(id, slug, name, active of the models in those votes). Everything is read in one REPEATABLE READ,
-read-only transaction, so both passes and the catalogue see one snapshot.
+dictionary-encoded) and ``{prefix}{slug}/models.parquet`` (id, slug, name, active of the models in
+those votes). Everything is read in one REPEATABLE READ, read-only transaction, so both passes and
+the catalogue see one snapshot.
 """
 
 from __future__ import annotations
