@@ -145,6 +145,10 @@ def test_a_local_backfill_publishes_each_instant_with_its_votes_and_a_rerun_skip
     assert len(ExecutionStore(state_dir).all()) == 3, "nothing ran again"
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_an_interrupted_local_backfill_resumes_where_it_stopped(
     e2e_template: Template, e2e_db: str, state_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -160,6 +164,9 @@ def test_an_interrupted_local_backfill_resumes_where_it_stopped(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # A shell's background job (CI launched with `&`) ignores SIGINT and its children inherit
+        # that; Python then never raises KeyboardInterrupt. A terminal's Ctrl-C meets the default.
+        preexec_fn=_default_sigint,
     )
     assert child.stdout is not None
     seen: list[str] = []
