@@ -3,6 +3,7 @@ idempotency, bad input, transient faults, and no secret in the logs."""
 
 from __future__ import annotations
 
+import gc
 import io
 import json
 import threading
@@ -465,6 +466,58 @@ def test_copy_out_abandoned_half_way_leaves_the_connection_usable(readonly_seede
         assert conn.execute("SELECT count(*) FROM api.model").fetchone() == (12,)
         complete = sum(len(m) for m in fetch_service.copy_out(conn, statement, params))
         assert (complete - 21) % fetch_service.copy_row(0)[0].itemsize == 0
+
+
+def test_copy_out_pauses_the_cyclic_collector_only_while_it_gathers_rows(
+    readonly_seeded_url: str,
+) -> None:
+    from psycopg import sql
+
+    statement, params = _votes_statement()
+    collections = 0
+
+    def count(phase: str, info: dict[str, int]) -> None:
+        nonlocal collections
+        collections += phase == "start"
+
+    with psycopg.connect(readonly_seeded_url) as conn:
+        conn.execute("SELECT 1")
+        gc.callbacks.append(count)
+        try:
+            # One chunk: the whole stream is gathered in one go.
+            stream = b"".join(fetch_service.copy_out(conn, statement, params, chunk_bytes=1 << 30))
+        finally:
+            gc.callbacks.remove(count)
+        rows = (len(stream) - 21) // fetch_service.copy_row(0)[0].itemsize
+        # A tuple and a memoryview a row: with the collector on, one collection per ~350 rows.
+        assert rows > 3_000, rows
+        assert collections <= 2, collections  # the statement and the selector set-up may take one
+        assert gc.isenabled()
+        conn.rollback()
+
+        # The consumer of a chunk runs with the collector on.
+        conn.execute("SELECT 1")
+        messages = fetch_service.copy_out(conn, statement, params, chunk_bytes=1024)
+        next(messages)
+        assert gc.isenabled()
+        messages.close()  # abandoned half-way
+        assert gc.isenabled()
+        conn.rollback()
+
+        conn.execute("SELECT 1")
+        with pytest.raises(psycopg.errors.UndefinedTable):
+            next(fetch_service.copy_out(conn, sql.SQL("SELECT * FROM api.nothing"), {}))
+        assert gc.isenabled()
+        conn.rollback()
+
+        # A caller that turned the collector off keeps it off.
+        gc.disable()
+        try:
+            conn.execute("SELECT 1")
+            assert list(fetch_service.copy_out(conn, statement, params))
+            assert not gc.isenabled()
+        finally:
+            gc.enable()
 
 
 def test_copy_out_errors(readonly_seeded_url: str, pg_admin_url: str) -> None:
