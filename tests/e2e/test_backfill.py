@@ -145,10 +145,6 @@ def test_a_local_backfill_publishes_each_instant_with_its_votes_and_a_rerun_skip
     assert len(ExecutionStore(state_dir).all()) == 3, "nothing ran again"
 
 
-def _default_sigint() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
 def test_an_interrupted_local_backfill_resumes_where_it_stopped(
     e2e_template: Template, e2e_db: str, state_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -157,17 +153,21 @@ def test_an_interrupted_local_backfill_resumes_where_it_stopped(
         "--database-url", e2e_db, "--state-dir", str(state_dir),
     )  # fmt: skip
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
-    child = subprocess.Popen(
-        [sys.executable, "-m", "cli.main", *command],
-        cwd=REPO_ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        # A shell's background job (CI launched with `&`) ignores SIGINT and its children inherit
-        # that; Python then never raises KeyboardInterrupt. A terminal's Ctrl-C meets the default.
-        preexec_fn=_default_sigint,
-    )
+    # A shell's background job (CI launched with `&`) ignores SIGINT, and an ignored signal stays
+    # ignored across exec: the child would never raise KeyboardInterrupt. A handled one is reset
+    # to the default, as a terminal's Ctrl-C meets it (not preexec_fn: unsafe with threads).
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        child = subprocess.Popen(
+            [sys.executable, "-m", "cli.main", *command],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert child.stdout is not None
     seen: list[str] = []
     for line in child.stdout:
