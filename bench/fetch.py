@@ -375,7 +375,7 @@ JOIN LATERAL (
 def _style_pass(url: str, run_at: str, sql_too: bool) -> dict[str, Any]:
     """The answers pass of the fetch stage for `overall`, then (``sql_too``) the same counts by
     PostgreSQL, in this fresh process."""
-    from common import answer_style, fetch
+    from common import answer_style, copy_stream, fetch
     from common.filters import LeaderboardFilters, plan_fetch, votes_query
 
     plan = plan_fetch(["overall"], LeaderboardFilters(), datetime.fromisoformat(run_at))
@@ -384,9 +384,9 @@ def _style_pass(url: str, run_at: str, sql_too: bool) -> dict[str, Any]:
         with conn.transaction():
             catalogue = fetch.model_catalogue(conn)
             statement, params = votes_query(plan)
-            with closing(fetch.copy_out(conn, statement, params)) as messages:
+            with closing(copy_stream.copy_out(conn, statement, params)) as messages:
                 votes = fetch.shared_votes(
-                    fetch.copy_row_batches(messages, fetch.ROWS_PER_GROUP, fetch.copy_row(0)),
+                    copy_stream.copy_row_batches(messages, fetch.ROWS_PER_GROUP, fetch.copy_row(0)),
                     catalogue,
                     0,
                 )

@@ -18,15 +18,8 @@ import pyarrow.parquet as pq
 from psycopg import sql
 
 from common import storage
-from common.fetch import (
-    PG_EPOCH_US,
-    Catalogue,
-    all_leaderboards,
-    copy_out,
-    copy_row_batches,
-    model_catalogue,
-    open_snapshot,
-)
+from common.copy_stream import PG_EPOCH_US, copy_out, copy_row_batches
+from common.fetch import Catalogue, all_leaderboards, model_catalogue, open_snapshot
 from common.filters import OUTCOME_CODES, FilterConfig, LeaderboardFilters, is_category
 from common.storage import S3Uri
 

@@ -15,7 +15,7 @@ Votes leave the server through ``COPY (query) TO STDOUT (FORMAT binary)`` as fix
 is one NumPy structured view of the bytes, without a Python object per row; model ids are mapped
 to catalogue rows with a hash lookup in Arrow, evaluation ids kept as the 16 bytes they came as.
 The statement may run in parallel workers (``PARALLEL_TUPLE_COST``); the client only gathers the
-rows the server sends (``copy_out``).
+rows the server sends (``common.copy_stream``).
 
 Answer style (issue 14). A second COPY, in CSV, streams the rounds of those votes with both
 answers' texts into Arrow's CSV reader; ``common.answer_style.style_counts`` counts tokens (numpy
@@ -43,30 +43,28 @@ the catalogue see one snapshot.
 from __future__ import annotations
 
 import collections
-import gc
 import io
 import itertools
 import os
-import selectors
 import uuid
-from collections.abc import Callable, Generator, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import closing, contextmanager
+from contextlib import closing
 from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import partial
-from typing import Any, Literal, TypeVar
+from typing import Literal, TypeVar
 
 import numpy as np
 import psycopg
 import pyarrow as pa
 import pyarrow.compute as pc
-from psycopg import pq as libpq
 from psycopg import sql
 
 from common import storage
 from common.answer_style import STYLE_COLUMNS, style_counts
 from common.contracts import SLUG_RE, LeaderboardBatch, LeftOut, Skipped
+from common.copy_stream import PG_EPOCH_US, CopyFormatError, CopyText, copy_out, copy_row_batches
 from common.errors import InvalidInput, LeaderboardNotFound
 from common.filters import (
     MODELS_QUERY,
@@ -80,12 +78,6 @@ from common.filters import (
     votes_query,
 )
 from common.storage import S3Uri
-
-COPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
-_HEADER_FIXED = len(COPY_SIGNATURE) + 8  # signature, flags (int32), extension length (int32)
-_TRAILER = b"\xff\xff"
-PG_EPOCH_US = 946_684_800_000_000
-"""2000-01-01T00:00:00Z in microseconds since 1970: binary timestamptz counts from there."""
 
 
 def copy_row(groups: int) -> tuple[np.dtype, dict[str, int]]:
@@ -145,10 +137,6 @@ foreign key's checks off (its ON DELETE CASCADE removes them otherwise). Outcome
 model1, model2 and tie cannot exist (a CHECK), and the query keeps to those three anyway."""
 
 
-class CopyFormatError(RuntimeError):
-    """The server's COPY stream is not what ``votes_query`` promises (a bug, not bad data)."""
-
-
 @dataclass(frozen=True)
 class Leaderboard:
     id: str
@@ -179,58 +167,6 @@ class ExportedVotes:
 
 
 # --- pure parts -----------------------------------------------------------------------------------
-def copy_row_batches(
-    chunks: Iterable[bytes | memoryview],
-    rows_per_batch: int,
-    row: tuple[np.dtype, dict[str, int]],
-) -> Iterator[np.ndarray]:
-    """Cut a binary COPY stream of fixed-width rows (``copy_row``) into structured arrays of
-    whole rows."""
-    dtype, expected = row
-    buffer = bytearray()
-    header: int | None = None
-    batch_bytes = rows_per_batch * dtype.itemsize
-    # Gather chunks until a batch of rows is complete and join them once, not one append each.
-    pending: list[bytes | memoryview] = []
-    size = 0
-    for chunk in itertools.chain(chunks, [b""]):
-        pending.append(chunk)
-        size += len(chunk)
-        if chunk and size < (batch_bytes if header is not None else _HEADER_FIXED):
-            continue
-        buffer += b"".join(pending)
-        pending.clear()
-        size = 0
-        if header is None:
-            if len(buffer) < _HEADER_FIXED:
-                continue
-            if bytes(buffer[: len(COPY_SIGNATURE)]) != COPY_SIGNATURE:
-                raise CopyFormatError("COPY stream does not start with the binary signature")
-            header = _HEADER_FIXED + int.from_bytes(
-                buffer[_HEADER_FIXED - 4 : _HEADER_FIXED], "big"
-            )
-        if len(buffer) < header:
-            continue
-        if header:
-            del buffer[:header]
-            header = 0
-        while len(buffer) >= batch_bytes:
-            yield _checked(np.frombuffer(buffer[:batch_bytes], dtype=dtype), expected)
-            del buffer[:batch_bytes]
-    if header != 0 or bytes(buffer[-2:]) != _TRAILER:
-        raise CopyFormatError("COPY stream ended without its trailer")
-    rest = len(buffer) - len(_TRAILER)
-    if rest % dtype.itemsize:
-        raise CopyFormatError("COPY stream ended inside a row")
-    if rest:
-        yield _checked(np.frombuffer(buffer[:rest], dtype=dtype), expected)
-
-
-def _checked(rows: np.ndarray, expected: dict[str, int]) -> np.ndarray:
-    for name, value in expected.items():
-        if not bool((rows[name] == value).all()):
-            raise CopyFormatError(f"COPY row field {name!r} is not {value}: the query changed")
-    return rows
 
 
 @dataclass(frozen=True)
@@ -574,151 +510,6 @@ def model_catalogue(conn: psycopg.Connection) -> Catalogue:
     )
 
 
-COPY_CHUNK_BYTES = 1 << 16
-
-
-def copy_out(
-    conn: psycopg.Connection,
-    statement: sql.Composable,
-    params: dict[str, Any],
-    *,
-    copy_format: Literal["binary", "csv"] = "binary",
-    chunk_bytes: int = COPY_CHUNK_BYTES,
-) -> Generator[bytes, None, None]:
-    """Run ``COPY (statement) TO STDOUT (FORMAT binary)`` (or csv) in the connection's open
-    transaction and yield the stream in chunks of about ``chunk_bytes`` (rows are not split
-    along chunk boundaries: the consumer parses the stream, not the chunks).
-
-    It talks to libpq through ``conn.pgconn`` (psycopg's documented low-level escape hatch):
-    psycopg's ``Copy.read()`` goes once through its wait loop per row, which at a million rows
-    costs more than the parsing and the Parquet writing together. The server sends each row as
-    a message of its own, so the loop that takes them is the client's hottest: it only gathers
-    them, and a chunk is joined once (yielding each row cost ~1 us more per row, 5 s at 5M).
-    libpq is polled without blocking and the wait for more data is a selector, so the GIL is free
-    while the server works (a blocking libpq call would hold it); the cyclic garbage collector
-    is paused while it gathers a chunk (``_gather``). Values are bound client-side
-    (``ClientCursor.mogrify``), as psycopg does for COPY anyway.
-    """
-    if conn.info.transaction_status != libpq.TransactionStatus.INTRANS:
-        raise CopyFormatError("copy_out must run inside the export's open transaction")
-    query = psycopg.ClientCursor(conn).mogrify(
-        sql.SQL("COPY ({}) TO STDOUT (FORMAT {})").format(statement, sql.SQL(copy_format)),
-        params,
-    )
-    pgconn = conn.pgconn
-    with selectors.DefaultSelector() as selector:
-        selector.register(pgconn.socket, selectors.EVENT_READ)
-        pgconn.send_query(query.encode())
-        started = _next_result(pgconn, selector)
-        if started is None or started.status != libpq.ExecStatus.COPY_OUT:
-            _drain_results(pgconn, selector)
-            if started is None:
-                raise psycopg.OperationalError(pgconn.get_error_message())
-            raise psycopg.errors.error_from_result(started)
-        finished = False
-        try:
-            ended = False
-            while not ended:
-                chunk, ended = _gather(pgconn, selector, chunk_bytes)
-                if chunk:
-                    yield chunk
-            finished = True
-            _drain_results(pgconn, selector, check=True)
-        finally:
-            if not finished and pgconn.status == libpq.ConnStatus.OK:
-                _abandon(conn, selector)
-
-
-def _gather(pgconn: Any, selector: selectors.BaseSelector, chunk_bytes: int) -> tuple[bytes, bool]:
-    """About ``chunk_bytes`` of a COPY stream, whole rows, and whether the stream ended.
-
-    Each row costs a tuple and a memoryview, which Python's cyclic collector counts: at 1M rows
-    it ran ~2,800 times (15 of them over every object of the process), 20% of the loop. The loop
-    makes no reference cycles, so the collector is paused while it runs, and only then: the
-    consumer of the chunks runs with the collector as the caller set it."""
-    get_copy_data = pgconn.get_copy_data
-    rows: list[memoryview] = []
-    size = 0
-    ended = False
-    with _collector_paused():
-        while size < chunk_bytes:
-            nbytes, data = get_copy_data(1)
-            if nbytes > 0:
-                rows.append(data)
-                size += nbytes
-            elif nbytes == 0:
-                selector.select()
-                pgconn.consume_input()
-            elif nbytes == -1:
-                ended = True
-                break
-            else:
-                raise psycopg.OperationalError(pgconn.get_error_message())
-    return b"".join(rows), ended
-
-
-@contextmanager
-def _collector_paused() -> Iterator[None]:
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if collecting:
-            gc.enable()
-
-
-def _next_result(pgconn: Any, selector: selectors.BaseSelector) -> Any:
-    """PQgetResult without blocking in C: wait on the socket until a result is complete."""
-    while pgconn.is_busy():
-        selector.select()
-        pgconn.consume_input()
-    return pgconn.get_result()
-
-
-def _drain_results(pgconn: Any, selector: selectors.BaseSelector, check: bool = False) -> None:
-    while (result := _next_result(pgconn, selector)) is not None:
-        if check and result.status != libpq.ExecStatus.COMMAND_OK:
-            raise psycopg.errors.error_from_result(result)
-
-
-def _abandon(conn: psycopg.Connection, selector: selectors.BaseSelector) -> None:
-    """Stop a COPY left half-read (an error downstream) and leave the connection idle; the
-    transaction is then failed and the caller's exception is the one that propagates."""
-    pgconn = conn.pgconn
-    try:
-        conn.cancel_safe()
-        while (nbytes := pgconn.get_copy_data(1)[0]) >= 0:
-            if nbytes == 0:
-                selector.select()
-                pgconn.consume_input()
-        _drain_results(pgconn, selector)
-    except psycopg.Error:
-        pass
-
-
-class _CopyText(io.RawIOBase):
-    """A text COPY stream (``copy_out``'s chunks) as a readable file, for Arrow's CSV reader."""
-
-    def __init__(self, messages: Iterator[bytes]) -> None:
-        self._messages = messages
-        self._rest = memoryview(b"")
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        while not self._rest:
-            message = next(self._messages, None)
-            if message is None:
-                return 0
-            self._rest = memoryview(message)
-        n = min(len(buffer), len(self._rest))
-        buffer[:n] = self._rest[:n]
-        self._rest = self._rest[n:]
-        return n
-
-
 def rounds_batches(conn: psycopg.Connection, plan: FetchPlan) -> Iterator[pa.RecordBatch]:
     """The rounds of the plan's votes with both answers' texts, streamed in Arrow batches."""
     import pyarrow.csv as pacsv
@@ -732,7 +523,7 @@ def rounds_batches(conn: psycopg.Connection, plan: FetchPlan) -> Iterator[pa.Rec
         if first is None:  # no round at all: Arrow's reader refuses an empty file
             return
         reader = pacsv.open_csv(
-            io.BufferedReader(_CopyText(itertools.chain([first], messages)), buffer_size=1 << 20),
+            io.BufferedReader(CopyText(itertools.chain([first], messages)), buffer_size=1 << 20),
             read_options=pacsv.ReadOptions(
                 column_names=["id", "answer1", "answer2"], block_size=8 << 20
             ),

@@ -3,16 +3,12 @@ idempotency, bad input, transient faults, and no secret in the logs."""
 
 from __future__ import annotations
 
-import gc
 import io
 import json
-import threading
-import time
 from datetime import UTC, datetime
 from typing import Any
 
 import boto3
-import numpy as np
 import psycopg
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -379,51 +375,6 @@ def test_missing_bucket_is_a_configuration_error(
         fetch(fetch_event(leaderboards=["overall"]), lambda_context)
 
 
-# --- the binary COPY reader -----------------------------------------------------------------------
-ROW = fetch_service.copy_row(1)
-
-
-def _copy_stream(rows: int, extension: bytes = b"") -> bytes:
-    data = np.zeros(rows, dtype=ROW[0])
-    for name, value in ROW[1].items():
-        data[name] = value
-    data["id"] = [i.to_bytes(16, "big") for i in range(rows)]
-    data["model1"] = [bytes([i % 5]) * 16 for i in range(rows)]
-    data["model2"] = [bytes([(i + 1) % 5]) * 16 for i in range(rows)]
-    data["outcome"] = np.arange(rows) % 3
-    header = (
-        fetch_service.COPY_SIGNATURE + (0).to_bytes(4, "big") + len(extension).to_bytes(4, "big")
-    )
-    return header + extension + data.tobytes() + b"\xff\xff"
-
-
-@pytest.mark.parametrize("chunk", [1, 7, 76, 1000, 10**6])
-def test_copy_rows_survive_any_chunking(chunk: int) -> None:
-    stream = _copy_stream(1000, extension=b"ext")
-    chunks = [stream[i : i + chunk] for i in range(0, len(stream), chunk)]
-    batches = list(fetch_service.copy_row_batches(chunks, rows_per_batch=300, row=ROW))
-    assert [len(b) for b in batches] == [300, 300, 300, 100]
-    rows = np.concatenate(batches)
-    assert [str(i) for i in fetch_service.uuid_array(rows["id"][999:]).to_pylist()] == [
-        "00000000-0000-0000-0000-0000000003e7"
-    ]
-    assert rows["outcome"].tolist() == (np.arange(1000) % 3).tolist()
-
-
-@pytest.mark.parametrize(
-    ("stream", "message"),
-    [
-        (b"", "trailer"),
-        (b"NOTCOPY" + bytes(30), "signature"),
-        (_copy_stream(3)[:-2], "trailer"),
-        (_copy_stream(3)[:-40] + b"\xff\xff", "inside a row"),
-    ],
-)
-def test_broken_copy_streams_are_refused(stream: bytes, message: str) -> None:
-    with pytest.raises(fetch_service.CopyFormatError, match=message):
-        list(fetch_service.copy_row_batches([stream], rows_per_batch=2, row=ROW))
-
-
 def test_sparse_reason() -> None:
     assert fetch_service.sparse_reason(30, 4, 30, 4) is None
     assert fetch_service.sparse_reason(29, 9, 30, 4) == "fewer than 30 battles (29)"
@@ -442,144 +393,3 @@ def test_run_at_is_the_only_clock(stage_env: str, stage_aws: Any, lambda_context
     late = fetch(fetch_event(leaderboards=["overall"]), lambda_context)
     assert 0 < early["leaderboards"][0]["vote_count"] < late["leaderboards"][0]["vote_count"]
     assert early["run"]["run_id"] != late["run"]["run_id"]
-
-
-# --- COPY straight on libpq -------------------------------------------------------------------------
-def _votes_statement() -> tuple[Any, dict[str, Any]]:
-    from common.filters import LeaderboardFilters, plan_fetch, votes_query
-
-    return votes_query(
-        plan_fetch(["overall"], LeaderboardFilters(), datetime(2025, 6, 1, 6, tzinfo=UTC))
-    )
-
-
-def test_copy_out_abandoned_half_way_leaves_the_connection_usable(readonly_seeded_url: str) -> None:
-    statement, params = _votes_statement()
-    with psycopg.connect(readonly_seeded_url) as conn:
-        conn.execute("SELECT 1")
-        messages = fetch_service.copy_out(conn, statement, params)
-        assert next(messages)[:11] == fetch_service.COPY_SIGNATURE
-        messages.close()
-        # The COPY was cancelled: the transaction failed, the connection is idle and usable.
-        assert conn.info.transaction_status == psycopg.pq.TransactionStatus.INERROR
-        conn.rollback()
-        assert conn.execute("SELECT count(*) FROM api.model").fetchone() == (12,)
-        complete = sum(len(m) for m in fetch_service.copy_out(conn, statement, params))
-        assert (complete - 21) % fetch_service.copy_row(0)[0].itemsize == 0
-
-
-def test_copy_out_pauses_the_cyclic_collector_only_while_it_gathers_rows(
-    readonly_seeded_url: str,
-) -> None:
-    from psycopg import sql
-
-    statement, params = _votes_statement()
-    collections = 0
-
-    def count(phase: str, info: dict[str, int]) -> None:
-        nonlocal collections
-        collections += phase == "start"
-
-    with psycopg.connect(readonly_seeded_url) as conn:
-        conn.execute("SELECT 1")
-        gc.callbacks.append(count)
-        try:
-            # One chunk: the whole stream is gathered in one go.
-            stream = b"".join(fetch_service.copy_out(conn, statement, params, chunk_bytes=1 << 30))
-        finally:
-            gc.callbacks.remove(count)
-        rows = (len(stream) - 21) // fetch_service.copy_row(0)[0].itemsize
-        # A tuple and a memoryview a row: with the collector on, one collection per ~350 rows.
-        assert rows > 3_000, rows
-        assert collections <= 2, collections  # the statement and the selector set-up may take one
-        assert gc.isenabled()
-        conn.rollback()
-
-        # The consumer of a chunk runs with the collector on.
-        conn.execute("SELECT 1")
-        messages = fetch_service.copy_out(conn, statement, params, chunk_bytes=1024)
-        next(messages)
-        assert gc.isenabled()
-        messages.close()  # abandoned half-way
-        assert gc.isenabled()
-        conn.rollback()
-
-        conn.execute("SELECT 1")
-        with pytest.raises(psycopg.errors.UndefinedTable):
-            next(fetch_service.copy_out(conn, sql.SQL("SELECT * FROM api.nothing"), {}))
-        assert gc.isenabled()
-        conn.rollback()
-
-        # A caller that turned the collector off keeps it off.
-        gc.disable()
-        try:
-            conn.execute("SELECT 1")
-            assert list(fetch_service.copy_out(conn, statement, params))
-            assert not gc.isenabled()
-        finally:
-            gc.enable()
-
-
-def test_copy_out_errors(readonly_seeded_url: str, pg_admin_url: str) -> None:
-    from psycopg import sql
-
-    statement, params = _votes_statement()
-    with psycopg.connect(readonly_seeded_url) as conn:
-        with pytest.raises(
-            fetch_service.CopyFormatError, match="inside the export's open transaction"
-        ):
-            next(fetch_service.copy_out(conn, statement, params))
-        conn.execute("SELECT 1")
-        with pytest.raises(psycopg.errors.UndefinedTable):
-            next(fetch_service.copy_out(conn, sql.SQL("SELECT * FROM api.nothing"), {}))
-    # The server goes away mid-stream: a connection error, which db.connect maps to
-    # DatabaseUnavailable.
-    conn = psycopg.connect(readonly_seeded_url)
-    try:
-        conn.execute("SELECT 1")
-        endless = sql.SQL("SELECT a.id FROM api.battle a CROSS JOIN api.battle b")
-        messages = fetch_service.copy_out(conn, endless, {})
-        next(messages)
-        with psycopg.connect(pg_admin_url, autocommit=True) as admin:
-            admin.execute("SELECT pg_terminate_backend(%s)", (conn.info.backend_pid,))
-        with pytest.raises(psycopg.OperationalError):
-            for _ in messages:
-                pass
-    finally:
-        conn.close()
-
-
-def test_copy_out_leaves_the_gil_free_while_the_server_works(readonly_seeded_url: str) -> None:
-    """A driver call blocking in C with the GIL held starves every other thread (the local
-    runner's database proxy hung on it); waiting on a selector does not. A counting thread must
-    make, while the server sleeps half a second, a good share of the progress it makes while
-    this thread sleeps as long."""
-    from psycopg import sql
-
-    ticks = 0
-    stop = threading.Event()
-
-    def count() -> None:
-        nonlocal ticks
-        while not stop.is_set():
-            ticks += 1
-
-    with psycopg.connect(readonly_seeded_url) as conn:
-        conn.execute("SELECT 1")
-        counter = threading.Thread(target=count)
-        counter.start()
-        try:
-            before = ticks
-            time.sleep(0.5)
-            idle = ticks - before
-            before = ticks
-            messages = list(
-                fetch_service.copy_out(conn, sql.SQL("SELECT 1 FROM pg_sleep(0.5)"), {})
-            )
-            during = ticks - before
-        finally:
-            stop.set()
-            counter.join()
-    stream = b"".join(messages)
-    assert stream.startswith(fetch_service.COPY_SIGNATURE) and stream.endswith(b"\xff\xff")
-    assert during > idle / 4
