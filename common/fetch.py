@@ -167,8 +167,6 @@ class ExportedVotes:
 
 
 # --- pure parts -----------------------------------------------------------------------------------
-
-
 @dataclass(frozen=True)
 class Catalogue:
     """The model table (id, slug, name, active by id) and its ids as 16-byte uuids."""
