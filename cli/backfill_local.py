@@ -79,14 +79,12 @@ def run(
                     continue
                 if pipeline is None:  # set up only once something is to run (seconds)
                     pipeline = stack.enter_context(
-                        LocalPipeline(
+                        local_run.local_pipeline(
+                            options,
                             template.template(options.state_dir),
-                            database_url=url,
-                            store=store,
-                            slack_webhook=options.slack_webhook,
-                            faults=FaultPlan.from_specs(options.faults),
-                            log_path=options.state_dir / "logs" / "functions.jsonl",
-                            workers=options.workers,
+                            url,
+                            store,
+                            FaultPlan.from_specs(options.faults),
                         )
                     )
                 name = backfill.execution_name(moment, selection, len(attempts) + 1)

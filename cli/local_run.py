@@ -96,15 +96,7 @@ def run(options: RunOptions, echo: Echo) -> ExecutionRecord:
             "publish": options.publish,
         }
     )
-    with LocalPipeline(
-        stack,
-        database_url=url,
-        store=store,
-        slack_webhook=options.slack_webhook,
-        faults=faults,
-        log_path=options.state_dir / "logs" / "functions.jsonl",
-        workers=options.workers,
-    ) as pipeline:
+    with local_pipeline(options, stack, url, store, faults) as pipeline:
         name = new_execution_name(now)
         echo(
             f"execution {name}: leaderboards={_selection(request['leaderboards'])} bootstrap={request['bootstrap']}"
@@ -114,6 +106,22 @@ def run(options: RunOptions, echo: Echo) -> ExecutionRecord:
         record = pipeline.wait(arn, on_event=_printer(echo))
         _conclude(pipeline, record, url, echo)
     return record
+
+
+def local_pipeline(
+    options: RunOptions, stack: dict[str, Any], url: str, store: ExecutionStore, faults: FaultPlan
+) -> LocalPipeline:
+    """The local runner for ``options`` on the database at ``url``, executions kept in ``store``,
+    function logs under the state dir."""
+    return LocalPipeline(
+        stack,
+        database_url=url,
+        store=store,
+        slack_webhook=options.slack_webhook,
+        faults=faults,
+        log_path=options.state_dir / "logs" / "functions.jsonl",
+        workers=options.workers,
+    )
 
 
 def _conclude(pipeline: LocalPipeline, record: ExecutionRecord, url: str, echo: Echo) -> None:
@@ -133,14 +141,9 @@ def redrive(name: str | None, options: RunOptions, echo: Echo) -> ExecutionRecor
     store = ExecutionStore(options.state_dir)
     original = store.load(name) if name else store.last_failed()
     url = database(options, echo, seed=False)
-    with LocalPipeline(
-        template.template(options.state_dir),
-        database_url=url,
-        store=store,
-        slack_webhook=options.slack_webhook,
-        faults=FaultPlan.from_specs(options.faults),
-        log_path=options.state_dir / "logs" / "functions.jsonl",
-        workers=options.workers,
+    faults = FaultPlan.from_specs(options.faults)
+    with local_pipeline(
+        options, template.template(options.state_dir), url, store, faults
     ) as pipeline:
         echo(f"redriving {original.name} (failed: {original.error})")
         record = pipeline.redrive(original, on_event=_printer(echo))
