@@ -33,13 +33,11 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from datetime import UTC, datetime
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -141,13 +139,12 @@ def _ours(
     url: str,
     run_at: str,
     warm: bool,
-    keep: str | None,
     leaderboards: Any = ("overall",),
     endpoint: str | None = None,
 ) -> dict[str, Any]:
     """One call of the fetch stage's handler in this fresh process, after a warm-up call when
-    ``warm`` (else cold: its lazy imports included); ``keep``: a folder for its objects;
-    ``endpoint``: S3 there (``_s3_server``), else moto in this process."""
+    ``warm`` (else cold: its lazy imports included); ``endpoint``: S3 there (``_s3_server``, which
+    keeps the objects for ``_rank_stage``), else moto in this process."""
     _aws_env(url, endpoint)
     from stages.fetch.handler import handler
 
@@ -161,10 +158,6 @@ def _ours(
         board = result["leaderboards"][0]
         key = board["votes_uri"].split("/", 3)[3]
         size = s3.head_object(Bucket=BUCKET, Key=key)["ContentLength"]
-        if keep is not None:
-            for uri in (board["votes_uri"], board["models_uri"]):
-                body = s3.get_object(Bucket=BUCKET, Key=uri.split("/", 3)[3])["Body"].read()
-                Path(keep, uri.rsplit("/", 1)[1]).write_bytes(body)
     return {
         "seconds": seconds,
         "votes": board["vote_count"],
@@ -234,24 +227,17 @@ def _baseline(url: str, run_at: str) -> dict[str, Any]:
     return {"seconds": seconds, "votes": len(rows)}
 
 
-def _rank_stage(
-    url: str, folder: str, fetch_result: dict[str, Any], endpoint: str | None = None
-) -> dict[str, Any]:
-    """The rank stage's handler (B = 1000) on the objects fetch wrote, in this fresh process;
-    ``endpoint`` as for ``_ours``."""
+def _rank_stage(url: str, fetch_result: dict[str, Any], endpoint: str) -> dict[str, Any]:
+    """The rank stage's handler (B = 1000), in this fresh process, on the objects fetch wrote to
+    the S3 server at ``endpoint``."""
     _aws_env(url, endpoint)
     from stages.rank.handler import handler
 
-    with _bucket(endpoint) as s3:
-        board = fetch_result["leaderboards"][0]
-        for uri in (board["votes_uri"], board["models_uri"]):
-            body = Path(folder, uri.rsplit("/", 1)[1]).read_bytes()
-            s3.put_object(Bucket=BUCKET, Key=uri.split("/", 3)[3], Body=body)
-        del body
-        mark_start()
-        start = time.perf_counter()
-        result = handler({"run": fetch_result["run"], "leaderboard": board}, _context())
-        seconds = time.perf_counter() - start
+    board = fetch_result["leaderboards"][0]
+    mark_start()
+    start = time.perf_counter()
+    result = handler({"run": fetch_result["run"], "leaderboard": board}, _context())
+    seconds = time.perf_counter() - start
     return {"seconds": seconds, "ranked": result.get("ranked_count", 0)}
 
 
@@ -283,8 +269,8 @@ def _versus(
 def _fetch_speed(votes: int) -> list[dict[str, Any]]:
     url = seeded_database(votes)
     run_at = _now()
-    ours = isolated(_ours, url, run_at, True, None)
-    ours_all = isolated(_ours, url, run_at, True, None, "all")
+    ours = isolated(_ours, url, run_at, True)
+    ours_all = isolated(_ours, url, run_at, True, "all")
     before = isolated(_before, url, run_at, ["overall"])
     if ours["votes"] != before["votes"]:
         raise SystemExit(f"fetch bench: ours {ours['votes']} votes, before {before['votes']}")
@@ -325,9 +311,9 @@ def _fetch_speed(votes: int) -> list[dict[str, Any]]:
 def _fetch_baselines(votes: int) -> list[dict[str, Any]]:
     url = seeded_database(votes)
     run_at = _now()
-    ours_all = isolated(_ours, url, run_at, True, None, "all")
+    ours_all = isolated(_ours, url, run_at, True, "all")
     before_all = isolated(_before, url, run_at, None)
-    ours = isolated(_ours, url, run_at, True, None)
+    ours = isolated(_ours, url, run_at, True)
     upstream = isolated(_baseline, url, run_at)
     if ours_all["all_votes"] != before_all["all_votes"] or ours["votes"] != upstream["votes"]:
         raise SystemExit(
@@ -358,10 +344,10 @@ def _fetch_baselines(votes: int) -> list[dict[str, Any]]:
 def _memory(votes: int) -> list[dict[str, Any]]:
     url = seeded_database(votes)
     run_at = _now()
-    with _s3_server() as s3, tempfile.TemporaryDirectory(prefix="bench-fetch-") as folder:
-        fetched = isolated(_ours, url, run_at, False, folder, ("overall",), s3)
+    with _s3_server() as s3:
+        fetched = isolated(_ours, url, run_at, False, ("overall",), s3)
         before = isolated(_before, url, run_at, ["overall"], s3)
-        ranked = isolated(_rank_stage, url, folder, fetched["result"], s3)
+        ranked = isolated(_rank_stage, url, fetched["result"], s3)
     if fetched["votes"] != before["votes"]:
         raise SystemExit(f"fetch bench: ours {fetched['votes']} votes, before {before['votes']}")
     note = "S3 is moto served from the bench's process over HTTP; work_mb excludes the setup"
