@@ -7,6 +7,10 @@ object raises ``ArtifactMissing``, an object that is not what it should be ``Art
 and a missing bucket or a denied access (a deployment fault no retry fixes) ``ConfigurationError``.
 The S3 client is built once per container. boto3 and pyarrow are imported where they are used:
 a stage that only reads JSON never loads pyarrow, and the S3 client's imports come with the client.
+
+An object too large to hold twice is written as it is made (``streamed``): a multipart upload
+whose parts leave while the next one fills, completed only when the writer finished; on any
+failure the upload is aborted, so a reader sees the whole object or the one before it, never a part.
 """
 
 from __future__ import annotations
@@ -16,6 +20,9 @@ import functools
 import json
 import re
 import zlib
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -38,6 +45,10 @@ _CONFIG_CODES = frozenset(
     {"NoSuchBucket", "AccessDenied", "403", "AllAccessDisabled", "InvalidAccessKeyId"}
 )
 PARQUET_COMPRESSION = "zstd"
+PARQUET_TYPE = "application/vnd.apache.parquet"
+PART_BYTES = 8 << 20
+"""A streamed object's part size: S3's least is 5 MiB (but for the last part); two parts at most
+are held at once, the one leaving and the one filling."""
 
 
 @dataclass(frozen=True)
@@ -109,14 +120,132 @@ def put_bytes(
         import pyarrow as pa
 
         body = pa.BufferReader(data)
-    checksum = base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode("ascii")
     try:
         s3_client().put_object(
             Bucket=uri.bucket, Key=uri.key, Body=body, ContentType=content_type,
-            ChecksumCRC32=checksum,
+            ChecksumCRC32=_crc32(data),
         )  # fmt: skip
     except (ClientError, BotoCoreError) as exc:
         raise _storage_error(exc, uri, "write") from None
+
+
+def _crc32(data: bytes | pa.Buffer) -> str:
+    return base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode("ascii")
+
+
+class ObjectStream:
+    """A write-only file whose bytes become the object at ``uri`` (``streamed`` makes one).
+
+    Up to PART_BYTES it only buffers, and an object that ends there is one ``put_bytes``. Beyond,
+    it opens a multipart upload and sends each full buffer as a part from a thread of its own while
+    the writer fills the next; each part carries its CRC32, as ``put_bytes``'s body does."""
+
+    def __init__(self, uri: S3Uri, content_type: str) -> None:
+        self.uri = uri
+        self.content_type = content_type
+        self._buffer = bytearray()
+        self._written = 0
+        self._upload_id: str | None = None
+        self._parts: list[dict[str, Any]] = []
+        self._sending: Future[dict[str, Any]] | None = None
+        self._sender: ThreadPoolExecutor | None = None
+        self.closed = False
+
+    def write(self, data: bytes) -> int:
+        if self.closed:
+            raise ValueError(f"{self.uri}: written after it was finished or aborted")
+        self._buffer += data
+        self._written += len(data)
+        if len(self._buffer) >= PART_BYTES:
+            self._send(bytes(self._buffer))
+            self._buffer.clear()
+        return len(data)
+
+    def tell(self) -> int:
+        return self._written
+
+    def writable(self) -> bool:
+        return True
+
+    def finish(self) -> None:
+        """Make the object: what was written, whole."""
+        self.closed = True
+        if self._upload_id is None:
+            put_bytes(self.uri, bytes(self._buffer), self.content_type)
+            return
+        if self._buffer:
+            self._send(bytes(self._buffer))
+            self._buffer.clear()
+        self._wait()
+        self._call(
+            "complete_multipart_upload",
+            UploadId=self._upload_id,
+            MultipartUpload={"Parts": self._parts},
+        )
+        self._close_sender()
+
+    def abort(self) -> None:
+        """Drop what was sent: no object is made (an earlier one under the key stays)."""
+        self.closed = True
+        self._buffer.clear()
+        if self._sending is not None:
+            self._sending.exception()  # let it end; its failure is not the one to report
+            self._sending = None
+        self._close_sender()
+        if self._upload_id is not None:
+            # Best effort: the bucket's lifecycle aborts what this could not after a day.
+            with suppress(StorageUnavailable, ConfigurationError, ArtifactMissing):
+                self._call("abort_multipart_upload", UploadId=self._upload_id)
+
+    def _send(self, part: bytes) -> None:
+        if self._upload_id is None:
+            created = self._call(
+                "create_multipart_upload", ContentType=self.content_type, ChecksumAlgorithm="CRC32"
+            )
+            self._upload_id = created["UploadId"]
+            self._sender = ThreadPoolExecutor(max_workers=1, thread_name_prefix="s3-part")
+        self._wait()
+        assert self._sender is not None
+        self._sending = self._sender.submit(self._upload_part, len(self._parts) + 1, part)
+
+    def _upload_part(self, number: int, part: bytes) -> dict[str, Any]:
+        checksum = _crc32(part)
+        sent = self._call(
+            "upload_part", UploadId=self._upload_id, PartNumber=number, Body=part,
+            ChecksumCRC32=checksum,
+        )  # fmt: skip
+        return {"PartNumber": number, "ETag": sent["ETag"], "ChecksumCRC32": checksum}
+
+    def _wait(self) -> None:
+        if self._sending is not None:
+            sending, self._sending = self._sending, None
+            self._parts.append(sending.result())
+
+    def _close_sender(self) -> None:
+        if self._sender is not None:
+            self._sender.shutdown(wait=True)
+            self._sender = None
+
+    def _call(self, operation: str, **kwargs: Any) -> Any:
+        try:
+            return getattr(s3_client(), operation)(
+                Bucket=self.uri.bucket, Key=self.uri.key, **kwargs
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise _storage_error(exc, self.uri, "write") from None
+
+
+@contextmanager
+def streamed(uri: S3Uri, content_type: str = "application/octet-stream") -> Iterator[ObjectStream]:
+    """A file to write the object at ``uri`` into, part by part; the object exists once the block
+    ends without an exception, and not at all (nor any part of it) if it raises."""
+    stream = ObjectStream(uri, content_type)
+    try:
+        yield stream
+        stream.finish()
+    except BaseException:
+        stream.abort()
+        raise
 
 
 def get_bytes(uri: S3Uri) -> bytes:
@@ -138,7 +267,7 @@ def parquet_bytes(table: pa.Table) -> bytes:
 
 
 def put_parquet(uri: S3Uri, table: pa.Table) -> None:
-    put_bytes(uri, parquet_bytes(table), "application/vnd.apache.parquet")
+    put_bytes(uri, parquet_bytes(table), PARQUET_TYPE)
 
 
 def read_parquet(data: bytes, uri: S3Uri, columns: list[str] | None = None) -> pa.Table:

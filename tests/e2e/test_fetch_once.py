@@ -18,6 +18,7 @@ import psycopg
 import pyarrow.parquet as pq
 import pytest
 
+from common import storage
 from common.answer_style import STYLE_COLUMNS, answer_style
 from local import bad_data
 from stages.fetch.handler import handler as fetch
@@ -191,3 +192,34 @@ def test_the_same_votes_give_the_same_bytes_whatever_the_scan_order(
     second = fetch(event, lambda_context)
     assert second == first
     assert {k: object_bytes(stage_aws, f"s3://{BUCKET}/{k}") for k in keys} == contents
+
+
+def test_a_votes_object_sent_in_parts_is_the_object_sent_whole(
+    publish_env: str, stage_aws: Any, lambda_context: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A votes object larger than a part goes as a multipart upload (here with parts small
+    enough for the test's data, moto's least part size lowered to match) and is, byte for byte,
+    the object that one put makes."""
+    event = fetch_event(leaderboards=["overall"])
+    first = fetch(event, lambda_context)
+    uri = first["leaderboards"][0]["votes_uri"]
+    whole = object_bytes(stage_aws, uri)
+    part = 4096
+    assert len(whole) > 3 * part
+    monkeypatch.setattr(storage, "PART_BYTES", part)
+    monkeypatch.setattr("moto.s3.models.S3_UPLOAD_PART_MIN_SIZE", part)
+    stage_aws.delete_object(Bucket=BUCKET, Key=uri.split("/", 3)[3])
+    parts: list[Any] = []
+
+    def record(request: Any, **_: Any) -> None:
+        parts.append(request)
+
+    client = storage.s3_client()
+    client.meta.events.register("before-send.s3.UploadPart", record)
+    try:
+        second = fetch(event, lambda_context)
+    finally:
+        client.meta.events.unregister("before-send.s3.UploadPart", record)
+    assert second == first
+    assert len(parts) >= 3
+    assert object_bytes(stage_aws, uri) == whole

@@ -121,8 +121,10 @@ def _selected(url: str, slug: str, filters: LeaderboardFilters, votes: dict[str,
         catalogue = fetch.model_catalogue(conn)
         plan = plan_fetch([slug], filters, RUN_AT)
         shared = fetch.fetch_shared(conn, plan, catalogue)
-        exported = fetch.export_votes(shared, plan.member(slug, shared.rows(catalogue)), catalogue)
-    table = pq.ParquetFile(pa.BufferReader(exported.parquet)).read()
+        selected = fetch.board_rows(shared, plan.member(slug, shared.rows(catalogue)), catalogue)
+    sink = pa.BufferOutputStream()
+    fetch.write_votes(shared, selected, catalogue, sink)
+    table = pq.ParquetFile(pa.BufferReader(sink.getvalue())).read()
     label = {vote: name for name, vote in votes.items()}
     return {label[str(v)] for v in table.column("evaluation_id").to_pylist()}
 

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import base64
+import itertools
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pyarrow as pa
@@ -147,3 +150,108 @@ def test_access_denied_is_configuration(stage_aws: Any) -> None:
 )
 def test_connection_failures_are_transient(exc: Exception) -> None:
     assert isinstance(storage._storage_error(exc, URI, "read"), StorageUnavailable)
+
+
+@contextmanager
+def _requests(operations: list[str]) -> Iterator[list[Any]]:
+    """The requests the stages' S3 client sends for ``operations``, as they leave."""
+    client = storage.s3_client()
+    sent: list[Any] = []
+
+    def record(request: Any, **_: Any) -> None:
+        sent.append(request)
+
+    events = [f"before-send.s3.{operation}" for operation in operations]
+    for event in events:
+        client.meta.events.register(event, record)
+    try:
+        yield sent
+    finally:
+        for event in events:
+            client.meta.events.unregister(event, record)
+
+
+def _headers(request: Any) -> dict[str, str]:
+    return {
+        k.lower(): v.decode() if isinstance(v, bytes) else v for k, v in request.headers.items()
+    }
+
+
+def _crc32(data: bytes) -> str:
+    return base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode()
+
+
+def test_a_streamed_object_within_one_part_is_one_put(stage_aws: Any) -> None:
+    with (
+        _requests(["PutObject", "CreateMultipartUpload"]) as sent,
+        storage.streamed(URI, "application/x-test") as sink,
+    ):
+        sink.write(b"small ")
+        sink.write(b"object")
+        assert sink.tell() == 12
+    assert [r.method for r in sent] == ["PUT"]
+    assert _headers(sent[0])["x-amz-checksum-crc32"] == _crc32(b"small object")
+    assert storage.get_bytes(URI) == b"small object"
+    head = stage_aws.head_object(Bucket=BUCKET, Key=URI.key)
+    assert head["ContentType"] == "application/x-test"
+
+
+def test_a_large_streamed_object_goes_in_checksummed_parts(stage_aws: Any) -> None:
+    """Past PART_BYTES the object is a multipart upload (moto holds parts to S3's 5 MiB least):
+    every part carries its CRC32, the completion lists them, and the object is what was written,
+    in writes of any size."""
+    data = bytes(range(251)) * (5 * storage.PART_BYTES // 2 // 251)
+    with (
+        _requests(["UploadPart", "CompleteMultipartUpload"]) as sent,
+        storage.streamed(URI, storage.PARQUET_TYPE) as sink,
+    ):
+        for start in range(0, len(data), 1_000_003):
+            sink.write(data[start : start + 1_000_003])
+    *parts, completion = sent
+    sizes = [int(_headers(p)["content-length"]) for p in parts]
+    assert len(sizes) == 3 and sum(sizes) == len(data)
+    assert min(sizes[:-1]) >= storage.PART_BYTES
+    ends = list(itertools.accumulate(sizes))
+    assert [_headers(p)["x-amz-checksum-crc32"] for p in parts] == [
+        _crc32(data[end - size : end]) for size, end in zip(sizes, ends, strict=True)
+    ]
+    listed = bytes(completion.body).decode()
+    assert all(f"<ChecksumCRC32>{_headers(p)['x-amz-checksum-crc32']}<" in listed for p in parts)
+    assert storage.get_bytes(URI) == data
+    head = stage_aws.head_object(Bucket=BUCKET, Key=URI.key)
+    assert head["ContentType"] == storage.PARQUET_TYPE
+    assert not stage_aws.list_multipart_uploads(Bucket=BUCKET).get("Uploads")
+
+
+def test_a_failed_writer_leaves_no_object_and_no_upload(stage_aws: Any) -> None:
+    """Nothing half-written: an exception in the block aborts the upload, and the object written
+    before under the same key stays as it was."""
+    storage.put_bytes(URI, b"the run before")
+    with pytest.raises(RuntimeError, match="encoder broke"), storage.streamed(URI) as sink:
+        sink.write(b"x" * (storage.PART_BYTES + 1))
+        raise RuntimeError("encoder broke")
+    assert storage.get_bytes(URI) == b"the run before"
+    assert not stage_aws.list_multipart_uploads(Bucket=BUCKET).get("Uploads")
+    with pytest.raises(ValueError, match="written after it was finished or aborted"):
+        sink.write(b"late")
+
+
+def test_a_part_s3_does_not_take_is_transient_and_aborts_the_upload(stage_aws: Any) -> None:
+    client = storage.s3_client()
+
+    def unreachable(**_: Any) -> None:
+        raise EndpointConnectionError(endpoint_url="https://s3.amazonaws.com")
+
+    client.meta.events.register("before-call.s3.UploadPart", unreachable)
+    try:
+        with (
+            pytest.raises(StorageUnavailable, match="S3 did not answer"),
+            storage.streamed(URI) as sink,
+        ):
+            for _ in range(3):
+                sink.write(b"y" * storage.PART_BYTES)
+    finally:
+        client.meta.events.unregister("before-call.s3.UploadPart", unreachable)
+    assert not stage_aws.list_multipart_uploads(Bucket=BUCKET).get("Uploads")
+    with pytest.raises(ArtifactMissing):
+        storage.get_bytes(URI)
