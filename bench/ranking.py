@@ -20,9 +20,9 @@ after a warm-up read.
 
 Cold starts: how much of a fresh process goes to importing. ``rank/cli-100x1M`` runs the whole
 ``leaderboard rank`` command on a 100x1M Parquet file; ``rank/stage-cold-100x1M`` is the rank Lambda's
-cold start: import ``stages.rank.handler`` (the init; ``handler_import_s``) and ``boto3`` (which its
-first call needs), then one call on the same votes from moto's S3 (moto's own import and the upload
-are left out). Imports are counted with ``python -X importtime`` (top-level cumulative times, lazy
+cold start: import ``stages.rank.handler`` (the init; ``handler_import_s``) and botocore's session
+(which its first call needs for the S3 client), then one call on the same votes from moto's S3
+(moto's own import, boto3's and the upload are left out: the stage itself never imports boto3). Imports are counted with ``python -X importtime`` (top-level cumulative times, lazy
 imports during the call included); ``work_s`` is the rest; ``cpu_s`` is the whole process's CPU
 time. Best of 3 by total.
 """
@@ -364,9 +364,10 @@ votes_path, models_path, n_votes, n_models = sys.argv[1], sys.argv[2], *map(int,
 start = time.perf_counter()
 from stages.rank.handler import handler
 handler_import = time.perf_counter() - start
-import boto3
+import botocore.config, botocore.session
 init = time.perf_counter() - start
 print("#phase setup", file=sys.stderr, flush=True)
+import boto3
 from moto import mock_aws
 from local.moto_lambda import InvocationContext
 with mock_aws():
@@ -430,7 +431,7 @@ def _stage_cold(models: int, n_votes: int) -> list[dict[str, Any]]:
                 }
             )
     notes = [
-        "rank Lambda cold start (B=1000): import stages.rank.handler + boto3, then one call "
+        "rank Lambda cold start (B=1000): import stages.rank.handler + botocore, then one call "
         "(S3 = moto in-process, its import and the upload left out); target import_share <= 0.333"
     ]
     return [_import_row(f"rank/stage-cold-{models}x{_size(n_votes)}", runs, notes)]
