@@ -51,9 +51,9 @@ counts as covariates (the Chatbot Arena method); see that module's docstring.
 Where each part lives: ``counts`` (votes and per-pair counts), ``bradley_terry`` (the public
 entry points), ``result`` (what they return), ``scale``, ``style`` (style control: its input,
 result and entry point); the private ``_components`` (existence), ``_incidence`` (per-model sums
-over pairs or votes), ``_likelihood`` (Newton), ``_bootstrap``, ``_sandwich`` and ``_threads``
-hold the numerics, ``_style_problem``, ``_style_likelihood``, ``_style_bootstrap`` and
-``_style_batch`` those of style control.
+over pairs or votes), ``_likelihood`` (Newton), ``_bootstrap``, ``_quantiles`` (its interval),
+``_sandwich`` and ``_threads`` hold the numerics, ``_style_problem``, ``_style_likelihood``,
+``_style_bootstrap`` and ``_style_batch`` those of style control.
 """
 
 from __future__ import annotations

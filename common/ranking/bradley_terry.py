@@ -16,6 +16,7 @@ from common.ranking._components import (
     strongly_connected,
 )
 from common.ranking._likelihood import Problem, fit_full
+from common.ranking._quantiles import percentile_interval
 from common.ranking._sandwich import Z_975, sandwich_se
 from common.ranking._threads import default_threads, single_threaded_blas
 from common.ranking.counts import PairCounts, Votes, aggregate
@@ -91,7 +92,7 @@ def rank_counts(
             replicates = bootstrap
             threads = workers if workers is not None else default_threads()
             boot, separable = bootstrap_ratings(pb, r, bootstrap, seed, threads)
-            q = np.quantile(to_score(boot), [0.025, 0.975], axis=0)
+            q = percentile_interval(to_score(boot))
             low[parts.main], high[parts.main] = q[0], q[1]
         else:
             half = Z_975 * SCALE * sandwich_se(pb, r)

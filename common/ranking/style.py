@@ -72,6 +72,7 @@ from numpy.typing import NDArray
 
 from common.errors import InvalidInput, NotEnoughData
 from common.ranking._components import components
+from common.ranking._quantiles import percentile_interval
 from common.ranking._sandwich import Z_975
 from common.ranking._style_bootstrap import bootstrap_thetas
 from common.ranking._style_likelihood import fit_full, sandwich_se
@@ -274,9 +275,9 @@ def rank_with_style(
             replicates = bootstrap
             threads = workers if workers is not None else default_threads()
             boot, separable = bootstrap_thetas(pb, theta, bootstrap, seed, threads)
-            q = np.quantile(to_score(boot[:, : pb.m]), [0.025, 0.975], axis=0)
+            q = percentile_interval(to_score(boot[:, : pb.m]))
             low[parts.main], high[parts.main] = q[0], q[1]
-            qb = np.quantile(boot[:, pb.m :], [0.025, 0.975], axis=0)
+            qb = percentile_interval(boot[:, pb.m :])
             beta_low[kept], beta_high[kept] = qb[0], qb[1]
         else:
             se = sandwich_se(pb, theta)
