@@ -20,8 +20,9 @@ memory) and "before", one run each on the warm server; then the rank stage (B = 
 ours wrote, in a fresh process (see ``bench.isolated``). S3 is moto served over HTTP from the
 bench's own process (``_s3_server``), so the measured peaks hold no copy of the objects put,
 as a Lambda function's would not (moto in the process kept two, 200 MB); ``work_mb`` is the
-part above the resident size before the work. The benchmarks of 1M votes keep moto in the
-measured process (their objects are 22 MB).
+part above the resident size before the work. ``fetch/1M`` does the same: in the process, moto
+held the parts of a multipart upload beside the object made of them (+38 MB at 1M).
+``fetch-baselines/1M`` keeps moto in the measured process.
 
 ``fetch-style/20k`` (and ``/100k``, not in the default set): the answers pass (``add_style``
 over ``rounds_batches``: COPY as CSV, Arrow, numpy and RE2) for every vote of ``overall`` on an
@@ -269,9 +270,10 @@ def _versus(
 def _fetch_speed(votes: int) -> list[dict[str, Any]]:
     url = seeded_database(votes)
     run_at = _now()
-    ours = isolated(_ours, url, run_at, True)
-    ours_all = isolated(_ours, url, run_at, True, "all")
-    before = isolated(_before, url, run_at, ["overall"])
+    with _s3_server() as s3:
+        ours = isolated(_ours, url, run_at, True, ("overall",), s3)
+        ours_all = isolated(_ours, url, run_at, True, "all", s3)
+        before = isolated(_before, url, run_at, ["overall"], s3)
     if ours["votes"] != before["votes"]:
         raise SystemExit(f"fetch bench: ours {ours['votes']} votes, before {before['votes']}")
     return [
@@ -285,8 +287,9 @@ def _fetch_speed(votes: int) -> list[dict[str, Any]]:
             parquet_mb=round(ours["parquet_mb"], 1),
             notes=[
                 "ours: fetch handler for `overall` (one unsorted pass, sorted in numpy, COPY binary"
-                " -> Parquet -> moto S3) after a warm-up; baseline: the stage before the shared"
-                " pass (server-sorted query), one run on the warm server",
+                " -> Parquet -> S3) after a warm-up; baseline: the stage before the shared pass"
+                " (server-sorted query), one run on the warm server; S3 is moto served from the"
+                " bench's process over HTTP",
             ],
         ),
         {
