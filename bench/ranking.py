@@ -22,9 +22,10 @@ Cold starts: how much of a fresh process goes to importing. ``rank/cli-100x1M`` 
 ``leaderboard rank`` command on a 100x1M Parquet file; ``rank/stage-cold-100x1M`` is the rank Lambda's
 cold start: import ``stages.rank.handler`` (the init; ``handler_import_s``) and botocore's session
 (which its first call needs for the S3 client), then one call on the same votes from moto's S3
-(moto's own import, boto3's and the upload are left out: the stage itself never imports boto3). Imports are counted with ``python -X importtime`` (top-level cumulative times, lazy
-imports during the call included); ``work_s`` is the rest; ``cpu_s`` is the whole process's CPU
-time. Best of 3 by total.
+(moto's own import, boto3's and the upload are left out: the stage itself never imports boto3).
+Imports are counted with ``python -X importtime`` (top-level cumulative times, lazy imports
+during the call included); ``work_s`` is the rest; ``cpu_s`` is the whole process's CPU time.
+Best of 3 by total.
 """
 
 from __future__ import annotations

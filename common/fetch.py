@@ -37,8 +37,8 @@ Files per leaderboard, under the run's artifacts prefix:
 the 8 style columns; evaluation ids as Parquet's UUID type, model ids and outcome
 dictionary-encoded) and ``{prefix}{slug}/models.parquet`` (id, slug, name, active of the models in
 those votes). A votes object is written while it is encoded (``storage.streamed``: parts of a
-multipart upload), never held whole. Everything is read in one REPEATABLE READ, read-only transaction, so both passes and
-the catalogue see one snapshot.
+multipart upload), never held whole. Everything is read in one REPEATABLE READ, read-only
+transaction, so both passes and the catalogue see one snapshot.
 """
 
 from __future__ import annotations

@@ -240,8 +240,9 @@ class ObjectStream:
 
 @contextmanager
 def streamed(uri: S3Uri, content_type: str = "application/octet-stream") -> Iterator[ObjectStream]:
-    """A file to write the object at ``uri`` into, part by part; the object exists once the block
-    ends without an exception, and not at all (nor any part of it) if it raises."""
+    """A file to write the object at ``uri`` into, part by part. The object is made (replacing
+    one under the key) when the block ends without an exception; if it raises, nothing changes
+    and no part is left behind."""
     stream = ObjectStream(uri, content_type)
     try:
         yield stream
