@@ -32,7 +32,6 @@ by PostgreSQL (``regexp_count``, the same patterns); both must agree.
 
 from __future__ import annotations
 
-import logging
 import os
 import time
 from collections.abc import Iterator
@@ -97,21 +96,15 @@ def _s3_server() -> Iterator[str]:
     measured process then holds the objects it puts no more than a Lambda function does (in
     process, moto keeps two copies of each, 200 MB at fetch/5M)."""
     import boto3
-    from moto.server import ThreadedMotoServer
 
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    try:
-        host, port = server.get_host_and_port()
-        endpoint = f"http://{host}:{port}"
+    from local import moto_server
+
+    with moto_server.served() as endpoint:
         boto3.client(
             "s3", endpoint_url=endpoint, region_name="us-east-1",
             aws_access_key_id="bench", aws_secret_access_key="bench",
         ).create_bucket(Bucket=BUCKET)  # fmt: skip
         yield endpoint
-    finally:
-        server.stop()
 
 
 def _context() -> Any:

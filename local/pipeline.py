@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import importlib
 import json
-import logging
 import os
 import re
 import threading
@@ -31,13 +30,7 @@ from typing import Any
 import boto3
 import psycopg
 from moto import mock_aws
-from moto.moto_server.werkzeug_app import (
-    DomainDispatcherApplication,
-    MotoRequestHandler,
-    create_backend_app,
-)
 from moto.stepfunctions.parser.utils import TMP_THREADS
-from werkzeug.serving import BaseWSGIServer, make_server
 
 from common.stepfunctions import failures
 from common.stepfunctions.history import (
@@ -48,7 +41,7 @@ from common.stepfunctions.history import (
     until_end,
 )
 from infra import stack_template
-from local import eventbridge, moto_lambda, redrive
+from local import eventbridge, moto_lambda, moto_server, redrive
 from local.dbproxy import DatabaseProxy
 from local.faults import DatabaseSwitch, FaultPlan
 from local.lambda_workers import Invocation, WorkerPool, cores_each, default_size, peak_mb
@@ -139,7 +132,7 @@ class LocalPipeline:
         self._stack.enter_context(
             mock_aws(config={"stepfunctions": {"execute_state_machine": True}})
         )
-        endpoint = self._serve_moto() if self.workers != 0 else None
+        endpoint = self._stack.enter_context(moto_server.served()) if self.workers != 0 else None
         target, db_fields = _socket_target(self.database_url)
         self.proxy = DatabaseProxy(target)
         self.proxy.start()
@@ -159,26 +152,6 @@ class LocalPipeline:
         # them end while this pipeline's stand-ins still exist (closing runs this first), so none
         # of them reaches a stopped moto or the in-process dispatch of a later pipeline.
         self._stack.callback(_drain_interpreter, INTERPRETER_DRAIN_S)
-
-    def _serve_moto(self) -> str:
-        """This process's moto state, served over HTTP to the worker processes."""
-        # What moto.server.ThreadedMotoServer runs, polled for shutdown every 50 ms instead of
-        # 500 (each pipeline closes one). werkzeug logs every request; the progress lines are
-        # the run's output.
-        logging.getLogger("werkzeug").setLevel(logging.ERROR)
-        server = make_server(
-            "127.0.0.1",
-            0,
-            DomainDispatcherApplication(create_backend_app),
-            threaded=True,
-            request_handler=MotoRequestHandler,
-        )
-        thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="moto-server"
-        )
-        thread.start()
-        self._stack.callback(_stop_server, server, thread)
-        return f"http://127.0.0.1:{server.server_port}"
 
     def _start_workers(self, endpoint: str) -> None:
         size = self.workers or default_size(_map_max_concurrency(self.definition))
@@ -575,12 +548,6 @@ def _map_max_concurrency(definition: dict[str, Any]) -> int:
 
 def _epoch_ms(iso: str) -> int:
     return int(datetime.fromisoformat(iso).timestamp() * 1000)
-
-
-def _stop_server(server: BaseWSGIServer, thread: threading.Thread) -> None:
-    server.shutdown()
-    thread.join()
-    server.server_close()
 
 
 def _drain_interpreter(timeout_s: float) -> None:
