@@ -13,6 +13,7 @@ import itertools
 import json
 import os
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,6 +23,7 @@ import pytest
 from moto import mock_aws
 from psycopg import sql
 
+from common import storage
 from common.observability import logger
 from local import postgres, simulate
 from local.moto_lambda import InvocationContext
@@ -161,6 +163,25 @@ def fetch_event(**request: Any) -> dict[str, Any]:
 def object_keys(s3: Any, bucket: str = BUCKET) -> list[str]:
     pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket)
     return sorted(obj["Key"] for page in pages for obj in page.get("Contents", []))
+
+
+@contextmanager
+def s3_requests(operations: list[str]) -> Iterator[list[Any]]:
+    """The requests the stages' S3 client sends for ``operations``, as they leave."""
+    client = storage.s3_client()
+    sent: list[Any] = []
+
+    def record(request: Any, **_: Any) -> None:
+        sent.append(request)
+
+    events = [f"before-send.s3.{operation}" for operation in operations]
+    for event in events:
+        client.meta.events.register(event, record)
+    try:
+        yield sent
+    finally:
+        for event in events:
+            client.meta.events.unregister(event, record)
 
 
 def object_bytes(s3: Any, uri: str) -> bytes:

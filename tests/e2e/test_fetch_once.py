@@ -22,7 +22,15 @@ from common import storage
 from common.answer_style import STYLE_COLUMNS, answer_style
 from local import bad_data
 from stages.fetch.handler import handler as fetch
-from tests.stage_fixtures import BUCKET, RUN_AT, SEED_NOW, fetch_event, object_bytes, object_keys
+from tests.stage_fixtures import (
+    BUCKET,
+    RUN_AT,
+    SEED_NOW,
+    fetch_event,
+    object_bytes,
+    object_keys,
+    s3_requests,
+)
 
 CONFIGURATIONS: list[dict[str, Any]] = [
     {},
@@ -209,17 +217,8 @@ def test_a_votes_object_sent_in_parts_is_the_object_sent_whole(
     monkeypatch.setattr(storage, "PART_BYTES", part)
     monkeypatch.setattr("moto.s3.models.S3_UPLOAD_PART_MIN_SIZE", part)
     stage_aws.delete_object(Bucket=BUCKET, Key=uri.split("/", 3)[3])
-    parts: list[Any] = []
-
-    def record(request: Any, **_: Any) -> None:
-        parts.append(request)
-
-    client = storage.s3_client()
-    client.meta.events.register("before-send.s3.UploadPart", record)
-    try:
+    with s3_requests(["UploadPart"]) as parts:
         second = fetch(event, lambda_context)
-    finally:
-        client.meta.events.unregister("before-send.s3.UploadPart", record)
     assert second == first
     assert len(parts) >= 3
     assert object_bytes(stage_aws, uri) == whole

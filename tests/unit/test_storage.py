@@ -5,8 +5,6 @@ from __future__ import annotations
 import base64
 import itertools
 import zlib
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import pyarrow as pa
@@ -22,7 +20,7 @@ from common.errors import (
     InvalidInput,
     StorageUnavailable,
 )
-from tests.stage_fixtures import BUCKET, put_object
+from tests.stage_fixtures import BUCKET, put_object, s3_requests
 
 URI = storage.S3Uri(BUCKET, "runs/r1/overall/votes.parquet")
 
@@ -58,25 +56,25 @@ def test_round_trips(stage_aws: Any) -> None:
     assert storage.get_json(URI) == {"a": None, "b": [1.5]}
 
 
+def _headers(request: Any) -> dict[str, str]:
+    return {
+        k.lower(): v.decode() if isinstance(v, bytes) else v for k, v in request.headers.items()
+    }
+
+
+def _crc32(data: bytes) -> str:
+    return base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode()
+
+
 @pytest.mark.parametrize("wrap", [bytes, pa.py_buffer])
 def test_puts_carry_their_own_crc32_and_a_plain_body(stage_aws: Any, wrap: Any) -> None:
     """The CRC32 S3 checks is computed by us (zlib), so botocore neither chunks the body
     (aws-chunked) nor adds a trailing checksum of its own."""
     data = bytes(range(256)) * 4096
-    sent: list[Any] = []
-    client = storage.s3_client()
-    client.meta.events.register(
-        "before-send.s3.PutObject", lambda request, **_: sent.append(request)
-    )
-    try:
+    with s3_requests(["PutObject"]) as sent:
         storage.put_bytes(URI, wrap(data))
-    finally:
-        client.meta.events.unregister("before-send.s3.PutObject")
-    headers = {
-        k.lower(): v.decode() if isinstance(v, bytes) else v for k, v in sent[0].headers.items()
-    }
-    expected = base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode()
-    assert headers["x-amz-checksum-crc32"] == expected
+    headers = _headers(sent[0])
+    assert headers["x-amz-checksum-crc32"] == _crc32(data)
     assert "aws-chunked" not in headers.get("content-encoding", "")
     assert "x-amz-trailer" not in headers
     assert storage.get_bytes(URI) == data
@@ -152,38 +150,9 @@ def test_connection_failures_are_transient(exc: Exception) -> None:
     assert isinstance(storage._storage_error(exc, URI, "read"), StorageUnavailable)
 
 
-@contextmanager
-def _requests(operations: list[str]) -> Iterator[list[Any]]:
-    """The requests the stages' S3 client sends for ``operations``, as they leave."""
-    client = storage.s3_client()
-    sent: list[Any] = []
-
-    def record(request: Any, **_: Any) -> None:
-        sent.append(request)
-
-    events = [f"before-send.s3.{operation}" for operation in operations]
-    for event in events:
-        client.meta.events.register(event, record)
-    try:
-        yield sent
-    finally:
-        for event in events:
-            client.meta.events.unregister(event, record)
-
-
-def _headers(request: Any) -> dict[str, str]:
-    return {
-        k.lower(): v.decode() if isinstance(v, bytes) else v for k, v in request.headers.items()
-    }
-
-
-def _crc32(data: bytes) -> str:
-    return base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode()
-
-
 def test_a_streamed_object_within_one_part_is_one_put(stage_aws: Any) -> None:
     with (
-        _requests(["PutObject", "CreateMultipartUpload"]) as sent,
+        s3_requests(["PutObject", "CreateMultipartUpload"]) as sent,
         storage.streamed(URI, "application/x-test") as sink,
     ):
         sink.write(b"small ")
@@ -202,7 +171,7 @@ def test_a_large_streamed_object_goes_in_checksummed_parts(stage_aws: Any) -> No
     in writes of any size."""
     data = bytes(range(251)) * (5 * storage.PART_BYTES // 2 // 251)
     with (
-        _requests(["UploadPart", "CompleteMultipartUpload"]) as sent,
+        s3_requests(["UploadPart", "CompleteMultipartUpload"]) as sent,
         storage.streamed(URI, storage.PARQUET_TYPE) as sink,
     ):
         for start in range(0, len(data), 1_000_003):
