@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import gc
 import io
-import itertools
 import selectors
 from collections.abc import Generator, Iterable, Iterator
 from contextlib import contextmanager
@@ -39,45 +38,43 @@ def copy_row_batches(
     row: tuple[np.dtype, dict[str, int]],
 ) -> Iterator[np.ndarray]:
     """Cut a binary COPY stream of fixed-width rows into structured arrays of whole rows; ``row``
-    is the rows' dtype and the values its header fields must have (``common.fetch.copy_row``)."""
+    is the rows' dtype and the values its header fields must have (``common.fetch.copy_row``).
+
+    Each chunk is copied once, into the batch it belongs to: a batch is an array of its own,
+    filled as the chunks come, so the stream is never also held as a list of chunks or joined."""
     dtype, expected = row
-    buffer = bytearray()
-    header: int | None = None
-    batch_bytes = rows_per_batch * dtype.itemsize
-    # Gather chunks until a batch of rows is complete and join them once, not one append each.
-    pending: list[bytes | memoryview] = []
-    size = 0
-    for chunk in itertools.chain(chunks, [b""]):
-        pending.append(chunk)
-        size += len(chunk)
-        if chunk and size < (batch_bytes if header is not None else _HEADER_FIXED):
-            continue
-        buffer += b"".join(pending)
-        pending.clear()
-        size = 0
-        if header is None:
-            if len(buffer) < _HEADER_FIXED:
-                continue
-            if bytes(buffer[: len(COPY_SIGNATURE)]) != COPY_SIGNATURE:
-                raise CopyFormatError("COPY stream does not start with the binary signature")
-            header = _HEADER_FIXED + int.from_bytes(
-                buffer[_HEADER_FIXED - 4 : _HEADER_FIXED], "big"
-            )
-        if len(buffer) < header:
-            continue
-        if header:
-            del buffer[:header]
-            header = 0
-        while len(buffer) >= batch_bytes:
-            yield _checked(np.frombuffer(buffer[:batch_bytes], dtype=dtype), expected)
-            del buffer[:batch_bytes]
-    if header != 0 or bytes(buffer[-2:]) != _TRAILER:
+    header = bytearray()
+    header_size: int | None = None
+    batch = np.empty(rows_per_batch * dtype.itemsize, dtype=np.uint8)
+    filled = 0
+    for chunk in chunks:
+        data = memoryview(chunk)
+        while data and (header_size is None or len(header) < header_size):
+            taken = (_HEADER_FIXED if header_size is None else header_size) - len(header)
+            header += data[:taken]
+            data = data[taken:]
+            if header_size is None and len(header) == _HEADER_FIXED:
+                if bytes(header[: len(COPY_SIGNATURE)]) != COPY_SIGNATURE:
+                    raise CopyFormatError("COPY stream does not start with the binary signature")
+                header_size = _HEADER_FIXED + int.from_bytes(header[_HEADER_FIXED - 4 :], "big")
+        while data:
+            taken = min(len(data), len(batch) - filled)
+            batch[filled : filled + taken] = np.frombuffer(data[:taken], dtype=np.uint8)
+            filled += taken
+            data = data[taken:]
+            if filled == len(batch):
+                yield _checked(batch.view(dtype), expected)
+                batch = np.empty_like(batch)
+                filled = 0
+    if header_size is None or len(header) < header_size or filled < len(_TRAILER):
         raise CopyFormatError("COPY stream ended without its trailer")
-    rest = len(buffer) - len(_TRAILER)
+    if bytes(batch[filled - len(_TRAILER) : filled]) != _TRAILER:
+        raise CopyFormatError("COPY stream ended without its trailer")
+    rest = filled - len(_TRAILER)
     if rest % dtype.itemsize:
         raise CopyFormatError("COPY stream ended inside a row")
     if rest:
-        yield _checked(np.frombuffer(buffer[:rest], dtype=dtype), expected)
+        yield _checked(batch[:rest].view(dtype), expected)
 
 
 def _checked(rows: np.ndarray, expected: dict[str, int]) -> np.ndarray:
