@@ -6,6 +6,9 @@ import json
 import subprocess
 import sys
 
+import numpy as np
+import pytest
+
 # In a fresh interpreter: the suite's own heap (what earlier tests freed, glibc's mmap threshold
 # as they left it) would decide where the blocks land.
 _CHILD = """
@@ -40,3 +43,60 @@ def test_freed_blocks_between_live_ones_are_given_back() -> None:
     assert mb["held"] - mb["kept"] < 50, "glibc gave the blocks back on its own: shows nothing"
     assert mb["released"] is True
     assert mb["kept"] - mb["after"] > 100
+
+
+_GROWTH = """
+import json
+import sys
+import numpy as np
+from common.heap import GrowingArray
+
+def peak_mb():
+    with open("/proc/self/status") as status:
+        return int(next(l for l in status if l.startswith("VmHWM:")).split()[1]) / 1024
+
+batch = np.arange(1 << 18, dtype=np.int64).astype(np.uint8).reshape(-1, 16).repeat(16, axis=0)
+batches = 24  # 4 MiB a batch, 96 MiB in all
+start = peak_mb()
+if sys.argv[1] == "grow":
+    grown = GrowingArray(np.uint8, 16)
+    for _ in range(batches):
+        grown.append(batch + 0)
+    column = grown.array()
+else:
+    column = np.concatenate([batch + 0 for _ in range(batches)])
+assert column.shape == (batches * len(batch), 16) and (column[-len(batch):] == batch).all()
+print(json.dumps({"held": peak_mb() - start, "size": column.nbytes / 2**20}))
+"""
+
+
+def _held(way: str) -> dict[str, float]:
+    # In a fresh interpreter each: VmHWM only ever rises.
+    out = subprocess.run(
+        [sys.executable, "-c", _GROWTH, way], capture_output=True, text=True, check=True
+    ).stdout
+    return json.loads(out)
+
+
+def test_a_growing_array_holds_its_rows_once() -> None:
+    """Appending batches costs the rows themselves; joining a list of them holds them twice."""
+    joined = _held("join")
+    assert joined["held"] > 1.8 * joined["size"], "joining did not hold two copies: shows nothing"
+    grown = _held("grow")
+    assert grown["held"] < 1.25 * grown["size"]
+
+
+def test_a_growing_array_keeps_rows_in_order_and_is_taken_once() -> None:
+    from common.heap import GrowingArray
+
+    grown = GrowingArray(np.int64, 2)
+    for start in range(0, 10, 3):
+        grown.append(np.zeros((0, 2), dtype=np.int64))  # an empty batch adds nothing
+        grown.append(np.array([[i, -i] for i in range(start, min(start + 3, 10))]))
+    column = grown.array()
+    assert column.tolist() == [[i, -i] for i in range(10)]
+    with pytest.raises(ValueError, match="taken"):
+        grown.array()
+    with pytest.raises(ValueError, match="after"):
+        grown.append(np.zeros((1, 2), dtype=np.int64))
+    assert GrowingArray(np.int8).array().shape == (0,)
