@@ -409,7 +409,7 @@ def _style_pass(url: str, run_at: str, sql_too: bool) -> dict[str, Any]:
             statement, params = votes_query(plan)
             with closing(copy_stream.copy_out(conn, statement, params)) as messages:
                 votes = fetch.shared_votes(
-                    copy_stream.copy_row_batches(messages, fetch.ROWS_PER_GROUP, fetch.copy_row(0)),
+                    copy_stream.copy_row_batches(messages, fetch.BATCH_ROWS, fetch.copy_row(0)),
                     catalogue,
                     0,
                 )

@@ -7,8 +7,10 @@ validation's verdict and confidence and, per categorization rule in use, a bitma
 leaderboards whose category the battle matches. The split is numpy on those columns
 (``FetchPlan.member``); every filter field is expressible so, and no leaderboard needs a query
 of its own. The statement has no ORDER BY (the rank stage ignores order); scan order is not
-stable in general, so the rows are sorted here on (evaluation time, evaluation id) -- a lexsort
-of three integer keys -- and the same votes always give the same bytes.
+stable in general, so the rows are put in order here on (evaluation time, evaluation id) -- a
+stable sort of the times, then the ties by id -- and the same votes always give the same bytes. The
+columns stay in the order they came in; each leaderboard's rows are listed in (time, id) order
+(``BoardRows.keep``), so no sorted copy of the pass is ever made.
 
 Votes leave the server through ``COPY (query) TO STDOUT (FORMAT binary)`` as fixed-width rows
 (ids as 16-byte uuids, outcome and validation as int2, timestamp, int8 masks): each batch of rows
@@ -78,7 +80,7 @@ from common.filters import (
     plan_fetch,
     votes_query,
 )
-from common.heap import release_freed_memory
+from common.heap import GrowingArray, release_freed_memory
 from common.storage import S3Uri
 
 if TYPE_CHECKING:
@@ -108,7 +110,12 @@ def copy_row(groups: int) -> tuple[np.dtype, dict[str, int]]:
     return np.dtype(fields), expected
 
 
-ROWS_PER_GROUP = 1 << 18
+BATCH_ROWS = 1 << 18
+"""Rows of the pass handled at a time: a COPY batch, a chunk of the work over every row."""
+ROW_GROUP_ROWS = 1 << 16
+"""Rows of a votes object's row group. Parquet's writer holds a row group's pages until it is
+written whole, and the rows' Arrow batch beside them: writing fetch/5M's votes took 60-70 MB above
+the columns at 2^18 rows, 26 MB at 2^17 and 16 MB at 2^16, for a file 0.1% larger."""
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -154,7 +161,7 @@ class BoardRows:
     """One leaderboard's rows of the shared pass, as its Parquet object will hold them."""
 
     keep: np.ndarray
-    """Positions in the shared pass, in its order."""
+    """Positions in the shared pass, in (time, id) order (``SharedVotes.order``)."""
     model_votes: np.ndarray
     """Per catalogue row: the evaluations the model took part in."""
     left_out: dict[str, int]
@@ -236,7 +243,8 @@ _UUID_DIGITS = np.array([i for i in range(36) if i not in (8, 13, 18, 23)])
 
 @dataclass(frozen=True)
 class SharedVotes:
-    """Every vote of the shared pass, sorted by (evaluation time, evaluation id), as columns."""
+    """Every vote of the shared pass as columns, in the order the server sent them, and that
+    order's (evaluation time, evaluation id) order."""
 
     ids: np.ndarray
     """(votes, 16) uint8: the evaluation ids."""
@@ -251,6 +259,8 @@ class SharedVotes:
     style: np.ndarray
     """(votes, 8) int32 in STYLE_COLUMNS order; meaningful where ``has_style``."""
     has_style: np.ndarray
+    order: np.ndarray
+    """Positions of the votes by (evaluation time, evaluation id), int32 (``positions_dtype``)."""
 
     def rows(self, catalogue: Catalogue) -> SharedRows:
         return SharedRows(
@@ -265,72 +275,78 @@ class SharedVotes:
 
 
 def shared_votes(batches: Iterable[np.ndarray], catalogue: Catalogue, groups: int) -> SharedVotes:
-    """The compact columns of structured COPY rows (``copy_row(groups)``), sorted."""
-    parts: dict[str, list[np.ndarray]] = {
-        k: [] for k in ("id", "m1", "m2", "o", "t", "v", "c", "k")
-    }
+    """The compact columns of structured COPY rows (``copy_row(groups)``) and their order."""
+    ids, times = GrowingArray(np.uint8, 16), GrowingArray(np.int64)
+    model1, model2 = GrowingArray(np.int32), GrowingArray(np.int32)
+    outcome, validation = GrowingArray(np.int8), GrowingArray(np.int8)
+    confidence, masks = GrowingArray(np.int16), GrowingArray(np.int64, groups)
     for rows in batches:
-        parts["id"].append(np.ascontiguousarray(rows["id"]).view(np.uint8).reshape(-1, 16))
-        parts["m1"].append(catalogue.codes(rows["model1"]))
-        parts["m2"].append(catalogue.codes(rows["model2"]))
-        parts["o"].append(rows["outcome"].astype(np.int8))
-        parts["t"].append(rows["evaluated_at"].astype(np.int64) + PG_EPOCH_US)
-        parts["v"].append(rows["validation"].astype(np.int8))
-        parts["c"].append(rows["confidence"].astype(np.int16))
-        parts["k"].append(
-            np.stack([rows[f"mask{g}"].astype(np.int64) for g in range(groups)], axis=1)
-            if groups
-            else np.zeros((len(rows), 0), dtype=np.int64)
-        )
-    # A column's batches are let go (and given back to the system) once joined, and its joined
-    # copy once sorted, so that the three copies of every column are never held at once.
-    empty = {"id": (0, 16), "k": (0, groups)}
-    joined = {}
-    for key in list(parts):
-        chunks = parts.pop(key)
-        joined[key] = (
-            np.concatenate(chunks) if chunks else np.zeros(empty.get(key, (0,)), dtype=np.uint8)
-        )
-        del chunks
-        release_freed_memory()
-    order = sort_order(joined["t"], joined["id"].astype(np.uint8, copy=False))
-    release_freed_memory()
-    n = len(order)
-
-    def sorted_column(key: str, dtype: type[np.generic]) -> np.ndarray:
-        return joined.pop(key).astype(dtype, copy=False)[order]
-
+        ids.append(np.ascontiguousarray(rows["id"]).view(np.uint8).reshape(-1, 16))
+        model1.append(catalogue.codes(rows["model1"]))
+        model2.append(catalogue.codes(rows["model2"]))
+        outcome.append(rows["outcome"])
+        times.append(rows["evaluated_at"].astype(np.int64) + PG_EPOCH_US)
+        validation.append(rows["validation"])
+        confidence.append(rows["confidence"])
+        if groups:
+            masks.append(np.stack([rows[f"mask{g}"] for g in range(groups)], axis=1))
+    release_freed_memory()  # the batches'
+    id_bytes, evaluated_at_us = ids.array(), times.array()
+    n = len(id_bytes)
+    order = sort_order(evaluated_at_us, id_bytes)
+    release_freed_memory()  # the sort's
     return SharedVotes(
-        ids=sorted_column("id", np.uint8),
-        model1=sorted_column("m1", np.int32),
-        model2=sorted_column("m2", np.int32),
-        outcome=sorted_column("o", np.int8),
-        evaluated_at_us=sorted_column("t", np.int64),
-        validation=sorted_column("v", np.int8),
-        confidence_milli=sorted_column("c", np.int16),
-        masks=sorted_column("k", np.int64).reshape(n, groups),
+        ids=id_bytes,
+        model1=model1.array(),
+        model2=model2.array(),
+        outcome=outcome.array(),
+        evaluated_at_us=evaluated_at_us,
+        validation=validation.array(),
+        confidence_milli=confidence.array(),
+        masks=masks.array().reshape(n, groups),
         style=np.zeros((n, len(STYLE_COLUMNS)), dtype=np.int32),
         has_style=np.zeros(n, dtype=bool),
+        order=order,
     )
+
+
+def positions_dtype(n: int) -> type[np.signedinteger]:
+    """int32 for the positions of a pass of ``n`` rows where they fit: half of intp's memory."""
+    return np.int32 if n <= np.iinfo(np.int32).max else np.int64
 
 
 def sort_order(times: np.ndarray, ids: np.ndarray) -> np.ndarray:
     """The order of (time, id): scan order is not stable, so the same votes must be sorted to give
     the same bytes. A stable sort on the time alone is nearly free on rows that come roughly in
     time order; only the rows that share a time with another are then ordered by id (its bytes
-    compare as its text does: hex digits at fixed places)."""
+    compare as its text does: hex digits at fixed places). The ties are found a chunk at a time,
+    so that no sorted copy of the times is held beside the order."""
     order = np.argsort(times, kind="stable")
-    ordered = times[order]
     tied = np.zeros(len(order), dtype=bool)
-    same = ordered[1:] == ordered[:-1]
-    tied[1:] |= same
-    tied[:-1] |= same
+    for start in range(0, max(len(order) - 1, 0), BATCH_ROWS):
+        ordered = times[order[start : start + BATCH_ROWS + 1]]
+        same = ordered[1:] == ordered[:-1]
+        tied[start + 1 : start + 1 + len(same)] |= same
+        tied[start : start + len(same)] |= same
     if tied.any():
         at = np.flatnonzero(tied)
         members = order[at]
         halves = np.ascontiguousarray(ids[members]).view(">u8").reshape(-1, 2)
         order[at] = members[np.lexsort((halves[:, 1], halves[:, 0], times[members]))]
-    return order
+    return order.astype(positions_dtype(len(order)))
+
+
+def in_order(member: np.ndarray, order: np.ndarray) -> np.ndarray:
+    """The positions where ``member`` holds, listed in ``order`` and of its dtype; filled a chunk at
+    a time, so that no intp array of every position is made on the way."""
+    found = np.empty(int(np.count_nonzero(member)), dtype=order.dtype)
+    filled = 0
+    for start in range(0, len(order), BATCH_ROWS):
+        rows = order[start : start + BATCH_ROWS]
+        chosen = rows[member[rows]]
+        found[filled : filled + len(chosen)] = chosen
+        filled += len(chosen)
+    return found
 
 
 STYLE_THREADS = min(4, os.cpu_count() or 1)
@@ -410,11 +426,12 @@ def _in_order(
 def votes_table(
     votes: SharedVotes, keep: np.ndarray, catalogue: Catalogue
 ) -> Iterator[pa.RecordBatch]:
-    """The rows ``keep`` (sorted positions) as Arrow batches of at most ROWS_PER_GROUP rows."""
+    """The rows ``keep`` (positions in the shared pass) as Arrow batches of at most ROW_GROUP_ROWS
+    rows."""
     model_ids = catalogue.table.column("id").combine_chunks()
     outcomes = pa.array(OUTCOME_CODES)
-    for start in range(0, len(keep), ROWS_PER_GROUP):
-        rows = keep[start : start + ROWS_PER_GROUP]
+    for start in range(0, len(keep), ROW_GROUP_ROWS):
+        rows = keep[start : start + ROW_GROUP_ROWS]
         has = votes.has_style[rows]
         style = votes.style[rows]
         yield pa.RecordBatch.from_arrays(
@@ -577,7 +594,7 @@ def fetch_shared(conn: psycopg.Connection, plan: FetchPlan, catalogue: Catalogue
     row = copy_row(len(plan.groups))
     with closing(copy_out(conn, statement, params)) as messages:
         votes = shared_votes(
-            copy_row_batches(messages, ROWS_PER_GROUP, row), catalogue, len(plan.groups)
+            copy_row_batches(messages, BATCH_ROWS, row), catalogue, len(plan.groups)
         )
     return add_style(votes, rounds_batches(conn, plan))
 
@@ -590,12 +607,12 @@ def board_rows(votes: SharedVotes, member: np.ndarray, catalogue: Catalogue) -> 
     left_out = dict.fromkeys(LEFT_OUT_REASONS, 0)
     left_out[SELF_BATTLE] = int((member & itself).sum())
     left_out[MISSING_MODEL] = int((member & missing).sum())
-    keep = np.flatnonzero(member & ~missing & ~itself)
+    keep = in_order(member & ~missing & ~itself, votes.order)
     # Counted a batch at a time: bincount casts its input to int64, and at 5M votes one call
     # over both model columns took 120 MB at the stage's peak.
     model_votes = np.zeros(catalogue.table.num_rows, dtype=np.int64)
-    for start in range(0, len(keep), ROWS_PER_GROUP):
-        rows = keep[start : start + ROWS_PER_GROUP]
+    for start in range(0, len(keep), BATCH_ROWS):
+        rows = keep[start : start + BATCH_ROWS]
         for column in (votes.model1, votes.model2):
             model_votes += np.bincount(column[rows], minlength=len(model_votes))
     return BoardRows(keep=keep, model_votes=model_votes, left_out=left_out)
@@ -605,7 +622,7 @@ def write_votes(
     votes: SharedVotes, rows: BoardRows, catalogue: Catalogue, sink: SupportsWrite[bytes]
 ) -> None:
     """Write the leaderboard's ``votes.parquet`` into ``sink`` (a file opened for writing, e.g.
-    ``storage.streamed``'s), a row group per ROWS_PER_GROUP rows as they are made."""
+    ``storage.streamed``'s), a row group per ROW_GROUP_ROWS rows as they are made."""
     import pyarrow.parquet as pq
 
     with pq.ParquetWriter(
@@ -654,6 +671,7 @@ def fetch_leaderboards(
         shared = votes.rows(catalogue)
         for board in boards:
             selected = board_rows(votes, plan.member(board.slug, shared), catalogue)
+            release_freed_memory()  # the masks that chose the rows, before the writer's buffers
             left_out += left_out_counts(board.slug, selected.left_out)
             reason = sparse_reason(
                 selected.vote_count, selected.model_count, min_battles, min_models,
