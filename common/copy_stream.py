@@ -41,14 +41,14 @@ def copy_row_batches(
     is the rows' dtype and the values its header fields must have (``common.fetch.copy_row``).
 
     Each chunk is copied once, into the batch it belongs to: a batch is an array of its own,
-    filled as the chunks come, so the stream is never also held as a list of chunks or joined."""
+    filled as the chunks come, so the stream is never also held as a list of chunks or joined
+    (only chunks smaller than GATHER_BYTES are joined first)."""
     dtype, expected = row
     header = bytearray()
     header_size: int | None = None
     batch = np.empty(rows_per_batch * dtype.itemsize, dtype=np.uint8)
     filled = 0
-    for chunk in chunks:
-        data = memoryview(chunk)
+    for data in _gathered(chunks, GATHER_BYTES):
         while data and (header_size is None or len(header) < header_size):
             taken = (_HEADER_FIXED if header_size is None else header_size) - len(header)
             header += data[:taken]
@@ -75,6 +75,26 @@ def copy_row_batches(
         raise CopyFormatError("COPY stream ended inside a row")
     if rest:
         yield _checked(batch[:rest].view(dtype), expected)
+
+
+GATHER_BYTES = 1 << 16
+"""Filling a batch costs a few numpy calls a piece: pieces of at least this size make that
+nothing, even for a stream of one row a chunk (~100 bytes)."""
+
+
+def _gathered(chunks: Iterable[bytes | memoryview], least: int) -> Iterator[memoryview]:
+    """The chunks, those smaller than ``least`` bytes joined with the ones after them."""
+    pending: list[bytes | memoryview] = []
+    size = 0
+    for chunk in chunks:
+        pending.append(chunk)
+        size += len(chunk)
+        if size >= least:
+            yield memoryview(pending[0] if len(pending) == 1 else b"".join(pending))
+            pending.clear()
+            size = 0
+    if pending:
+        yield memoryview(b"".join(pending))
 
 
 def _checked(rows: np.ndarray, expected: dict[str, int]) -> np.ndarray:

@@ -23,8 +23,12 @@ def _copy_stream(rows: int, extension: bytes = b"") -> bytes:
     return header + extension + data.tobytes() + b"\xff\xff"
 
 
+@pytest.mark.parametrize("gather", [1, copy_stream.GATHER_BYTES])
 @pytest.mark.parametrize("chunk", [1, 7, 76, 1000, 10**6])
-def test_copy_rows_survive_any_chunking(chunk: int) -> None:
+def test_copy_rows_survive_any_chunking(
+    chunk: int, gather: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(copy_stream, "GATHER_BYTES", gather)  # 1: every chunk as it comes
     stream = _copy_stream(1000, extension=b"ext")
     chunks = [stream[i : i + chunk] for i in range(0, len(stream), chunk)]
     batches = list(copy_stream.copy_row_batches(chunks, rows_per_batch=300, row=ROW))
