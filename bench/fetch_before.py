@@ -2,11 +2,13 @@
 baseline: one query per leaderboard, each sorted by the server on (evaluation time, id), streamed
 as binary COPY into Parquet (no style columns). Written from ``common/fetch.py`` and
 ``common/filters.py`` at commit 5b7381f. As then, COPY rows reach the parser one message at a
-time (``chunk_bytes=1``) and the object goes to S3 with botocore's default checksum handling
-(aws-chunked, trailing CRC32)."""
+time (``chunk_bytes=1``) into the reader of then (``row_batches``: every chunk appended to one
+buffer, each batch sliced off it), and the object goes to S3 with botocore's default checksum
+handling (aws-chunked, trailing CRC32)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from contextlib import closing
 from datetime import datetime
 from typing import Any
@@ -18,7 +20,7 @@ import pyarrow.parquet as pq
 from psycopg import sql
 
 from common import storage
-from common.copy_stream import PG_EPOCH_US, copy_out, copy_row_batches
+from common.copy_stream import COPY_SIGNATURE, PG_EPOCH_US, CopyFormatError, copy_out
 from common.fetch import Catalogue, all_leaderboards, model_catalogue, open_snapshot
 from common.filters import OUTCOME_CODES, FilterConfig, LeaderboardFilters, is_category
 from common.storage import S3Uri
@@ -33,6 +35,50 @@ ROW = (
     ),
     {"fields": 5, "id_len": 36, "m1_len": 16, "m2_len": 16, "outcome_len": 2, "at_len": 8},
 )  # fmt: skip
+_HEADER_FIXED = len(COPY_SIGNATURE) + 8
+
+
+def row_batches(chunks: Iterable[bytes], rows_per_batch: int) -> Iterator[np.ndarray]:
+    """Structured arrays of ROW cut out of a binary COPY stream, as the stage did then (a baseline
+    must not gain from what the shared reader, ``common.copy_stream``, learned since)."""
+    dtype, expected = ROW
+    buffer = bytearray()
+    header: int | None = None
+    batch_bytes = rows_per_batch * dtype.itemsize
+    for chunk in chunks:
+        buffer += chunk
+        if header is None:
+            if len(buffer) < _HEADER_FIXED:
+                continue
+            if bytes(buffer[: len(COPY_SIGNATURE)]) != COPY_SIGNATURE:
+                raise CopyFormatError("COPY stream does not start with the binary signature")
+            header = _HEADER_FIXED + int.from_bytes(
+                buffer[_HEADER_FIXED - 4 : _HEADER_FIXED], "big"
+            )
+        if len(buffer) < header:
+            continue
+        if header:
+            del buffer[:header]
+            header = 0
+        while len(buffer) >= batch_bytes:
+            yield _checked(np.frombuffer(buffer[:batch_bytes], dtype=dtype), expected)
+            del buffer[:batch_bytes]
+    if header != 0 or bytes(buffer[-2:]) != b"\xff\xff":
+        raise CopyFormatError("COPY stream ended without its trailer")
+    rest = len(buffer) - 2
+    if rest % dtype.itemsize:
+        raise CopyFormatError("COPY stream ended inside a row")
+    if rest:
+        yield _checked(np.frombuffer(buffer[:rest], dtype=dtype), expected)
+
+
+def _checked(rows: np.ndarray, expected: dict[str, int]) -> np.ndarray:
+    for name, value in expected.items():
+        if not bool((rows[name] == value).all()):
+            raise CopyFormatError(f"COPY row field {name!r} is not {value}: the query changed")
+    return rows
+
+
 MODEL_ID = pa.dictionary(pa.int32(), pa.string())
 SCHEMA = pa.schema(
     [
@@ -146,7 +192,7 @@ def export_all(
                 ) as writer,
                 closing(copy_out(conn, statement, params, chunk_bytes=1)) as messages,
             ):  # fmt: skip
-                for rows in copy_row_batches(messages, 1 << 18, ROW):
+                for rows in row_batches(messages, 1 << 18):
                     batch = _batch(rows, catalogue)
                     writer.write_batch(batch)
                     count += batch.num_rows
