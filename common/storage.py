@@ -146,7 +146,8 @@ class ObjectStream:
     def __init__(self, uri: S3Uri, content_type: str) -> None:
         self.uri = uri
         self.content_type = content_type
-        self._buffer = bytearray()
+        self._pending: list[bytes] = []
+        self._pending_bytes = 0
         self._written = 0
         self._upload_id: str | None = None
         self._parts: list[dict[str, Any]] = []
@@ -157,11 +158,11 @@ class ObjectStream:
     def write(self, data: bytes) -> int:
         if self.closed:
             raise ValueError(f"{self.uri}: written after it was finished or aborted")
-        self._buffer += data
+        self._pending.append(bytes(data))  # a copy only if the writer may reuse what it passed
+        self._pending_bytes += len(data)
         self._written += len(data)
-        if len(self._buffer) >= PART_BYTES:
-            self._send(bytes(self._buffer))
-            self._buffer.clear()
+        if self._pending_bytes >= PART_BYTES:
+            self._send()
         return len(data)
 
     def tell(self) -> int:
@@ -174,11 +175,10 @@ class ObjectStream:
         """Make the object: what was written, whole."""
         self.closed = True
         if self._upload_id is None:
-            put_bytes(self.uri, bytes(self._buffer), self.content_type)
+            put_bytes(self.uri, self._take(), self.content_type)
             return
-        if self._buffer:
-            self._send(bytes(self._buffer))
-            self._buffer.clear()
+        if self._pending:
+            self._send()
         self._wait()
         self._call(
             "complete_multipart_upload",
@@ -190,7 +190,7 @@ class ObjectStream:
     def abort(self) -> None:
         """Drop what was sent: no object is made (an earlier one under the key stays)."""
         self.closed = True
-        self._buffer.clear()
+        self._take()
         if self._sending is not None:
             self._sending.exception()  # let it end; its failure is not the one to report
             self._sending = None
@@ -200,16 +200,25 @@ class ObjectStream:
             with suppress(StorageUnavailable, ConfigurationError, ArtifactMissing):
                 self._call("abort_multipart_upload", UploadId=self._upload_id)
 
-    def _send(self, part: bytes) -> None:
+    def _take(self) -> bytes:
+        """What was written since the last part, joined, and no longer held in pieces."""
+        part = b"".join(self._pending)
+        self._pending.clear()
+        self._pending_bytes = 0
+        return part
+
+    def _send(self) -> None:
         if self._upload_id is None:
             created = self._call(
                 "create_multipart_upload", ContentType=self.content_type, ChecksumAlgorithm="CRC32"
             )
             self._upload_id = created["UploadId"]
             self._sender = ThreadPoolExecutor(max_workers=1, thread_name_prefix="s3-part")
+        # The part before is sent (and let go) before this one is joined: two parts' bytes at
+        # most are held, this one's pieces and their join.
         self._wait()
         assert self._sender is not None
-        self._sending = self._sender.submit(self._upload_part, len(self._parts) + 1, part)
+        self._sending = self._sender.submit(self._upload_part, len(self._parts) + 1, self._take())
 
     def _upload_part(self, number: int, part: bytes) -> dict[str, Any]:
         checksum = _crc32(part)
