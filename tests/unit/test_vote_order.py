@@ -1,8 +1,12 @@
-"""The shared pass's (time, id) order and each leaderboard's rows listed in it (``common.fetch``)."""
+"""The shared pass's layout (``common.fetch``): its (time, id) order, each leaderboard's rows listed
+in it, the model codes' type."""
 
 from __future__ import annotations
 
+import uuid
+
 import numpy as np
+import pyarrow as pa
 
 from common import fetch
 
@@ -36,12 +40,30 @@ def test_the_order_of_tiny_passes() -> None:
         assert np.array_equal(fetch.sort_order(times, ids), _reference(times, ids))
 
 
-def test_a_leaderboards_rows_are_listed_in_the_pass_order() -> None:
-    n = fetch.BATCH_ROWS + 999
+def test_a_leaderboards_rows_are_listed_in_the_pass_order_a_row_group_at_a_time() -> None:
+    n = 2 * fetch.BATCH_ROWS + 999
     rng = np.random.default_rng(7)
     order = rng.permutation(n).astype(np.int32)
     member = rng.random(n) < 0.3
-    found = fetch.in_order(member, order)
-    assert found.dtype == np.int32
-    assert np.array_equal(found, order[member[order]])
-    assert len(fetch.in_order(np.zeros(n, dtype=bool), order)) == 0
+    for size in (1000, fetch.BATCH_ROWS, 10 * n):
+        groups = list(fetch.in_order(member, order, size))
+        assert all(len(g) == size for g in groups[:-1]) and 0 < len(groups[-1]) <= size
+        assert {g.dtype for g in groups} == {np.dtype(np.int32)}
+        assert np.array_equal(np.concatenate(groups), order[member[order]])
+    assert list(fetch.in_order(np.zeros(n, dtype=bool), order, 1000)) == []
+
+
+def _catalogue(models: int) -> fetch.Catalogue:
+    ids = [str(uuid.UUID(int=i + 1)) for i in range(models)]
+    table = pa.table(
+        {"id": ids, "slug": ids, "name": ids, "active": [True] * models},
+        schema=fetch.MODELS_SCHEMA,
+    )
+    return fetch.Catalogue.from_table(table)
+
+
+def test_model_codes_are_kept_in_the_narrowest_type_that_holds_them() -> None:
+    small, large = _catalogue(3), _catalogue(40_000)
+    assert small.code_dtype == np.int16 and large.code_dtype == np.int32
+    probe = np.frombuffer(uuid.UUID(int=39_999).bytes + uuid.UUID(int=0).bytes, dtype="V16")
+    assert large.codes(probe).tolist() == [39_998, -1]
