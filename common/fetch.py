@@ -110,8 +110,9 @@ def copy_row(groups: int) -> tuple[np.dtype, dict[str, int]]:
     return np.dtype(fields), expected
 
 
-BATCH_ROWS = 1 << 18
-"""Rows of the pass handled at a time: a COPY batch, a chunk of the work over every row."""
+BATCH_ROWS = 1 << 17
+"""Rows of the pass handled at a time: a COPY batch (14 MB of rows at one category mask), a chunk
+of the work over every row. At 2^18 the COPY phase of fetch/5M peaked 14 MB higher, no faster."""
 ROW_GROUP_ROWS = 1 << 16
 """Rows of a votes object's row group. Parquet's writer holds a row group's pages until it is
 written whole, and the rows' Arrow batch beside them: writing fetch/5M's votes took 60-70 MB above
