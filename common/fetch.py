@@ -8,9 +8,10 @@ leaderboards whose category the battle matches. The split is numpy on those colu
 (``FetchPlan.member``); every filter field is expressible so, and no leaderboard needs a query
 of its own. The statement has no ORDER BY (the rank stage ignores order); scan order is not
 stable in general, so the rows are put in order here on (evaluation time, evaluation id) -- a
-stable sort of the times, then the ties by id -- and the same votes always give the same bytes. The
-columns stay in the order they came in; each leaderboard's rows are listed in (time, id) order
-(``in_order``), so no sorted copy of the pass is ever made.
+sort of the times, then the ties by id -- and the same votes always give the same bytes. The
+columns stay in the order they came in, each grown a batch at a time (``common.heap``); each
+leaderboard's rows are listed in (time, id) order a row group at a time (``in_order``) as its file
+is written, so no sorted copy of the pass is ever made.
 
 Votes leave the server through ``COPY (query) TO STDOUT (FORMAT binary)`` as fixed-width rows
 (ids as 16-byte uuids, outcome and validation as int2, timestamp, int8 masks): each batch of rows
