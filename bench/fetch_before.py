@@ -20,7 +20,15 @@ import pyarrow.parquet as pq
 from psycopg import sql
 
 from common import storage
-from common.copy_stream import COPY_SIGNATURE, PG_EPOCH_US, CopyFormatError, copy_out
+from common.copy_stream import (
+    COPY_HEADER_BYTES,
+    COPY_SIGNATURE,
+    COPY_TRAILER,
+    PG_EPOCH_US,
+    CopyFormatError,
+    checked_rows,
+    copy_out,
+)
 from common.fetch import Catalogue, all_leaderboards, model_catalogue, open_snapshot
 from common.filters import OUTCOME_CODES, FilterConfig, LeaderboardFilters, is_category
 from common.storage import S3Uri
@@ -35,7 +43,6 @@ ROW = (
     ),
     {"fields": 5, "id_len": 36, "m1_len": 16, "m2_len": 16, "outcome_len": 2, "at_len": 8},
 )  # fmt: skip
-_HEADER_FIXED = len(COPY_SIGNATURE) + 8
 
 
 def row_batches(chunks: Iterable[bytes], rows_per_batch: int) -> Iterator[np.ndarray]:
@@ -48,12 +55,12 @@ def row_batches(chunks: Iterable[bytes], rows_per_batch: int) -> Iterator[np.nda
     for chunk in chunks:
         buffer += chunk
         if header is None:
-            if len(buffer) < _HEADER_FIXED:
+            if len(buffer) < COPY_HEADER_BYTES:
                 continue
             if bytes(buffer[: len(COPY_SIGNATURE)]) != COPY_SIGNATURE:
                 raise CopyFormatError("COPY stream does not start with the binary signature")
-            header = _HEADER_FIXED + int.from_bytes(
-                buffer[_HEADER_FIXED - 4 : _HEADER_FIXED], "big"
+            header = COPY_HEADER_BYTES + int.from_bytes(
+                buffer[COPY_HEADER_BYTES - 4 : COPY_HEADER_BYTES], "big"
             )
         if len(buffer) < header:
             continue
@@ -61,22 +68,15 @@ def row_batches(chunks: Iterable[bytes], rows_per_batch: int) -> Iterator[np.nda
             del buffer[:header]
             header = 0
         while len(buffer) >= batch_bytes:
-            yield _checked(np.frombuffer(buffer[:batch_bytes], dtype=dtype), expected)
+            yield checked_rows(np.frombuffer(buffer[:batch_bytes], dtype=dtype), expected)
             del buffer[:batch_bytes]
-    if header != 0 or bytes(buffer[-2:]) != b"\xff\xff":
+    if header != 0 or bytes(buffer[-len(COPY_TRAILER) :]) != COPY_TRAILER:
         raise CopyFormatError("COPY stream ended without its trailer")
-    rest = len(buffer) - 2
+    rest = len(buffer) - len(COPY_TRAILER)
     if rest % dtype.itemsize:
         raise CopyFormatError("COPY stream ended inside a row")
     if rest:
-        yield _checked(np.frombuffer(buffer[:rest], dtype=dtype), expected)
-
-
-def _checked(rows: np.ndarray, expected: dict[str, int]) -> np.ndarray:
-    for name, value in expected.items():
-        if not bool((rows[name] == value).all()):
-            raise CopyFormatError(f"COPY row field {name!r} is not {value}: the query changed")
-    return rows
+        yield checked_rows(np.frombuffer(buffer[:rest], dtype=dtype), expected)
 
 
 MODEL_ID = pa.dictionary(pa.int32(), pa.string())

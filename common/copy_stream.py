@@ -22,14 +22,20 @@ from psycopg import pq as libpq
 from psycopg import sql
 
 COPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
-_HEADER_FIXED = len(COPY_SIGNATURE) + 8  # signature, flags (int32), extension length (int32)
-_TRAILER = b"\xff\xff"
+COPY_HEADER_BYTES = len(COPY_SIGNATURE) + 8
+"""The fixed part of a binary COPY header: signature, flags (int32), extension length (int32)."""
+COPY_TRAILER = b"\xff\xff"
 PG_EPOCH_US = 946_684_800_000_000
 """2000-01-01T00:00:00Z in microseconds since 1970: binary timestamptz counts from there."""
 
 
 class CopyFormatError(RuntimeError):
     """The server's COPY stream is not what its query promises (a bug, not bad data)."""
+
+
+GATHER_BYTES = 1 << 16
+"""Filling a batch costs a few numpy calls a piece: pieces of at least this size make that
+nothing, even for a stream of one row a chunk (~100 bytes)."""
 
 
 def copy_row_batches(
@@ -50,36 +56,33 @@ def copy_row_batches(
     filled = 0
     for data in _gathered(chunks, GATHER_BYTES):
         while data and (header_size is None or len(header) < header_size):
-            taken = (_HEADER_FIXED if header_size is None else header_size) - len(header)
+            taken = (COPY_HEADER_BYTES if header_size is None else header_size) - len(header)
             header += data[:taken]
             data = data[taken:]
-            if header_size is None and len(header) == _HEADER_FIXED:
+            if header_size is None and len(header) == COPY_HEADER_BYTES:
                 if bytes(header[: len(COPY_SIGNATURE)]) != COPY_SIGNATURE:
                     raise CopyFormatError("COPY stream does not start with the binary signature")
-                header_size = _HEADER_FIXED + int.from_bytes(header[_HEADER_FIXED - 4 :], "big")
+                header_size = COPY_HEADER_BYTES + int.from_bytes(
+                    header[COPY_HEADER_BYTES - 4 :], "big"
+                )
         while data:
             taken = min(len(data), len(batch) - filled)
             batch[filled : filled + taken] = np.frombuffer(data[:taken], dtype=np.uint8)
             filled += taken
             data = data[taken:]
             if filled == len(batch):
-                yield _checked(batch.view(dtype), expected)
+                yield checked_rows(batch.view(dtype), expected)
                 batch = np.empty_like(batch)
                 filled = 0
-    if header_size is None or len(header) < header_size or filled < len(_TRAILER):
+    if header_size is None or len(header) < header_size or filled < len(COPY_TRAILER):
         raise CopyFormatError("COPY stream ended without its trailer")
-    if bytes(batch[filled - len(_TRAILER) : filled]) != _TRAILER:
+    if bytes(batch[filled - len(COPY_TRAILER) : filled]) != COPY_TRAILER:
         raise CopyFormatError("COPY stream ended without its trailer")
-    rest = filled - len(_TRAILER)
+    rest = filled - len(COPY_TRAILER)
     if rest % dtype.itemsize:
         raise CopyFormatError("COPY stream ended inside a row")
     if rest:
-        yield _checked(batch[:rest].view(dtype), expected)
-
-
-GATHER_BYTES = 1 << 16
-"""Filling a batch costs a few numpy calls a piece: pieces of at least this size make that
-nothing, even for a stream of one row a chunk (~100 bytes)."""
+        yield checked_rows(batch[:rest].view(dtype), expected)
 
 
 def _gathered(chunks: Iterable[bytes | memoryview], least: int) -> Iterator[memoryview]:
@@ -97,7 +100,8 @@ def _gathered(chunks: Iterable[bytes | memoryview], least: int) -> Iterator[memo
         yield memoryview(b"".join(pending))
 
 
-def _checked(rows: np.ndarray, expected: dict[str, int]) -> np.ndarray:
+def checked_rows(rows: np.ndarray, expected: dict[str, int]) -> np.ndarray:
+    """``rows`` when every row's header fields have the ``expected`` values, else CopyFormatError."""
     for name, value in expected.items():
         if not bool((rows[name] == value).all()):
             raise CopyFormatError(f"COPY row field {name!r} is not {value}: the query changed")

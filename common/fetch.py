@@ -356,10 +356,11 @@ def in_order(member: np.ndarray, order: np.ndarray, size: int) -> Iterator[np.nd
         rows = order[start : start + BATCH_ROWS]
         pending.append(rows[member[rows]])
         held += len(pending[-1])
-        while held >= size:
+        if held >= size:
             joined = np.concatenate(pending)
-            yield joined[:size]
-            pending, held = [joined[size:]], held - size
+            whole = held - held % size
+            yield from np.split(joined[:whole], whole // size)
+            pending, held = [joined[whole:]], held - whole
     if held:
         yield np.concatenate(pending)
 

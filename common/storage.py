@@ -190,7 +190,7 @@ class ObjectStream:
     def abort(self) -> None:
         """Drop what was sent: no object is made (an earlier one under the key stays)."""
         self.closed = True
-        self._take()
+        self._pending.clear()
         if self._sending is not None:
             self._sending.exception()  # let it end; its failure is not the one to report
             self._sending = None
