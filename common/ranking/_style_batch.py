@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from common.ranking._components import BoolArray
+from common.ranking._incidence import Scatter
 from common.ranking._style_likelihood import CHORD_MAX_ITER, REPLICATE_TOL
 from common.ranking._style_problem import Block, StyleProblem, pair_blocks
 from common.ranking.scale import LN10, FloatArray, IntArray
@@ -61,6 +62,8 @@ class Batch:
     products: FloatArray
     """(k (k + 1) / 2, N) z_j z_l for j <= l (``np.triu_indices`` order): the features' block of
     a Hessian is one product with these."""
+    scatter: Scatter
+    """Per-pair sums to per-model ones."""
 
     @classmethod
     def build(cls, pb: StyleProblem, prob_full: FloatArray, rows: int) -> Batch:
@@ -72,6 +75,7 @@ class Batch:
             prob=prob_full,
             curvature=prob_full * (1.0 - prob_full),
             products=pb.zt[row] * pb.zt[col],
+            scatter=Scatter.build(pb.pairs.first, pb.pairs.second, pb.m),
         )
 
 
@@ -113,7 +117,7 @@ def gradients(batch: Batch, c: FloatArray, cy: FloatArray, theta: FloatArray | N
         resid -= cy[v]
         pair_resid[block.pairs] = np.add.reduceat(resid, block.starts, axis=0)
         g_beta += zt @ resid
-    return np.concatenate([pb.pairs.incidence.signed(pair_resid, LN10), g_beta])
+    return np.concatenate([batch.scatter.signed(pair_resid, LN10), g_beta])
 
 
 @dataclass(eq=False)
@@ -263,7 +267,7 @@ def derivatives(
         pair_sums[block.pairs] = np.add.reduceat(terms, block.starts, axis=0)
         g_beta += zt @ resid
         h_beta += batch.products[:, v] @ curv
-    per_model = pb.pairs.incidence.signed(np.delete(pair_sums, 1, axis=1), LN10)
+    per_model = batch.scatter.signed(np.delete(pair_sums, 1, axis=1), LN10)
     hess = np.empty((width, m + k, m + k))
     hess[:, :m, :m] = pb.pairs.laplacian((LN10 * LN10) * pair_sums[:, 1].T)
     hess[:, :m, m:] = per_model[:, 1:].transpose(2, 0, 1)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy import sparse
 
-from common.ranking._incidence import Incidence
+from common.ranking._incidence import Incidence, Scatter
 from common.ranking.scale import LN10
 
 
@@ -84,3 +84,20 @@ def test_no_items_sum_to_zero() -> None:
     incidence = Incidence.build(np.zeros(0, np.int64), np.zeros(0, np.int64), 3)
     assert same(incidence.signed(np.zeros((0, 4))), np.zeros((3, 4)))
     assert same(incidence.gram(np.zeros(0)), np.zeros((3, 3)))
+
+
+@pytest.mark.parametrize("kind", ["pairs", "star", "sorted votes", "votes"])
+def test_scatter_sums_are_the_signed_sums_to_rounding(kind: str) -> None:
+    rng = np.random.default_rng(7)
+    m = 40
+    first, second = items(kind, m, rng)
+    # A model with no item at all gets zeros; a stack of columns per item is summed as one.
+    keep = (first != 5) & (second != 5)
+    first, second = first[keep], second[keep]
+    x = rng.standard_normal((len(first), 3, 7))
+    ours = Scatter.build(first, second, m).signed(x, LN10)
+    reference = Incidence.build(first, second, m).signed(x.reshape(len(first), 21), LN10)
+    assert ours.shape == (m, 3, 7)
+    np.testing.assert_allclose(ours.reshape(m, 21), reference, rtol=1e-12, atol=1e-12)
+    assert (ours[5] == 0.0).all()
+    assert (Scatter.build(first, second, m).first.order is None) == (kind != "votes")
