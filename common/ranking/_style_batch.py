@@ -44,9 +44,11 @@ COMPACT = 0.75
 Copying the counts costs about as much as a pass, so a replicate that stopped (its estimate
 taken) rides along until a quarter of the batch has stopped."""
 HESSIAN_CELLS = 1 << 22
-"""Entries of the per-replicate (m + k)^2 matrices a batch holds at once, Broyden's inverse
-estimates or Newton's Hessians (32 MB, twice while updating or solving): at 40 models every
-replicate of a chunk, at 300 models 45 replicates at a time."""
+"""Entries of the per-replicate (m + k)^2 matrices a batch holds at once, Newton's Hessians (32
+MB, twice while solving): at 40 models every replicate of a chunk, at 300 models 45 replicates at
+a time. Broyden's iteration is held to the same groups: its updates, 2 (m + k) numbers per
+replicate and step, stay below that at 300 models and reach it at 40 only if every replicate
+takes 22 steps (make run's boards take 10)."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -126,40 +128,51 @@ class _Broyden:
     first, then after each step s, with y the change in gradient that it brought, Broyden's
     update H += (s - H y) s^T H / (s^T H y) (skipped where s^T H y is next to 0). The update keeps
     the gauge: s and y have ratings that sum to 0, and the full data's inverse keeps such vectors
-    so."""
+    so.
+
+    H is kept as the full data's inverse plus the updates so far, u v^T each: a product with it
+    is one matrix product and two passes over the updates, instead of R matrices of (m + k)^2 to
+    update and multiply by at every step."""
 
     batch: Batch
     h_inv: FloatArray
     last: tuple[IntArray, FloatArray, FloatArray] | None = None
     """The previous call's replicates (``rows``), gradients and steps."""
-    inverses: FloatArray | None = None
-    """(R, m + k, m + k), from the second step on; rows follow the previous call's."""
+    updates: tuple[FloatArray, FloatArray] | None = None
+    """u and v, each (updates, m + k, R); columns follow the previous call's rows."""
+
+    def _times(self, x: FloatArray, transposed: bool = False) -> FloatArray:
+        """H x, or H^T x, column by column, for ``x`` (m + k, R) (the full data's inverse is
+        symmetric)."""
+        out = self.h_inv @ x
+        if self.updates is not None:
+            u, v = self.updates[::-1] if transposed else self.updates
+            out += np.einsum("tdr,tr->dr", u, np.einsum("tdr,dr->tr", v, x))
+        return out
 
     def __call__(
         self, c: FloatArray, cy: FloatArray, theta: FloatArray | None, rows: IntArray
     ) -> FloatArray:
         grad = gradients(self.batch, c, cy, theta)
-        if self.last is None:
-            step = -(self.h_inv @ grad)
-        else:
-            rows_before, grad_before, step_before = self.last
+        if self.last is not None:
+            rows_before, grad_before, s = self.last
             if len(rows) < len(rows_before):  # the batch dropped its stopped replicates
                 keep = np.isin(rows_before, rows)
-                grad_before, step_before = grad_before[:, keep], step_before[:, keep]
-                if self.inverses is not None:
-                    self.inverses = self.inverses[keep]
-            if self.inverses is None:
-                self.inverses = np.repeat(self.h_inv[None], len(rows), axis=0)
-            inv = self.inverses
-            s, y = step_before.T, (grad - grad_before).T
-            hy = np.matmul(inv, y[:, :, None])[:, :, 0]
-            sh = np.matmul(s[:, None, :], inv)[:, 0, :]
-            denom = np.einsum("ri,ri->r", s, hy)
-            scale = np.sqrt(np.einsum("ri,ri->r", s, s) * np.einsum("ri,ri->r", hy, hy))
+                grad_before, s = grad_before[:, keep], s[:, keep]
+                if self.updates is not None:
+                    self.updates = (self.updates[0][:, :, keep], self.updates[1][:, :, keep])
+            hy = self._times(grad - grad_before)
+            denom = np.einsum("dr,dr->r", s, hy)
+            scale = np.sqrt(np.einsum("dr,dr->r", s, s) * np.einsum("dr,dr->r", hy, hy))
             usable = np.abs(denom) > 1e-12 * scale
             weight = np.divide(1.0, denom, out=np.zeros_like(denom), where=usable)
-            inv += ((s - hy) * weight[:, None])[:, :, None] * sh[:, None, :]
-            step = -np.matmul(inv, grad.T[:, :, None])[:, :, 0].T
+            u = ((s - hy) * weight)[None]
+            v = self._times(s, transposed=True)[None]
+            if self.updates is not None:
+                u = np.concatenate([self.updates[0], u])
+                v = np.concatenate([self.updates[1], v])
+            self.updates = (u, v)
+        step = -self._times(grad)
         self.last = (rows, grad, step)
         return step
 
