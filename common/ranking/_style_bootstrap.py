@@ -133,7 +133,7 @@ def _together(
     points = np.add.reduceat(drawn * pb.y, pb.starts, axis=1)
     totals = np.add.reduceat(drawn, pb.starts, axis=1)
     separable = separable_replicates(pb.pairs, points, totals)
-    c = np.ascontiguousarray(drawn.T)
+    c = batch.arrange(drawn.T)
     del drawn
     thetas = np.empty((len(seeds), pb.m + pb.k))
     fitted = np.zeros(len(seeds), dtype=bool)
@@ -145,7 +145,7 @@ def _together(
     if again.size:
         thetas[again], fitted[again] = _style_batch.newton(batch, start.theta, c[:, again])
     for i in np.flatnonzero(~fitted):
-        w = weigh(pb, c[:, i].copy())
+        w = weigh(pb, c[batch.place, i])
         if separable[i]:
             thetas[i] = _ridged(start, w)
         else:

@@ -419,7 +419,9 @@ def test_separable_and_non_contracting_replicates_in_a_batch_get_their_own_fits(
     )
     prob, h_inv = _full_fit_inverse(pb, theta)
     batch = _style_batch.Batch.build(pb, prob, 200)
-    fits, converged = _style_batch.broyden(batch, theta, h_inv, counts[:, ~separable])
+    fits, converged = _style_batch.broyden(
+        batch, theta, h_inv, batch.arrange(counts[:, ~separable])
+    )
     assert separable.sum() > 20 and (~converged).sum() > 20
     assert np.isnan(fits[~converged]).all() and np.isfinite(fits[converged]).all()
     alone, alone_ridged = _style_bootstrap.bootstrap_thetas(pb, theta, 200, 3, 1, chunk=1)
@@ -427,6 +429,31 @@ def test_separable_and_non_contracting_replicates_in_a_batch_get_their_own_fits(
     assert ridged == alone_ridged >= separable.sum()
     assert np.isfinite(together).all()
     _assert_same_fits(pb, together, alone)
+
+
+def test_batch_layout_sums_each_pair_as_the_problem_does() -> None:
+    # 20 models on 600 votes: pairs of 1 to a dozen votes.
+    arena = style_arena(20, 600, seed=3)
+    pb = _problem(arena.votes, arena.features)
+    prob, _ = _full_fit_inverse(pb, _full_fit(pb))
+    batch = _style_batch.Batch.build(pb, prob, 2000)  # laid out for 2000: blocks of ~65 votes
+    assert len(batch.blocks) > 1
+    assert np.array_equal(np.sort(batch.order), np.arange(pb.n))
+    assert np.array_equal(batch.order[batch.place], np.arange(pb.n))
+    assert (np.diff(batch.lengths) >= 0).all() and batch.lengths[0] == 1
+    assert np.array_equal(batch.lengths[batch.pair_place], pb.lengths)
+    counts = _replicate_counts(pb, 1, 5)
+    laid_out = batch.arrange(counts)
+    assert np.array_equal(laid_out[batch.place], counts)
+    sums = np.empty((len(pb.lengths), 5))
+    for block in batch.blocks:
+        assert sum(run.pairs.stop - run.pairs.start for run in block.runs) == len(
+            batch.lengths[block.pairs]
+        )
+        assert block.runs[-1].votes.stop == block.size
+        block.pair_sums(laid_out[block.votes], sums[block.pairs])
+    # Sums of integers: exact in any order.
+    assert np.array_equal(sums[batch.pair_place], np.add.reduceat(counts, pb.starts, axis=0))
 
 
 def test_batched_derivatives_are_each_replicates_gradient_and_hessian() -> None:
@@ -438,8 +465,9 @@ def test_batched_derivatives_are_each_replicates_gradient_and_hessian() -> None:
     batch = _style_batch.Batch.build(pb, prob, 300)  # laid out for 300: blocks of ~400 votes
     assert len(batch.blocks) > 1
     moved = theta[:, None] + 0.05 * np.random.default_rng(0).standard_normal((len(theta), 3))
+    laid_out = batch.arrange(counts)
     for at in (None, moved):
-        grad, hess = _style_batch.derivatives(batch, counts, counts * pb.y[:, None], at)
+        grad, hess = _style_batch.derivatives(batch, laid_out, laid_out * batch.y[:, None], at)
         for b in range(3):
             w = _style_likelihood.weigh(pb, counts[:, b].copy())
             point = theta if at is None else at[:, b]
@@ -473,22 +501,23 @@ def test_batched_newton_fits_replicates_far_from_the_full_fit(
     left = counts[:, ~chord_fitted]
     assert left.shape[1] > 20
     # Broyden's steps, which correct the full data's Hessian as they go, fit most of them.
-    quasi, quasi_fitted = _style_batch.broyden(batch, theta, h_inv, counts)
+    laid_out = batch.arrange(counts)
+    quasi, quasi_fitted = _style_batch.broyden(batch, theta, h_inv, laid_out)
     assert quasi_fitted[~chord_fitted].mean() > 0.8
     _assert_same_fits(
         pb,
         quasi[quasi_fitted & chord_fitted],
         np.array([t for t, _ in chord])[quasi_fitted & chord_fitted],
     )
-    fits, fitted = _style_batch.newton(batch, theta, left)
+    fits, fitted = _style_batch.newton(batch, theta, batch.arrange(left))
     assert fitted.mean() > 0.8
     assert np.isnan(fits[~fitted]).all()
     # Held to a few matrices at a time (as at hundreds of models), the same fits.
     monkeypatch.setattr(_style_batch, "HESSIAN_CELLS", 3 * len(theta) ** 2)
-    parts, parts_fitted = _style_batch.newton(batch, theta, left)
+    parts, parts_fitted = _style_batch.newton(batch, theta, batch.arrange(left))
     assert np.array_equal(parts_fitted, fitted)
     np.testing.assert_allclose(parts[fitted], fits[fitted], rtol=0, atol=1e-12)
-    quasi_parts, quasi_parts_fitted = _style_batch.broyden(batch, theta, h_inv, counts)
+    quasi_parts, quasi_parts_fitted = _style_batch.broyden(batch, theta, h_inv, laid_out)
     assert np.array_equal(quasi_parts_fitted, quasi_fitted)
     np.testing.assert_allclose(quasi_parts[quasi_fitted], quasi[quasi_fitted], rtol=0, atol=1e-12)
     for b in np.flatnonzero(fitted):
