@@ -178,14 +178,13 @@ def _inverse(order: IntArray) -> IntArray:
 def _odds_against(batch: Batch, block: BatchBlock, theta: FloatArray, zt: FloatArray) -> FloatArray:
     """(V, R) 1 + exp(-eta) for the block's votes at ``theta`` (m + k, R): p is its reciprocal.
 
-    Built negated (0 - ln 10 (r_first - r_second) - z . beta) so that exp takes it as it is."""
+    Built negated (-(z . beta) + ln 10 (r_second - r_first)) so that exp takes it as it is; a
+    pair's term is added to its votes' rows through the run's (pairs, length, R) view."""
     pairs = block.pairs
-    out = np.repeat(
-        LN10 * (theta[batch.second[pairs]] - theta[batch.first[pairs]]),
-        batch.lengths[pairs],
-        axis=0,
-    )
-    out -= zt.T @ theta[batch.pb.m :]
+    out = zt.T @ -theta[batch.pb.m :]
+    spread = LN10 * (theta[batch.second[pairs]] - theta[batch.first[pairs]])
+    for run in block.runs:
+        out[run.votes].reshape(-1, run.length, out.shape[1])[...] += spread[run.pairs, None]
     with np.errstate(over="ignore"):
         np.exp(out, out=out)
     out += 1.0
