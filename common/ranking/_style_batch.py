@@ -191,26 +191,43 @@ def _odds_against(batch: Batch, block: BatchBlock, theta: FloatArray, zt: FloatA
     return out
 
 
-def gradients(batch: Batch, c: FloatArray, cy: FloatArray, theta: FloatArray | None) -> FloatArray:
-    """(m + k, R) gradients of the negative log-likelihood, X^T (c p - c y), for the replicates'
-    counts ``c`` (N, R, in the layout's order) and ``cy`` = c y, at ``theta`` (m + k, R), or at
-    the full fit when ``theta`` is None.
-
-    A block's residuals are its only (V, R) array, summed per pair."""
-    pair_resid = np.empty((len(batch.lengths), c.shape[1]))
-    g_beta = np.zeros((batch.pb.k, c.shape[1]))
+def _transposed(batch: Batch, width: int, values: Callable[[BatchBlock], FloatArray]) -> FloatArray:
+    """(m + k, R) X^T a, for the per-vote a that ``values`` gives a block at a time, (V, R): the
+    ratings part summed per pair, then scattered to the pairs' models."""
+    pair_sums = np.empty((len(batch.lengths), width))
+    g_beta = np.zeros((batch.pb.k, width))
     for block in batch.blocks:
+        rows = values(block)
+        block.pair_sums(rows, pair_sums[block.pairs])
+        g_beta += batch.zt[:, block.votes] @ rows
+    return np.concatenate([batch.scatter.signed(pair_sums, LN10), g_beta])
+
+
+def points(batch: Batch, c: FloatArray) -> FloatArray:
+    """(m + k, R) X^T (c y) for the replicates' counts ``c`` (N, R, in the layout's order): the
+    part of their gradients that does not depend on theta, taken once for all their steps."""
+    return _transposed(batch, c.shape[1], lambda block: c[block.votes] * batch.y[block.votes, None])
+
+
+def gradients(
+    batch: Batch, c: FloatArray, c_points: FloatArray, theta: FloatArray | None
+) -> FloatArray:
+    """(m + k, R) gradients of the negative log-likelihood, X^T (c p) - X^T (c y), for the
+    replicates' counts ``c`` (N, R, in the layout's order) and ``c_points`` = X^T (c y)
+    (``points``), at ``theta`` (m + k, R), or at the full fit when ``theta`` is None.
+
+    A block's expected points c p are its only (V, R) array."""
+
+    def expected(block: BatchBlock) -> FloatArray:
         v = block.votes
-        zt = batch.zt[:, v]
         if theta is None:
-            resid = c[v] * batch.prob[v, None]
-        else:
-            resid = _odds_against(batch, block, theta, zt)
-            np.divide(c[v], resid, out=resid)
-        resid -= cy[v]
-        block.pair_sums(resid, pair_resid[block.pairs])
-        g_beta += zt @ resid
-    return np.concatenate([batch.scatter.signed(pair_resid, LN10), g_beta])
+            return c[v] * batch.prob[v, None]
+        odds = _odds_against(batch, block, theta, batch.zt[:, v])
+        return np.divide(c[v], odds, out=odds)
+
+    grad = _transposed(batch, c.shape[1], expected)
+    grad -= c_points
+    return grad
 
 
 @dataclass(eq=False)
@@ -242,9 +259,9 @@ class _Broyden:
         return out
 
     def __call__(
-        self, c: FloatArray, cy: FloatArray, theta: FloatArray | None, rows: IntArray
+        self, c: FloatArray, c_points: FloatArray, theta: FloatArray | None, rows: IntArray
     ) -> FloatArray:
-        grad = gradients(self.batch, c, cy, theta)
+        grad = gradients(self.batch, c, c_points, theta)
         if self.last is not None:
             rows_before, grad_before, s = self.last
             if len(rows) < len(rows_before):  # the batch dropped its stopped replicates
@@ -300,18 +317,18 @@ def _iterate(
     compact: float,
     give_up: float,
 ) -> tuple[FloatArray, BoolArray]:
-    """The replicates' iteration from the full fit: ``step_at(c, cy, theta, rows)`` gives the
+    """The replicates' iteration from the full fit: ``step_at(c, c_points, theta, rows)`` gives the
     (m + k, R) steps of the replicates ``rows`` (columns of the first ``c``) at ``theta`` (None: at
     the full fit). A replicate has converged once its step is below REPLICATE_TOL and its next
     one, extrapolated from the last two, would be too; it fails once a step is more than
     ``give_up`` times the one before. Stopped replicates leave the batch once at most ``compact``
     of it is going on."""
     m = batch.pb.m
-    cy = c * batch.y[:, None]
+    c_points = points(batch, c)
     out = np.full((len(theta_full), c.shape[1]), np.nan)
     converged = np.zeros(c.shape[1], dtype=bool)
     rows = np.arange(c.shape[1])
-    step = step_at(c, cy, None, rows)
+    step = step_at(c, c_points, None, rows)
     theta = theta_full[:, None] + step
     last = np.abs(step).max(axis=0)
     done = last < REPLICATE_TOL
@@ -320,11 +337,11 @@ def _iterate(
     going = ~done & np.isfinite(last)
     for _ in range(CHORD_MAX_ITER):
         if not going.all() and going.sum() <= compact * len(rows):
-            c, cy = np.compress(going, c, axis=1), np.compress(going, cy, axis=1)
+            c, c_points = np.compress(going, c, axis=1), c_points[:, going]
             rows, theta, last, going = rows[going], theta[:, going], last[going], going[going]
         if not going.any():
             break
-        step = step_at(c, cy, theta, rows)
+        step = step_at(c, c_points, theta, rows)
         size = np.abs(step).max(axis=0)
         theta += step
         # Only a replicate riding along after it stopped can have a last step of exactly 0.
@@ -340,15 +357,15 @@ def _iterate(
 
 
 def derivatives(
-    batch: Batch, c: FloatArray, cy: FloatArray, theta: FloatArray | None
+    batch: Batch, c: FloatArray, c_points: FloatArray, theta: FloatArray | None
 ) -> tuple[FloatArray, FloatArray]:
     """(m + k, R) gradients and (R, m + k, m + k) Hessians X^T diag(c p (1 - p)) X, with the gauge
     term of ``_style_likelihood.hessian``, for the replicates' counts ``c`` (N, R, in the layout's
-    order) and ``cy`` = c y, at ``theta`` (m + k, R), or at the full fit when ``theta`` is
-    None."""
+    order) and ``c_points`` = X^T (c y) (``points``), at ``theta`` (m + k, R), or at the full fit
+    when ``theta`` is None."""
     pb = batch.pb
     m, k, width = pb.m, pb.k, c.shape[1]
-    # Per pair and replicate: the residuals' sum, the curvatures' sum, then the sums of the
+    # Per pair and replicate: the expected points' sum, the curvatures' sum, then the sums of the
     # curvature times each feature, laid out so that one reduction a run makes them all.
     pair_sums = np.empty((len(batch.lengths), 2 + k, width))
     g_beta = np.zeros((k, width))
@@ -357,20 +374,19 @@ def derivatives(
         v = block.votes
         zt = batch.zt[:, v]
         terms = np.empty((block.size, 2 + k, width))
-        resid, curv = terms[:, 0], terms[:, 1]
+        expected, curv = terms[:, 0], terms[:, 1]
         if theta is None:
-            np.multiply(c[v], batch.prob[v, None], out=resid)
+            np.multiply(c[v], batch.prob[v, None], out=expected)
             np.multiply(c[v], batch.curvature[v, None], out=curv)
         else:
             p = np.reciprocal(_odds_against(batch, block, theta, zt))
-            np.multiply(c[v], p, out=resid)
-            np.multiply(resid, p, out=curv)
-            np.subtract(resid, curv, out=curv)
-        resid -= cy[v]
+            np.multiply(c[v], p, out=expected)
+            np.multiply(expected, p, out=curv)
+            np.subtract(expected, curv, out=curv)
         for j in range(k):
             np.multiply(curv, zt[j, :, None], out=terms[:, 2 + j])
         block.pair_sums(terms, pair_sums[block.pairs])
-        g_beta += zt @ resid
+        g_beta += zt @ expected
         h_beta += batch.products[:, v] @ curv
     per_model = batch.scatter.signed(np.delete(pair_sums, 1, axis=1), LN10)
     hess = np.empty((width, m + k, m + k))
@@ -381,7 +397,9 @@ def derivatives(
     row, col = row + m, col + m
     hess[:, row, col] = h_beta.T
     hess[:, col, row] = h_beta.T
-    return np.concatenate([per_model[:, 0], g_beta]), hess
+    grad = np.concatenate([per_model[:, 0], g_beta])
+    grad -= c_points
+    return grad, hess
 
 
 def _newton_steps(grad: FloatArray, hess: FloatArray) -> FloatArray:
@@ -401,8 +419,10 @@ def newton(batch: Batch, theta_full: FloatArray, c: FloatArray) -> tuple[FloatAr
     the (R, m + k) estimates and whether each converged (NaN where not: undamped steps that stop
     contracting, or a singular Hessian; such a replicate needs a damped fit of its own)."""
 
-    def step(c: FloatArray, cy: FloatArray, theta: FloatArray | None, rows: IntArray) -> FloatArray:
-        return _newton_steps(*derivatives(batch, c, cy, theta))
+    def step(
+        c: FloatArray, c_points: FloatArray, theta: FloatArray | None, rows: IntArray
+    ) -> FloatArray:
+        return _newton_steps(*derivatives(batch, c, c_points, theta))
 
     # A Newton step costs many passes, copying the counts two: stopped ones leave at once. Its
     # steps shrink fast where it works; one not halving its step is not going to.

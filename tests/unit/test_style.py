@@ -467,7 +467,9 @@ def test_batched_derivatives_are_each_replicates_gradient_and_hessian() -> None:
     moved = theta[:, None] + 0.05 * np.random.default_rng(0).standard_normal((len(theta), 3))
     laid_out = batch.arrange(counts)
     for at in (None, moved):
-        grad, hess = _style_batch.derivatives(batch, laid_out, laid_out * batch.y[:, None], at)
+        grad, hess = _style_batch.derivatives(
+            batch, laid_out, _style_batch.points(batch, laid_out), at
+        )
         for b in range(3):
             w = _style_likelihood.weigh(pb, counts[:, b].copy())
             point = theta if at is None else at[:, b]
