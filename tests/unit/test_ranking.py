@@ -233,6 +233,25 @@ def test_poisson_tables_match_scipys_pdtr_on_large_rates(rate: float) -> None:
     assert np.abs(table - pdtr(np.arange(low, low + len(table)), rate)).max() < 1e-15
 
 
+def test_inversion_draws_the_first_value_whose_cdf_exceeds_u() -> None:
+    rates = np.array([0.0, 0.3, 5.0, 250.5, 2500.0, 4.9e4])
+    tables, lows = _bootstrap.poisson_tables(rates)
+    sampler = _bootstrap.Inversion.build(tables, lows)
+    rng = np.random.default_rng(3)
+    # Tails too: a u in a table's first guide slot walks its whole lower tail.
+    u = np.concatenate([rng.random(3000), 1e-3 * rng.random(3000), 1 - 1e-3 * rng.random(3000)])
+    for which, (table, low) in enumerate(zip(tables, lows, strict=True)):
+        cdf = np.maximum.accumulate(np.minimum(table, 1.0))
+        expected = low + np.searchsorted(cdf, u, side="right")
+        drawn = sampler.sample(u, np.full(len(u), which))
+        assert np.array_equal(drawn, expected)
+        # One u per distribution, broadcast as the bootstrap draws its cells.
+        grid = u.reshape(-1, 3)
+        both = sampler.sample(grid, np.array([which, 0, which]))
+        assert np.array_equal(both[:, 0], expected.reshape(-1, 3)[:, 0])
+        assert np.array_equal(both[:, 2], expected.reshape(-1, 3)[:, 2])
+
+
 def test_batched_replicate_fits_match_exact_newton() -> None:
     votes, _ = arena(15, 8000, seed=10)
     pb = _problem(votes)
