@@ -53,6 +53,20 @@ def test_a_leaderboards_rows_are_listed_in_the_pass_order_a_row_group_at_a_time(
     assert list(fetch.in_order(np.zeros(n, dtype=bool), order, 1000)) == []
 
 
+def test_positions_widen_to_int64_past_int32_and_list_the_same_rows() -> None:
+    limit = np.iinfo(np.int32).max
+    assert fetch.positions_dtype(limit) is np.int32
+    assert fetch.positions_dtype(limit + 1) is np.int64
+    # A pass that long is 2^31 rows; the listing takes int64 positions as it takes int32 ones.
+    rng = np.random.default_rng(8)
+    order = rng.permutation(5000)
+    member = rng.random(5000) < 0.5
+    wide = list(fetch.in_order(member, order.astype(np.int64), 700))
+    narrow = list(fetch.in_order(member, order.astype(np.int32), 700))
+    assert {g.dtype for g in wide} == {np.dtype(np.int64)}
+    assert [g.tolist() for g in wide] == [g.tolist() for g in narrow]
+
+
 def _catalogue(models: int) -> fetch.Catalogue:
     ids = [str(uuid.UUID(int=i + 1)) for i in range(models)]
     table = pa.table(
