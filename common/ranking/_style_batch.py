@@ -10,7 +10,8 @@ products (the ratings part summed per pair, which reaches the pair's two models 
 The batch lays the votes out with its pairs in order of their number of votes (``Batch.arrange``),
 so that a block's pairs come in a few runs of one length and each run's per-pair sums are one
 reduction of a (pairs, length, R) view: reduceat over a block's hundred short pairs took 4x as
-long.
+long. X^T (c y), the part of a gradient that does not move with theta, is taken once a batch
+(``points``); each step computes only X^T (c p).
 
 The steps (``broyden``) start as chord steps with the full data's Hessian inverse, as a large
 board's replicate takes them (``_style_likelihood.chord``), and each replicate then corrects its
@@ -120,9 +121,11 @@ class Batch:
     first: IntArray
     second: IntArray
     lengths: IntArray
+    """(P,) each pair's models and number of votes, in the layout's order of pairs."""
     blocks: tuple[BatchBlock, ...]
     y: FloatArray
     zt: FloatArray
+    """The problem's ``y`` and ``zt``, votes in the layout's order."""
     prob: FloatArray
     """(N,) p at the full fit, where every replicate's first step is taken."""
     curvature: FloatArray
@@ -170,6 +173,7 @@ class Batch:
 
 
 def _inverse(order: IntArray) -> IntArray:
+    """The permutation that undoes ``order``."""
     out = np.empty_like(order)
     out[order] = np.arange(len(order))
     return out
