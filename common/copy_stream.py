@@ -169,7 +169,9 @@ def _gather(pgconn: Any, selector: selectors.BaseSelector, chunk_bytes: int) -> 
     Each row costs a tuple and a memoryview, which Python's cyclic collector counts: at 1M rows
     it ran ~2,800 times (15 of them over every object of the process), 20% of the loop. The loop
     makes no reference cycles, so the collector is paused while it runs, and only then: the
-    consumer of the chunks runs with the collector as the caller set it."""
+    consumer of the chunks runs with the collector as the caller set it. The rows are joined and
+    let go before it resumes: still alive then, a chunk's ~700 memoryviews were what its first
+    young-generation pass went over, 14% of a 1M-vote COPY's time."""
     get_copy_data = pgconn.get_copy_data
     rows: list[memoryview] = []
     size = 0
@@ -188,7 +190,9 @@ def _gather(pgconn: Any, selector: selectors.BaseSelector, chunk_bytes: int) -> 
                 break
             else:
                 raise psycopg.OperationalError(pgconn.get_error_message())
-    return b"".join(rows), ended
+        chunk = b"".join(rows)
+        rows.clear()
+    return chunk, ended
 
 
 @contextmanager
