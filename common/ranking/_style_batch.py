@@ -179,13 +179,13 @@ def _inverse(order: IntArray) -> IntArray:
     return out
 
 
-def _odds_against(batch: Batch, block: BatchBlock, theta: FloatArray, zt: FloatArray) -> FloatArray:
+def _odds_against(batch: Batch, block: BatchBlock, theta: FloatArray) -> FloatArray:
     """(V, R) 1 + exp(-eta) for the block's votes at ``theta`` (m + k, R): p is its reciprocal.
 
     Built negated (-(z . beta) + ln 10 (r_second - r_first)) so that exp takes it as it is; a
     pair's term is added to its votes' rows through the run's (pairs, length, R) view."""
     pairs = block.pairs
-    out = zt.T @ -theta[batch.pb.m :]
+    out = batch.zt[:, block.votes].T @ -theta[batch.pb.m :]
     spread = LN10 * (theta[batch.second[pairs]] - theta[batch.first[pairs]])
     for run in block.runs:
         out[run.votes].reshape(-1, run.length, out.shape[1])[...] += spread[run.pairs, None]
@@ -226,7 +226,7 @@ def gradients(
         v = block.votes
         if theta is None:
             return c[v] * batch.prob[v, None]
-        odds = _odds_against(batch, block, theta, batch.zt[:, v])
+        odds = _odds_against(batch, block, theta)
         return np.divide(c[v], odds, out=odds)
 
     grad = _transposed(batch, c.shape[1], expected)
@@ -292,11 +292,11 @@ class _Broyden:
 def broyden(
     batch: Batch, theta_full: FloatArray, h_inv: FloatArray, c: FloatArray
 ) -> tuple[FloatArray, BoolArray]:
-    """Each replicate's fit from the full-data fit, for the replicates' counts ``c`` (N, R): its
-    first step from the full fit's p with the full data's Hessian inverse ``h_inv``, then
-    ``_Broyden`` steps while each step is at most as long as the one before. Returns the
-    (R, m + k) estimates and whether each converged (the estimate of one that did not is NaN: it
-    needs a fit of its own)."""
+    """Each replicate's fit from the full-data fit, for the replicates' counts ``c`` (N, R, rows in
+    the layout's order: ``Batch.arrange``): its first step from the full fit's p with the full
+    data's Hessian inverse ``h_inv``, then ``_Broyden`` steps while each step is at most as long
+    as the one before. Returns the (R, m + k) estimates and whether each converged (the estimate
+    of one that did not is NaN: it needs a fit of its own)."""
     return _in_groups(
         lambda part: _iterate(batch, theta_full, part, _Broyden(batch, h_inv), COMPACT, 1.0),
         theta_full,
@@ -383,7 +383,7 @@ def derivatives(
             np.multiply(c[v], batch.prob[v, None], out=expected)
             np.multiply(c[v], batch.curvature[v, None], out=curv)
         else:
-            p = np.reciprocal(_odds_against(batch, block, theta, zt))
+            p = np.reciprocal(_odds_against(batch, block, theta))
             np.multiply(c[v], p, out=expected)
             np.multiply(expected, p, out=curv)
             np.subtract(expected, curv, out=curv)
@@ -419,9 +419,10 @@ def _newton_steps(grad: FloatArray, hess: FloatArray) -> FloatArray:
 
 def newton(batch: Batch, theta_full: FloatArray, c: FloatArray) -> tuple[FloatArray, BoolArray]:
     """Each replicate's fit by Newton steps from the full-data fit, for the replicates' counts
-    ``c`` (N, R): ``broyden``'s iteration and stopping rule with each step's own Hessian. Returns
-    the (R, m + k) estimates and whether each converged (NaN where not: undamped steps that stop
-    contracting, or a singular Hessian; such a replicate needs a damped fit of its own)."""
+    ``c`` (N, R, in the layout's order): ``broyden``'s iteration and stopping rule with each
+    step's own Hessian. Returns the (R, m + k) estimates and whether each converged (NaN where
+    not: undamped steps that stop contracting, or a singular Hessian; such a replicate needs a
+    damped fit of its own)."""
 
     def step(
         c: FloatArray, c_points: FloatArray, theta: FloatArray | None, rows: IntArray
