@@ -70,7 +70,7 @@ class TimeOfDay:
 def schedule_time(expression: str, zone: str, source: str) -> TimeOfDay:
     """The time of day of a daily ``cron(M H ...)`` schedule; other schedules need --at."""
     found = _CRON_RE.fullmatch(expression.strip())
-    if found is None or not (found[1].isdigit() and found[2].isdigit()):
+    if found is None or not (found[1].isdecimal() and found[2].isdecimal()):
         raise UsageError(
             f"the schedule {expression} ({source}) has no single time of day: give --at HH:MM"
         )
@@ -186,7 +186,7 @@ def attempt_of(name: str, moment: datetime, selection: Selection) -> int | None:
     if name == first:
         return 1
     suffix = name.removeprefix(first + "-")
-    return int(suffix) if suffix != name and suffix.isdigit() and int(suffix) > 1 else None
+    return int(suffix) if suffix != name and suffix.isdecimal() and int(suffix) > 1 else None
 
 
 def request(

@@ -98,7 +98,7 @@ class AdminConfig:
         if bad or not known:
             raise ConfigurationError(f"KNOWN_LEADERBOARDS: invalid slug(s) {', '.join(bad)}")
         raw_max = env.get("MAX_BODY_BYTES") or str(DEFAULT_MAX_BODY_BYTES)
-        if not raw_max.isdigit() or int(raw_max) < 64:
+        if not raw_max.isdecimal() or int(raw_max) < 64:
             raise ConfigurationError("MAX_BODY_BYTES: expected an integer of at least 64")
         return cls(
             state_machine_arn=arn, known_leaderboards=frozenset(known), max_body_bytes=int(raw_max)

@@ -95,7 +95,7 @@ class AuthConfig:
         if not is_https(jwks_url):
             raise ConfigurationError("JWKS_URL: must be an https:// URL")
         raw_leeway = env.get("JWT_LEEWAY_S") or str(DEFAULT_LEEWAY_S)
-        if not raw_leeway.isdigit() or int(raw_leeway) > 300:
+        if not raw_leeway.isdecimal() or int(raw_leeway) > 300:
             raise ConfigurationError("JWT_LEEWAY_S: expected an integer of seconds in 0..300")
         return cls(
             jwks_url=jwks_url,

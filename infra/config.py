@@ -276,7 +276,7 @@ def _leaderboards(ctx: Mapping[str, Any]) -> list[str] | Literal["all"]:
 
 def _bootstrap(ctx: Mapping[str, Any]) -> int:
     raw = ctx.get("bootstrap", 1000)
-    if isinstance(raw, str) and raw.strip().isdigit():
+    if isinstance(raw, str) and raw.strip().isdecimal():
         raw = int(raw)
     try:
         return parse_bootstrap(raw)

@@ -93,7 +93,7 @@ def parse_fault(spec: str) -> Fault:
         if len(parts) in (2, 3) and parts[1] in ("transient", "timeout"):
             times = 1
             if len(parts) == 3:
-                if not parts[2].isdigit() or int(parts[2]) < 1:
+                if not parts[2].isdecimal() or int(parts[2]) < 1:
                     raise InvalidInput(f"--inject-fault {spec!r}: N must be a positive integer")
                 times = int(parts[2])
             return Fault(target, parts[1], times)

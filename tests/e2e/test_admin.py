@@ -895,3 +895,5 @@ def test_admin_config_from_env() -> None:
         admin.AdminConfig.from_env({**env, "KNOWN_LEADERBOARDS": "overall,Bad Slug"})
     with pytest.raises(ConfigurationError, match="MAX_BODY_BYTES"):
         admin.AdminConfig.from_env({**env, "MAX_BODY_BYTES": "lots"})
+    with pytest.raises(ConfigurationError, match="MAX_BODY_BYTES"):
+        admin.AdminConfig.from_env({**env, "MAX_BODY_BYTES": "\u00b2"})

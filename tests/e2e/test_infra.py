@@ -1289,6 +1289,7 @@ def test_context_from_the_command_line_arrives_as_strings() -> None:
         ({"scheduleTimeZone": "Mars/Olympus"}, r"^scheduleTimeZone: 'Mars/Olympus' is not an IANA"),
         ({"bootstrap": "5"}, r"^bootstrap: must be between 10 and 10000"),
         ({"bootstrap": "many"}, r"^bootstrap: expected an integer"),
+        ({"bootstrap": "\u00b2"}, r"^bootstrap: expected an integer"),
         ({"leaderboards": "Overall"}, r"^leaderboards: 'Overall' is not a valid leaderboard slug"),
         ({"mapMaxConcurrency": "0"}, r"^mapMaxConcurrency: must be between 1 and 40"),
         ({"artifactExpiryDays": "soon"}, r"^artifactExpiryDays: expected an integer"),

@@ -494,5 +494,7 @@ def test_config_from_env_defaults_and_requirements() -> None:
     assert (custom.admin_claim, custom.admin_role, custom.leeway_s) == ("cognito:groups", "ops", 5)
     with pytest.raises(ConfigurationError, match="JWT_LEEWAY_S"):
         AuthConfig.from_env({**env, "JWT_AUDIENCE": AUDIENCE, "JWT_LEEWAY_S": "-1"})
+    with pytest.raises(ConfigurationError, match="JWT_LEEWAY_S"):
+        AuthConfig.from_env({**env, "JWT_AUDIENCE": AUDIENCE, "JWT_LEEWAY_S": "\u00b2"})
     with pytest.raises(ConfigurationError, match="JWKS_URL: must be an https:// URL"):
         AuthConfig.from_env({**env, "JWT_AUDIENCE": AUDIENCE, "JWKS_URL": "file:///etc/passwd"})

@@ -41,6 +41,7 @@ def test_specs(spec: str, fault: Fault) -> None:
         "fetch:sometimes",
         "rank:transient:0",
         "rank:transient:x",
+        "rank:transient:\u00b2",  # a digit to str.isdigit, not a number to int()
         "db:up",
         "db:down:s3",
         "db:down:publish:180",
