@@ -11,8 +11,11 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import multiprocessing.process
+import os
+import signal
 import socket
 import threading
+import time
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 
@@ -58,9 +61,14 @@ class DatabaseProxy:
 
 
 _START_TIMEOUT_S = 20
+_PARENT_POLL_S = 1.0
 
 
 def _serve(target: str, port: int, ready: Connection) -> None:
+    # Ctrl-C is the runner's to handle (it lets the execution under way end, which needs the
+    # database): the proxy in its process group must not die of it.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     listener.bind(("127.0.0.1", port))
@@ -76,6 +84,14 @@ def _serve(target: str, port: int, ready: Connection) -> None:
             continue
         for src, dst in ((client, upstream), (upstream, client)):
             threading.Thread(target=_pipe, args=(src, dst), daemon=True).start()
+
+
+def _exit_with_parent(parent: int) -> None:
+    """End the proxy once the process that started it is gone (killed, it had no chance to stop
+    it): an orphan would keep listening on 127.0.0.1 for nobody."""
+    while os.getppid() == parent:
+        time.sleep(_PARENT_POLL_S)
+    os._exit(0)
 
 
 def _open_upstream(target: str) -> socket.socket:
