@@ -225,10 +225,12 @@ class DatabaseSwitch:
                 if self._running[not down] == 0:
                     break
                 self._changed.wait()
-            self._running[down] += 1
+            # Switched before it is counted: a switch that fails (the proxy would not start)
+            # leaves no attempt counted that never runs, which the other kind would wait for.
             if down != self._off:
                 (self._switch_off if down else self._switch_on)()
                 self._off = down
+            self._running[down] += 1
         try:
             yield down
         finally:

@@ -170,3 +170,27 @@ def test_attempts_meeting_the_database_down_and_up_never_overlap() -> None:
     other.join(5)
     assert entered_up.is_set()
     assert switched == ["off", "on"], "off once for both down attempts, on for the up one"
+
+
+def test_a_failed_switch_blocks_no_later_attempt() -> None:
+    starts = iter([RuntimeError("the database proxy did not start within 20 s")])
+
+    def switch_on() -> None:
+        failure = next(starts, None)
+        if failure is not None:
+            raise failure
+
+    switch = DatabaseSwitch(lambda: None, switch_on)
+    with switch.attempt(lambda: True):
+        pass
+    with pytest.raises(RuntimeError, match="did not start"), switch.attempt(lambda: False):
+        pass
+    done = threading.Event()
+
+    def down_attempt() -> None:
+        with switch.attempt(lambda: True):
+            done.set()
+
+    worker = threading.Thread(target=down_attempt, daemon=True)
+    worker.start()
+    assert done.wait(5), "a down attempt waited for an up attempt that never ran"
