@@ -228,7 +228,6 @@ def local_view(record: ExecutionRecord) -> ExecutionView:
     ended = record.history[-1]["type"] if record.history else ""
     own_status = END_EVENTS.get(ended, record.status)
     own_stop = instant(record.history[-1]["timestamp"]) if record.history else stopped
-    original = record.redrive_of or record.name
     return ExecutionView(
         name=record.name,
         arn=record.execution_arn,
@@ -255,9 +254,7 @@ def local_view(record: ExecutionRecord) -> ExecutionView:
         redrive_status=None,
         redrive_reason=None,
         console=None,
-        redrive_hint=f"leaderboard redrive {original}"
-        if record.status in FAILED_STATUSES
-        else None,
+        redrive_hint=record.redrive_command if record.status in FAILED_STATUSES else None,
     )
 
 

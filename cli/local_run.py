@@ -31,7 +31,7 @@ from common.stepfunctions.failures import summarize_cause
 from local import bad_data, lambda_workers, postgres, simulate, style_boards, template
 from local.faults import FaultPlan
 from local.pipeline import LocalPipeline, new_execution_name
-from local.store import ExecutionRecord, ExecutionStore
+from local.store import ExecutionRecord, ExecutionStore, database_label
 
 Echo = Callable[[str], None]
 
@@ -121,6 +121,7 @@ def local_pipeline(
         faults=faults,
         log_path=options.state_dir / "logs" / "functions.jsonl",
         workers=options.workers,
+        database_label=database_label(options.database_url),
     )
 
 
@@ -140,6 +141,10 @@ def redrive(name: str | None, options: RunOptions, echo: Echo) -> ExecutionRecor
     """Resume a failed local execution (the last one when ``name`` is None)."""
     store = ExecutionStore(options.state_dir)
     original = store.load(name) if name else store.last_failed()
+    if original.redrive_of is not None:
+        # A redrive's name (as `status` shows it) stands for the execution it resumed.
+        original = store.load(original.redrive_of)
+    original.check_database(database_label(options.database_url))
     url = database(options, echo, seed=False)
     faults = FaultPlan.from_specs(options.faults)
     with local_pipeline(
@@ -189,8 +194,7 @@ def report(
     if record.error:
         echo(f"  failed with {record.error}: {summarize_cause(record.cause)}")
         # The alert names the console and the AWS CLI; on this machine the redrive is ours.
-        original = record.redrive_of or record.name
-        echo(f"  fix the cause, then `leaderboard redrive {original}` resumes it where it stopped")
+        echo(f"  fix the cause, then `{record.redrive_command}` resumes it where it stopped")
     timings = ", ".join(
         f"{name} {seconds:.2f} s" for name, seconds in stage_durations(record.history)
     )

@@ -88,11 +88,14 @@ class LocalPipeline:
         faults: FaultPlan | None = None,
         log_path: Path | None = None,
         workers: int | None = None,
+        database_label: str | None = None,
     ) -> None:
         """``workers``: Lambda worker processes; None sizes the pool to the Map's MaxConcurrency
-        and this machine's cores, 0 runs every invocation as a thread of this process."""
+        and this machine's cores, 0 runs every invocation as a thread of this process.
+        ``database_label``: what the saved executions say they ran on (``store.database_label``)."""
         self.template = template
         self.database_url = database_url
+        self.database_label = database_label
         self.store = store
         self.slack_webhook = slack_webhook
         self.faults = faults or FaultPlan()
@@ -421,6 +424,7 @@ class LocalPipeline:
             definition=definition or self.definition,
             history=json.loads(json.dumps(history, default=json_default)),
             redrive_of=redrive_of,
+            database=self.database_label,
         )
         self.store.save(record)
         for bucket in self.buckets:

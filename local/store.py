@@ -16,6 +16,8 @@ from typing import Any
 
 from common.stepfunctions.history import FAILED_STATUSES
 
+EMBEDDED_DATABASE = "the embedded database"
+
 
 class LocalRunError(Exception):
     """The local run could not be set up or resumed; the message says why."""
@@ -38,6 +40,31 @@ class ExecutionRecord:
     history: list[dict[str, Any]]
     redrive_of: str | None = None
     redrives: list[str] = field(default_factory=list)
+    database: str | None = None
+    """The database the run read and wrote (``database_label``; None in records saved before
+    it was kept): a redrive must resume on the same one."""
+
+    @property
+    def redrive_command(self) -> str:
+        """The command that resumes this execution, naming the database it ran on when that is
+        not the embedded one (the URL's user and password are the operator's to give again)."""
+        command = f"leaderboard redrive {self.redrive_of or self.name}"
+        if self.database not in (None, EMBEDDED_DATABASE):
+            command += f" --database-url URL  (the URL of {self.database})"
+        return command
+
+    def check_database(self, here: str) -> None:
+        """Refuse to resume this execution on another database (``here``, a ``database_label``)
+        than the one it ran on: its stages would fetch other votes or publish into another
+        BixArena."""
+        if self.database is None or self.database == here:
+            return
+        how = (
+            "without --database-url"
+            if self.database == EMBEDDED_DATABASE
+            else f"with --database-url for {self.database}"
+        )
+        raise LocalRunError(f"{self.name} ran on {self.database}, not {here}: redrive it {how}")
 
     @property
     def seconds(self) -> float:
@@ -107,6 +134,18 @@ class ExecutionStore:
                 s3.put_object(Bucket=bucket, Key=key, Body=path.read_bytes())
                 restored += 1
         return restored
+
+
+def database_label(url: str | None) -> str:
+    """Which database a local run uses, as its record keeps it: the embedded one (no
+    --database-url), else host, port and name of the URL, never its user or password."""
+    if not url:
+        return EMBEDDED_DATABASE
+    from psycopg.conninfo import conninfo_to_dict
+
+    info = conninfo_to_dict(url)
+    host = str(info.get("host") or info.get("hostaddr") or "localhost")
+    return f"{host}:{info.get('port') or 5432}/{info.get('dbname') or info.get('user') or ''}"
 
 
 def json_default(value: Any) -> Any:

@@ -409,6 +409,14 @@ def test_the_command_line_runs_redrives_and_lists_local_executions(
     assert "execution FAILED: InjectedFailure" in out
     assert "Leaderboard run failed at Publish" in out
     failed = ExecutionStore(tmp_path).last_failed()
+    # Ran on --database-url: the hint says so, and a redrive on another database is refused
+    # before anything starts.
+    assert f"`leaderboard redrive {failed.name} --database-url URL  (the URL of " in out
+    assert main(["redrive", "--state-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert f"{failed.name} ran on {failed.database}, not the embedded database" in err
+    assert not (tmp_path / "postgres").exists()
 
     assert main(["executions", "--state-dir", str(tmp_path)]) == 0
     listing = capsys.readouterr().out
@@ -424,6 +432,10 @@ def test_the_command_line_runs_redrives_and_lists_local_executions(
 
     assert main(["redrive", *local]) == 2
     assert "no failed local execution to redrive" in capsys.readouterr().err
+    # A redrive's name stands for the execution it resumed, which has nothing left to redrive.
+    assert main(["redrive", f"{failed.name}-redrive-1", *local]) == 2
+    err = capsys.readouterr().err
+    assert f"{failed.name} cannot be redriven" in err and "SUCCEEDED" in err
     assert main([*run, "--inject-fault", "rank:sometimes"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--inject-fault 'rank:sometimes'" in err
