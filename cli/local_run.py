@@ -292,7 +292,10 @@ def database(options: RunOptions, echo: Echo, *, seed: bool = True, new_day: boo
     """The database a local command runs on: --database-url as it is, else the embedded one
     (seeded by ``seed_embedded`` when ``seed``)."""
     if options.database_url:
-        return options.database_url
+        # Reached once before anything starts: an unreachable server is one line now, not a
+        # Fetch retrying for minutes.
+        with db.connect(options.database_url):
+            return options.database_url
     url = postgres.create_database(
         postgres.embedded_server(options.state_dir / "postgres"), postgres.LOCAL_DATABASE
     )

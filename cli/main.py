@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from cli.arguments import UsageError, echo, non_negative_int, positive_int
+from cli.arguments import UsageError, database_url, echo, non_negative_int, positive_int
 from common.errors import InvalidInput, NotEnoughData, PipelineError
 
 if TYPE_CHECKING:
@@ -481,7 +481,10 @@ def build_parser() -> argparse.ArgumentParser:
     db_sub = p_db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
     p_init = db_sub.add_parser("init", help="create the api schema and reference leaderboards")
     p_init.add_argument(
-        "--database-url", required=True, help="postgresql:// URL of an empty database"
+        "--database-url",
+        type=database_url,
+        required=True,
+        help="postgresql:// URL of an empty database",
     )
     p_init.set_defaults(func=cmd_db_init)
 
@@ -495,7 +498,9 @@ def build_parser() -> argparse.ArgumentParser:
     p_sim.add_argument("--seed", type=non_negative_int, default=0, help="random seed (default 0)")
     target = p_sim.add_mutually_exclusive_group()
     target.add_argument(
-        "--database-url", help="write into this database (schema created if missing)"
+        "--database-url",
+        type=database_url,
+        help="write into this database (schema created if missing)",
     )
     target.add_argument("--output", help="write battles to this Parquet file instead of a database")
     p_sim.add_argument("--with-bad-data", action="store_true", help=BAD_DATA_HELP)
@@ -538,7 +543,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     local = argparse.ArgumentParser(add_help=False)
     local.add_argument(
-        "--database-url", help="use this PostgreSQL as it is (default: the embedded one, seeded)"
+        "--database-url",
+        type=database_url,
+        help="use this PostgreSQL as it is (default: the embedded one, seeded)",
     )
     local.add_argument(
         "--slack-webhook", help="post to this webhook (default: a local capture, printed)"
@@ -722,6 +729,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p_backfill.add_argument(
         "--database-url",
+        type=database_url,
         metavar="URL",
         help="locally: run on this PostgreSQL as it is (default: the embedded one); AWS: check "
         "BixArena's database for snapshots that already exist (default: $DATABASE_URL, if set)",
@@ -795,6 +803,7 @@ def build_parser() -> argparse.ArgumentParser:
     database = argparse.ArgumentParser(add_help=False)
     database.add_argument(
         "--database-url",
+        type=database_url,
         metavar="URL",
         help="BixArena's PostgreSQL (default: $DATABASE_URL, else the local runs' database)",
     )

@@ -1,8 +1,11 @@
 """PostgreSQL access shared by the stages: connections and transient-error mapping.
 
-Connection failures become ``DatabaseUnavailable`` (retried by the state machine); messages never
-carry the password. The schema belongs to BixArena's Flyway; ``local.schema`` recreates it for
-tests and local runs.
+Failures that pass -- the server unreachable, restarting or failing over, a lost connection, a
+deadlock -- become ``DatabaseUnavailable`` (retried by the state machine); the rest, such as a
+statement timeout or a permission refused, keep psycopg's own class, named for what happened, and
+are not retried: they would fail the same way each time. A connection string libpq cannot read is
+a ``ConfigurationError``. Messages never carry the password. The schema belongs to BixArena's
+Flyway; ``local.schema`` recreates it for tests and local runs.
 """
 
 from __future__ import annotations
@@ -13,10 +16,26 @@ from contextlib import contextmanager
 from urllib.parse import unquote
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from common.errors import DatabaseUnavailable
+from common.errors import ConfigurationError, DatabaseUnavailable
 
 CONNECT_TIMEOUT_S = 10
+KEEPALIVES: dict[str, int] = {
+    "keepalives": 1,
+    "keepalives_idle": 30,
+    "keepalives_interval": 10,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 60_000,
+}
+"""TCP settings for connections the connection string leaves unset: a server that vanished (a
+failover's old host) is noticed within about a minute as a lost connection, which is retried,
+rather than waited on until the Lambda times out, which is not."""
+TRANSIENT_SQLSTATES = frozenset({"53300", "55P03", "57P01", "57P02", "57P03", "25006"})
+"""Server errors that pass: too many connections, lock not available, the server shutting down,
+crashed or starting, and a read-only transaction (the writer demoted by a failover). Besides
+these, class 08 (connection exceptions) and class 40 (a serialization failure or deadlock: the
+stage's transaction is redone whole on retry)."""
 _MASK = "***"
 _SECRET_KEYWORDS = frozenset({"password", "sslpassword"})
 """libpq keywords whose values are secrets (sslpassword unlocks the client's TLS key)."""
@@ -52,20 +71,47 @@ def _describe(exc: BaseException) -> str:
     return redact(first)
 
 
+def passes(exc: psycopg.Error) -> bool:
+    """Whether the same work may succeed when tried again: a connection failure (no SQLSTATE: the
+    client lost the server) or a server error of TRANSIENT_SQLSTATES, class 08 or class 40."""
+    state = exc.sqlstate
+    if state is None:
+        return isinstance(exc, psycopg.OperationalError)
+    return state in TRANSIENT_SQLSTATES or state[:2] in ("08", "40")
+
+
 @contextmanager
 def connect(
     url: str, *, read_only: bool = False, autocommit: bool = False
 ) -> Iterator[psycopg.Connection]:
-    """Open a connection; failures to reach the server raise ``DatabaseUnavailable``."""
+    """Open a connection (with KEEPALIVES where ``url`` sets none); failures that pass
+    (``passes``) raise ``DatabaseUnavailable``, others keep their psycopg class."""
     try:
-        conn = psycopg.connect(url, connect_timeout=CONNECT_TIMEOUT_S, autocommit=autocommit)
+        given = conninfo_to_dict(url)
+    except psycopg.ProgrammingError:
+        # libpq's message quotes the part it could not read, which may be the password.
+        raise ConfigurationError(
+            "the database connection string is not one libpq can read"
+            " (postgresql://user@host:5432/dbname or keyword=value pairs)"
+        ) from None
+    tcp = {key: value for key, value in KEEPALIVES.items() if key not in given}
+    try:
+        conn = psycopg.connect(
+            make_conninfo(url, connect_timeout=CONNECT_TIMEOUT_S, **tcp), autocommit=autocommit
+        )
     except psycopg.OperationalError as exc:
         raise DatabaseUnavailable(f"cannot connect to PostgreSQL: {_describe(exc)}") from None
     try:
         if read_only:
             conn.read_only = True
         yield conn
-    except psycopg.OperationalError as exc:
-        raise DatabaseUnavailable(f"PostgreSQL connection lost: {_describe(exc)}") from None
+    except psycopg.Error as exc:
+        if not passes(exc):
+            raise
+        if exc.sqlstate is None or exc.sqlstate[:2] in ("08", "57"):
+            raise DatabaseUnavailable(f"PostgreSQL connection lost: {_describe(exc)}") from None
+        raise DatabaseUnavailable(
+            f"PostgreSQL refused for now (SQLSTATE {exc.sqlstate}): {_describe(exc)}"
+        ) from None
     finally:
         conn.close()

@@ -91,3 +91,55 @@ def test_the_cli_never_prints_the_password(
     assert "wrote 40 battles" in printed.out
     assert SECRET not in printed.out + printed.err
     assert "password=***" in printed.out
+
+
+MALFORMED = "postgresql://app:S3cr3t-Pa55%zz@db.example/arena"
+"""libpq cannot read it (a bad percent escape in the password) and quotes the bad part."""
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["run", "--database-url", MALFORMED],
+        ["db", "init", "--database-url", MALFORMED],
+        ["simulate", "--database-url", MALFORMED],
+        ["snapshots", "list", "--leaderboard", "overall", "--database-url", MALFORMED],
+        ["backfill", "--from", "2026-11-01", "--to", "2026-11-02", "--database-url", MALFORMED],
+    ],
+)
+def test_a_connection_string_libpq_cannot_read_is_bad_input(
+    command: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from cli.main import main
+
+    with pytest.raises(SystemExit) as exited:
+        main(command)
+    err = capsys.readouterr().err
+    assert exited.value.code == 2
+    assert "argument --database-url: not a PostgreSQL URL or connection string" in err
+    assert SECRET not in err
+
+
+def test_a_database_url_variable_libpq_cannot_read_is_bad_input(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from cli.main import main
+
+    monkeypatch.setenv("DATABASE_URL", MALFORMED)
+    assert main(["snapshots", "list", "--leaderboard", "overall"]) == 2
+    err = capsys.readouterr().err
+    assert err == (
+        "leaderboard: error: DATABASE_URL: not a PostgreSQL URL or connection string"
+        " (postgresql://user@host:5432/dbname)\n"
+    )
+
+
+def test_a_connection_libpq_cannot_parse_names_no_password() -> None:
+    """Stages given such a DATABASE_URL fail with a configuration error, password masked: the
+    message reaches the logs, the execution's history and the Slack alert."""
+    from common.db import connect
+    from common.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError) as raised, connect(MALFORMED):
+        pass
+    assert SECRET not in str(raised.value)
