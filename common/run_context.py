@@ -9,7 +9,7 @@ execution derives them again identically. The Step Functions client is built onc
 from __future__ import annotations
 
 import functools
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import boto3
@@ -58,11 +58,25 @@ def execution_start(execution_id: str) -> datetime:
     return started.astimezone(UTC)
 
 
-def run_start(request: RunRequest, execution_id: str) -> datetime:
-    """The run's start time: the request's ``run_at`` when given, else the execution's start."""
-    if request["run_at"] is not None:
-        return parse_timestamp(request["run_at"], "run_at")
-    return execution_start(execution_id)
+CLOCK_SKEW = timedelta(minutes=5)
+"""How far ahead of this function's clock a requested ``run_at`` may be (clocks differ)."""
+
+
+def run_start(request: RunRequest, execution_id: str, now: datetime) -> datetime:
+    """The run's start time: the request's ``run_at`` when given, else the execution's start.
+
+    A ``run_at`` ahead of ``now`` is refused: the snapshot is dated by it, and one dated ahead
+    would be the newest BixArena shows until that day, every daily run until then history."""
+    if request["run_at"] is None:
+        return execution_start(execution_id)
+    run_at = parse_timestamp(request["run_at"], "run_at")
+    if run_at > now + CLOCK_SKEW:
+        raise InvalidInput(
+            f"run_at: {request['run_at']} is in the future (it is"
+            f" {now.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ}); a run counts the votes up to a moment"
+            " that has passed"
+        )
+    return run_at
 
 
 def artifacts_prefix(settings: Settings, run: str) -> S3Uri:

@@ -8,6 +8,7 @@ out, unusable and sparse leaderboards skipped).
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
@@ -31,7 +32,7 @@ def handler(event: Any, context: LambdaContext) -> FetchResult:
     settings = Settings.from_env()
     filters = parse_filters(settings.filters_json)
     style_targets = frozenset(parse_style_boards(settings.style_control_json).values())
-    run_at = run_context.run_start(request, started["execution_id"])
+    run_at = run_context.run_start(request, started["execution_id"], datetime.now(UTC))
     run = run_context.derive_run(
         request, started["execution_id"], started["execution_name"], run_at, settings
     )

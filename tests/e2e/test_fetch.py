@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import io
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import boto3
@@ -170,6 +170,17 @@ def test_execution_that_does_not_exist_is_bad_input(
     with pytest.raises(InvalidInput, match="execution_id"):
         fetch(event, lambda_context)
     assert object_keys(stage_aws) == []
+
+
+def test_a_run_at_ahead_of_the_clock_is_refused_before_anything_is_written(
+    stage_env: str, stage_aws: Any, lambda_context: Any
+) -> None:
+    ahead = (datetime.now(UTC) + timedelta(days=365)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    with pytest.raises(InvalidInput, match=rf"^run_at: {ahead} is in the future"):
+        fetch(fetch_event(leaderboards=["overall"], run_at=ahead), lambda_context)
+    assert object_keys(stage_aws) == []
+    soon = (datetime.now(UTC) + timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert fetch(fetch_event(leaderboards=["overall"], run_at=soon), lambda_context)["leaderboards"]
 
 
 def test_unknown_leaderboard_is_refused_before_anything_is_written(
