@@ -194,9 +194,11 @@ class LeaderboardStack(Stack):
             placement=None,
         )
         api = build_admin_api(self, config, admin, authorizer, log_group("AdminApiAccessLogs"))
-        monitoring.function_error_alarms(
-            self, {**functions, "admin": admin, "authorizer": authorizer}, alerts.topic
-        )
+        # Not the authorizer: a token it refuses is a Lambda error by API Gateway's contract
+        # (raising "Unauthorized" is how a 401 is answered), so anyone with a forged or expired
+        # token would page the operators. Its real failure, BixArena's JWKS unreadable, reaches
+        # clients as 503 and the AdminApi5xxAlarm.
+        monitoring.function_error_alarms(self, {**functions, "admin": admin}, alerts.topic)
         monitoring.admin_api_alarm(self, api, alerts.topic)
 
         CfnOutput(self, "StateMachineArn", value=state_machine.state_machine_arn)
