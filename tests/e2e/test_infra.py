@@ -67,6 +67,7 @@ STAR_ONLY_ACTIONS = {
     "logs:UpdateLogDelivery",
     "logs:DeleteLogDelivery",
     "logs:ListLogDeliveries",
+    "states:ListStateMachines",
     "logs:PutResourcePolicy",
     "logs:DescribeResourcePolicies",
     "logs:DescribeLogGroups",
@@ -146,7 +147,13 @@ def _resolver(synthesis: Synthesis) -> dict[str, dict[str, str]]:
     return values
 
 
-PSEUDO = {"AWS::Partition": "aws", "AWS::Region": "us-east-1", "AWS::AccountId": "123456789012"}
+STACK_ID = "arn:aws:cloudformation:us-east-1:123456789012:stack/bixarena-leaderboard-sandbox/1"
+PSEUDO = {
+    "AWS::Partition": "aws",
+    "AWS::Region": "us-east-1",
+    "AWS::AccountId": "123456789012",
+    "AWS::StackId": STACK_ID,
+}
 
 
 def _resolve(synthesis: Synthesis, value: Any) -> Any:
@@ -909,9 +916,15 @@ def test_operator_policy_grants_exactly_run_watch_and_redrive(sandbox: Synthesis
     assert grants == {
         ("states:StartExecution", machine),
         ("states:ListExecutions", machine),
+        ("states:DescribeStateMachine", machine),
         ("states:DescribeExecution", executions),
         ("states:GetExecutionHistory", executions),
+        ("states:DescribeStateMachineForExecution", executions),
         ("states:RedriveExecution", executions),
+        ("states:StopExecution", executions),
+        # The console's way to the execution an alert names; the stack's outputs.
+        ("states:ListStateMachines", "*"),
+        ("cloudformation:DescribeStacks", STACK_ID),
     }
     roles = [
         r["Properties"]
