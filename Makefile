@@ -19,7 +19,8 @@ export XDG_RUNTIME_DIR ?= /tmp
 .PHONY: install run test test-fast lint format bench synth image-check lock clean
 
 $(STAMP): pyproject.toml requirements-dev.lock
-	@test -x $(PY) || python3 -m venv $(VENV)
+	@# A venv without pip is one whose creation failed half-way (no ensurepip): made anew.
+	@test -x $(BIN)/pip || python3 -m venv --clear $(VENV)
 	@$(PY) -m pip install --quiet --disable-pip-version-check "pip==$(PIP_VERSION)" "uv==$(UV_VERSION)"
 	$(BIN)/uv pip install --python $(PY) --quiet --compile-bytecode -r requirements-dev.lock
 	$(BIN)/uv pip install --python $(PY) --quiet --no-deps -e .
