@@ -10,8 +10,11 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import signal
 import sys
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from cli.arguments import UsageError, database_url, echo, non_negative_int, positive_int
@@ -923,12 +926,37 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@contextmanager
+def termination_as_exit() -> Iterator[None]:
+    """Let SIGTERM and SIGHUP (a closed terminal, ``timeout``, a cancelled CI job) end the command
+    as an exception does, so that what it started is stopped on the way out: the embedded
+    PostgreSQL, the Lambda workers, moto. Python's default for them is to die on the spot. Only
+    the main thread may set handlers; the previous ones are put back after."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {signum: signal.signal(signum, _exit_for) for signum in TERMINATING}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+TERMINATING = (signal.SIGTERM, signal.SIGHUP)
+
+
+def _exit_for(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     handler: Handler = args.func
     try:
-        return handler(args)
+        with termination_as_exit():
+            return handler(args)
     except (UsageError, InvalidInput) as exc:
         print(f"leaderboard: error: {exc}", file=sys.stderr)
         return 2
