@@ -103,7 +103,13 @@ def run(options: RunOptions, echo: Echo) -> ExecutionRecord:
             + ("" if options.publish else " private")
         )
         arn = pipeline.start(dict(request), name)
-        record = pipeline.wait(arn, on_event=_printer(echo))
+        try:
+            record = pipeline.wait(arn, on_event=_printer(echo))
+        except KeyboardInterrupt:
+            echo("interrupted: stopping the execution (the invocations under way end first)")
+            stopped = pipeline.abort(arn)
+            echo(f"{stopped.name} stopped; `{stopped.redrive_command}` resumes it where it stopped")
+            raise
         _conclude(pipeline, record, url, echo)
     return record
 

@@ -431,6 +431,12 @@ class LocalPipeline:
             self.store.dump_bucket(self.s3, bucket)
         return record
 
+    def abort(self, execution_arn: str) -> ExecutionRecord:
+        """Stop a running execution, as the console's Stop does (ABORTED), and save it: a redrive
+        resumes it where it stopped."""
+        self.sfn.stop_execution(executionArn=execution_arn)
+        return self.wait(execution_arn)
+
     def redrive(
         self, original: ExecutionRecord, *, on_event: EventSink | None = None
     ) -> ExecutionRecord:

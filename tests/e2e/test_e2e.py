@@ -10,8 +10,12 @@ outage lasts until an attempt sequence's recorded waits carry it past the outage
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
+import signal
+import subprocess
+import sys
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -22,8 +26,10 @@ import pytest
 from cli.main import main
 from cli.report import published_results, slack_preview
 from common.stepfunctions.failures import failure_point
+from common.stepfunctions.history import FAILED_STATUSES
 from local import simulate
 from local.store import ExecutionStore
+from local.template import REPO_ROOT
 from tests.conftest import RecordedSleeps
 from tests.e2e_fixtures import (
     DATABASE_WAIT_CAPS,
@@ -470,3 +476,47 @@ def test_the_command_line_reproduces_a_timed_database_outage(
     assert main([*run, "--inject-fault", "db:down:publish:3"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "e.g. 180s or 3m" in err
+
+
+def test_ctrl_c_stops_a_local_run_and_saves_it_for_a_redrive(
+    e2e_db: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Ctrl-C reaches the terminal's whole process group while the Map runs: the execution is
+    stopped and saved (as the console's Stop would leave it), and a redrive completes it."""
+    shutil.copytree(TEMPLATE_CACHE / "templates", tmp_path / "templates")
+    local = ["--database-url", e2e_db, "--state-dir", str(tmp_path)]
+    command = ["run", *local, "--leaderboards", "all", "--bootstrap", "200"]
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    # As in test_backfill: a handled SIGINT is reset to the default in the child, an ignored one
+    # (CI's background job) would stay ignored.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        child = subprocess.Popen(
+            [sys.executable, "-m", "cli.main", *command],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert child.stdout is not None
+    seen: list[str] = []
+    for line in child.stdout:
+        seen.append(line)
+        if line.strip().startswith("▸ Rank ["):
+            os.killpg(child.pid, signal.SIGINT)
+            break
+    rest, _ = child.communicate(timeout=180)
+    out = "".join(seen) + rest
+    assert child.returncode == 130, out
+    assert "interrupted: stopping the execution" in out
+    (record,) = ExecutionStore(tmp_path).all()
+    assert record.status in FAILED_STATUSES, out
+    assert f"{record.name} stopped; `leaderboard redrive {record.name} --database-url" in out
+
+    assert main(["redrive", *local]) == 0
+    assert f"redriving {record.name}" in capsys.readouterr().out
+    assert ExecutionStore(tmp_path).load(record.name).status == "SUCCEEDED"
