@@ -14,6 +14,7 @@ import re
 import zoneinfo
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 
 from common.contracts import parse_bootstrap, parse_leaderboards
@@ -255,6 +256,51 @@ def _network(ctx: Mapping[str, Any]) -> ExistingNetwork | None:
     return ExistingNetwork(vpc_id, subnets, zones, db_sg)
 
 
+def _schedule_expression(ctx: Mapping[str, Any]) -> str:
+    expression = (
+        _matching(
+            ctx, "scheduleExpression", _SCHEDULE_RE, "a cron(...), rate(...) or at(...) expression"
+        )
+        or DEFAULT_SCHEDULE
+    )
+    zone = _schedule_time_zone(ctx)
+    skipped = skipped_run(expression, zoneinfo.ZoneInfo(zone), datetime.now(UTC).date())
+    if skipped is not None:
+        raise InvalidContext(
+            f"scheduleExpression: {expression} in {zone} names a time that does not exist on"
+            f" {skipped:%Y-%m-%d}, when clocks go forward, and EventBridge Scheduler skips that"
+            " day's run: choose a time outside the hour the clocks skip"
+        )
+    return expression
+
+
+_DAILY_CRON_RE = re.compile(r"cron\((\d+(?:,\d+)*) (\d+(?:,\d+)*) .*\)")
+DST_YEARS = 10
+"""How many years ahead a schedule's times are checked against the zone's clock changes."""
+
+
+def skipped_run(expression: str, zone: zoneinfo.ZoneInfo, today: date) -> date | None:
+    """The first day within DST_YEARS of ``today`` on which a cron schedule's fixed time of day
+    does not exist in ``zone`` (the hour a clock change skips), or None. Scheduler then skips
+    the run rather than moving it (its documentation, "Daylight savings time"): a missed day.
+    Schedules with ranges or steps in their minutes or hours are not checked."""
+    found = _DAILY_CRON_RE.fullmatch(expression.strip())
+    if found is None:
+        return None
+    times = [(int(h), int(m)) for h in found[2].split(",") for m in found[1].split(",")]
+    day, end = today, date(today.year + DST_YEARS, 1, 1)
+    while day < end:
+        for hour, minute in times:
+            if hour > 23 or minute > 59:
+                continue
+            wall = datetime(day.year, day.month, day.day, hour, minute, tzinfo=zone)
+            back = wall.astimezone(UTC).astimezone(zone)
+            if (back.hour, back.minute) != (hour, minute):
+                return day
+        day += timedelta(days=1)
+    return None
+
+
 def _schedule_time_zone(ctx: Mapping[str, Any]) -> str:
     zone = _str(ctx, "scheduleTimeZone", "UTC") or "UTC"
     try:
@@ -354,10 +400,7 @@ def parse_context(ctx: Mapping[str, Any]) -> StackConfig:
         database_port=_int(ctx, "databasePort", 5432, 1, 65535),
         database_secret_arn=_matching(ctx, "databaseSecretArn", _SECRET_ARN_RE, secret_what),
         slack_secret_arn=_matching(ctx, "slackSecretArn", _SECRET_ARN_RE, secret_what),
-        schedule_expression=_matching(
-            ctx, "scheduleExpression", _SCHEDULE_RE, "a cron(...), rate(...) or at(...) expression"
-        )
-        or DEFAULT_SCHEDULE,
+        schedule_expression=_schedule_expression(ctx),
         schedule_time_zone=_schedule_time_zone(ctx),
         schedule_enabled=_bool(ctx, "scheduleEnabled", True),
         leaderboards=leaderboards,

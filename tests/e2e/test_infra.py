@@ -1303,6 +1303,16 @@ def test_context_from_the_command_line_arrives_as_strings() -> None:
         ),
         ({"scheduleExpression": "every day"}, r"^scheduleExpression: "),
         ({"scheduleTimeZone": "Mars/Olympus"}, r"^scheduleTimeZone: 'Mars/Olympus' is not an IANA"),
+        (
+            # The default 02:00 does not exist in Berlin on the day clocks go forward.
+            {"scheduleTimeZone": "Europe/Berlin"},
+            r"^scheduleExpression: cron\(0 2 \* \* \? \*\) in Europe/Berlin names a time that"
+            r" does not exist on \d{4}-03-\d\d, when clocks go forward",
+        ),
+        (
+            {"scheduleTimeZone": "America/New_York", "scheduleExpression": "cron(15 6,2 * * ? *)"},
+            r"^scheduleExpression: .* does not exist on \d{4}-03-\d\d",
+        ),
         ({"bootstrap": "5"}, r"^bootstrap: must be between 10 and 10000"),
         ({"bootstrap": "many"}, r"^bootstrap: expected an integer"),
         ({"bootstrap": "\u00b2"}, r"^bootstrap: expected an integer"),
