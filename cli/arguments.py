@@ -34,17 +34,19 @@ def non_negative_int(text: str) -> int:
     return value
 
 
-def database_url(text: str) -> str:
-    """A PostgreSQL URL or keyword/value connection string, as libpq reads it. libpq's own
-    message quotes the part it could not read, which may be the password: it is not repeated."""
+def checked_database_url(text: str, where: str) -> str:
+    """``text`` when it is a PostgreSQL URL or keyword/value connection string libpq can read,
+    else UsageError naming ``where`` it came from. libpq's own message quotes the part it could
+    not read, which may be the password: it is not repeated."""
     from psycopg import ProgrammingError
     from psycopg.conninfo import conninfo_to_dict
 
     try:
         conninfo_to_dict(text)
     except ProgrammingError:
-        raise argparse.ArgumentTypeError(
-            "not a PostgreSQL URL or connection string (postgresql://user@host:5432/dbname)"
+        raise UsageError(
+            f"{where}: not a PostgreSQL URL or connection string"
+            " (postgresql://user@host:5432/dbname)"
         ) from None
     return text
 
@@ -56,11 +58,9 @@ def database(args: argparse.Namespace) -> Iterator[str]:
     and stopped after it when it was not running already."""
     url = args.database_url or os.environ.get("DATABASE_URL")
     if url:
-        try:
-            checked = database_url(str(url))
-        except argparse.ArgumentTypeError as exc:
-            raise UsageError(f"DATABASE_URL: {exc}") from None
-        yield checked
+        yield checked_database_url(
+            str(url), "--database-url" if args.database_url else "DATABASE_URL"
+        )
         return
     from common.errors import DatabaseUnavailable
     from local import postgres

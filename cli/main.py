@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from cli.arguments import UsageError, database_url, echo, non_negative_int, positive_int
+from cli.arguments import UsageError, checked_database_url, echo, non_negative_int, positive_int
 from common.errors import InvalidInput, NotEnoughData, PipelineError
 
 if TYPE_CHECKING:
@@ -485,7 +485,6 @@ def build_parser() -> argparse.ArgumentParser:
     p_init = db_sub.add_parser("init", help="create the api schema and reference leaderboards")
     p_init.add_argument(
         "--database-url",
-        type=database_url,
         required=True,
         help="postgresql:// URL of an empty database",
     )
@@ -502,7 +501,6 @@ def build_parser() -> argparse.ArgumentParser:
     target = p_sim.add_mutually_exclusive_group()
     target.add_argument(
         "--database-url",
-        type=database_url,
         help="write into this database (schema created if missing)",
     )
     target.add_argument("--output", help="write battles to this Parquet file instead of a database")
@@ -547,7 +545,6 @@ def build_parser() -> argparse.ArgumentParser:
     local = argparse.ArgumentParser(add_help=False)
     local.add_argument(
         "--database-url",
-        type=database_url,
         help="use this PostgreSQL as it is (default: the embedded one, seeded)",
     )
     local.add_argument(
@@ -732,7 +729,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p_backfill.add_argument(
         "--database-url",
-        type=database_url,
         metavar="URL",
         help="locally: run on this PostgreSQL as it is (default: the embedded one); AWS: check "
         "BixArena's database for snapshots that already exist (default: $DATABASE_URL, if set)",
@@ -806,7 +802,6 @@ def build_parser() -> argparse.ArgumentParser:
     database = argparse.ArgumentParser(add_help=False)
     database.add_argument(
         "--database-url",
-        type=database_url,
         metavar="URL",
         help="BixArena's PostgreSQL (default: $DATABASE_URL, else the local runs' database)",
     )
@@ -955,6 +950,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     handler: Handler = args.func
     try:
+        if getattr(args, "database_url", None):
+            checked_database_url(args.database_url, "--database-url")
         with termination_as_exit():
             return handler(args)
     except (UsageError, InvalidInput) as exc:

@@ -136,8 +136,6 @@ def _snapshot_db(args: argparse.Namespace, *, read_only: bool = False) -> Iterat
             db.connect(url, read_only=read_only, autocommit=True) as conn,
         ):
             yield conn
-    except psycopg.ProgrammingError:
-        raise UsageError("--database-url: not a PostgreSQL URL or connection string") from None
     except (SnapshotNotFound, LeaderboardNotFound) as exc:
         raise UsageError(f"{exc} (see `leaderboard snapshots list`)") from None
 
