@@ -152,7 +152,7 @@ def build(
         ),
         np.ones(m, dtype=bool),
     )
-    collinear = _collinear(pairs, starts, lengths, zt)
+    collinear = _collinear(pairs, starts, lengths, zt, sign)
     for row in collinear:
         dropped[varying[row]] = COLLINEAR_REASON
     if collinear:
@@ -195,31 +195,41 @@ def pair_blocks(starts: IntArray, lengths: IntArray, most: int) -> tuple[Block, 
     )
 
 
-def _collinear(pairs: Problem, starts: IntArray, lengths: IntArray, zt: FloatArray) -> list[int]:
-    """Rows of ``zt`` that the model indicators and the earlier kept rows explain.
+def _collinear(
+    pairs: Problem, starts: IntArray, lengths: IntArray, zt: FloatArray, side: FloatArray
+) -> list[int]:
+    """Rows of ``zt`` that the model indicators, the side of the vote and the earlier kept rows
+    explain.
 
     Works on the Gram matrix of the design (the Hessian at p = 1/2 up to a factor): the Schur
     complement of the model block is the features' covariance left after the models, and a
     Cholesky pass in feature order keeps a feature when its own residual variance is a real share
     of its total (N, as it is standardized).
+
+    The side (``side``: +1 where the vote's model_a is its pair's first model, else -1) is tested
+    as a feature, first, but never fitted. Centring is why: a difference only one model's answers
+    have, always the same count, is that model's indicator (exactly collinear) less its mean, a
+    constant on the side the model was shown; left in, its coefficient is set by which side each
+    vote happened to show the model on -- noise -- and it moved that model by thousands of Elo.
     """
     k = len(zt)
     if k == 0:
         return []
+    design = np.vstack([side[None], zt])
     model_block = pairs.laplacian(LN10 * LN10 * lengths[None].astype(np.float64))[0]
-    per_pair = np.add.reduceat(zt, starts, axis=1)
+    per_pair = np.add.reduceat(design, starts, axis=1)
     cross = LN10 * pairs.incidence.signed(per_pair.T)
-    schur = zt @ zt.T - cross.T @ np.linalg.solve(model_block, cross)
+    schur = design @ design.T - cross.T @ np.linalg.solve(model_block, cross)
     kept: list[int] = []
     out: list[int] = []
-    for j in range(k):
+    for j in range(k + 1):
         left = schur[j, j]
         if kept:
             s_kk = schur[np.ix_(kept, kept)]
             s_kj = schur[kept, j]
             left -= s_kj @ np.linalg.solve(s_kk, s_kj)
-        if left > COLLINEAR * zt.shape[1]:
+        if left > COLLINEAR * design.shape[1]:
             kept.append(j)
-        else:
-            out.append(j)
+        elif j > 0:
+            out.append(j - 1)
     return out

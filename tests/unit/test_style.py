@@ -241,6 +241,36 @@ def test_zero_variance_and_collinear_features_are_dropped_and_reported() -> None
     assert_bounded(result)
 
 
+def test_a_difference_only_one_model_makes_is_collinear_however_its_sides_fall() -> None:
+    """Only m0's answers have a header, always one: the headers difference is m0's indicator,
+    less a mean that is not 0 because m0 was model_a 12 times more often than model_b. Kept, its
+    coefficient would rest on which side the votes showed m0 on (noise) and move m0 by ~2800 Elo
+    from its plain score of ~1000 (six equally strong models)."""
+    rng = np.random.default_rng(11)
+    n, m = 3000, 6
+    a = rng.integers(0, m, n)
+    b = (a + rng.integers(1, m, n)) % m
+    outcomes = rng.integers(0, 3, n)
+    votes = Votes(
+        tuple(f"m{i}" for i in range(m)),
+        a.astype(np.int32),
+        b.astype(np.int32),
+        outcomes.astype(np.int8),
+    )
+    assert (a == 0).sum() != (b == 0).sum()
+    lengths = rng.integers(100, 800, (n, 2))
+    fa, fb = np.zeros((n, 4), dtype=np.int64), np.zeros((n, 4), dtype=np.int64)
+    fa[:, 0], fb[:, 0] = lengths[:, 0], lengths[:, 1]
+    fa[:, 1], fb[:, 1] = a == 0, b == 0
+    result = rank_with_style(votes, StyleFeatures(fa, fb), bootstrap=30)
+    headers = coefficient(result, "headers")
+    assert headers.estimate is None and headers.reason is not None
+    assert "collinear" in headers.reason
+    m0 = by_model(result)["m0"]
+    assert m0.bt_score is not None and abs(m0.bt_score - 1000.0) < 30.0
+    assert_bounded(result)
+
+
 # --- invariances and determinism ----------------------------------------------------------------
 def test_same_seed_same_bits_whatever_the_workers() -> None:
     arena = style_arena(12, 8000, seed=9)
