@@ -57,6 +57,24 @@ GATEWAY_RESPONSES: dict[str, tuple[str, str, str]] = {
         "auth_unavailable",
         "BixArena's key set cannot be read right now; try again in a minute",
     ),
+    # The authorizer raising anything but "Unauthorized" (the JWKS unreadable) may surface as
+    # either type: API Gateway's documentation does not say which, so both answer alike.
+    "AUTHORIZER_CONFIGURATION_ERROR": (
+        "503",
+        "auth_unavailable",
+        "BixArena's key set cannot be read right now; try again in a minute",
+    ),
+    "BAD_REQUEST_BODY": (
+        "400",
+        "invalid_request",
+        "the body must be a JSON object with only leaderboards (all, or slugs), bootstrap"
+        " (10-10000) and publish (true or false)",
+    ),
+    "THROTTLED": (
+        "429",
+        "throttled",
+        "too many requests to the admin endpoint right now; try again in a minute",
+    ),
     "WAF_FILTERED": (
         "403",
         "forbidden",
@@ -163,12 +181,19 @@ def build_admin_api(
         "BixArena's tokens are RS256 JWTs of its own auth service, not a Cognito user pool: a "
         "Lambda authorizer verifies them against the service's JWKS.",
     )
+    named: set[str] = set()
     for response_type, (status, code, message) in GATEWAY_RESPONSES.items():
         headers = {"Content-Type": "'application/json'", "Cache-Control": "'no-store'"}
         if response_type == "UNAUTHORIZED":
             headers["WWW-Authenticate"] = """'Bearer realm="bixarena-leaderboard"'"""
+        # Ids of deployed responses stay as they were: a replaced gateway response is deleted
+        # after its successor is created, which would reset its type to API Gateway's default.
+        construct_id = f"{code.title().replace('_', '')}Response{status}"
+        if construct_id in named:
+            construct_id = f"{response_type.title().replace('_', '')}Response"
+        named.add(construct_id)
         api.add_gateway_response(
-            f"{code.title().replace('_', '')}Response{status}",
+            construct_id,
             type=apigw.ResponseType.of(response_type),
             status_code=status,
             response_headers=headers,

@@ -1034,6 +1034,9 @@ def test_api_gateways_refusals_answer_in_the_functions_json_shape(sandbox: Synth
         "UNAUTHORIZED": ("401", "invalid_token"),
         "ACCESS_DENIED": ("403", "not_admin"),
         "AUTHORIZER_FAILURE": ("503", "auth_unavailable"),
+        "AUTHORIZER_CONFIGURATION_ERROR": ("503", "auth_unavailable"),
+        "BAD_REQUEST_BODY": ("400", "invalid_request"),
+        "THROTTLED": ("429", "throttled"),
         "WAF_FILTERED": ("403", "forbidden"),
     }
     assert set(responses) == set(expected)
