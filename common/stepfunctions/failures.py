@@ -267,7 +267,12 @@ def failure_point(events: Iterable[dict[str, Any]]) -> FailurePoint:
     ItemsPath is missing), names the last state entered and never exited.
     """
     history = _History(events)
-    end = next((e for e in reversed(history.events) if e["type"] in _FAILED_ENDS), None)
+    # A redriven execution's history holds its earlier attempt too: what failed then was
+    # redriven past, so only the events since the last redrive can name this failure.
+    redriven = [int(e["id"]) for e in history.events if e["type"] == "ExecutionRedriven"]
+    since = max(redriven, default=0)
+    recent = [e for e in history.events if int(e["id"]) > since]
+    end = next((e for e in reversed(recent) if e["type"] in _FAILED_ENDS), None)
     end_details = details(end) if end else {}
     end_error, end_cause = end_details.get("error"), end_details.get("cause")
 
@@ -280,22 +285,20 @@ def failure_point(events: Iterable[dict[str, Any]]) -> FailurePoint:
     if end is None or end["type"] == "ExecutionFailed":
         candidates = [
             e
-            for e in history.events
+            for e in recent
             if (e["type"] in _STATE_FAILURES or e["type"] == "FailStateEntered")
             and (end_error is None or error_of(e)[0] == end_error)
         ]
         # The other iterations of a failed Map may still be failing with the same error (retrying
         # a database that is down) when one fails the Map: name the one that did.
-        failed = {
-            details(e).get("index") for e in history.events if e["type"] == "MapIterationFailed"
-        }
+        failed = {details(e).get("index") for e in recent if e["type"] == "MapIterationFailed"}
         candidates = [e for e in candidates if history.iteration_index(e) in failed] or candidates
         if candidates:
             error, cause = error_of(candidates[-1])
             return _point(history, history.entered_before(candidates[-1]), error, cause)
     open_states = [
         e
-        for e in history.events
+        for e in recent
         if e["type"].endswith("StateEntered") and int(e["id"]) not in history.closed
     ]
     return _point(history, open_states[-1] if open_states else None, end_error, end_cause)

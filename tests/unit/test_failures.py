@@ -327,3 +327,31 @@ def test_the_failing_iteration_is_named_when_its_siblings_are_still_failing_the_
     h.add("ExecutionFailed", error="DatabaseUnavailable", cause="genetics down")
     point = failures.failure_point(h.events)
     assert (point.state, point.iteration, point.cause) == ("Publish", 1, "genetics down")
+
+
+def test_after_a_redrive_the_failure_is_the_one_since_the_redrive() -> None:
+    """genetics' Publish failed with ConfigurationError (the secret was wrong); the operator fixed
+    it and redrove; the Map then completed and Notify failed with a ConfigurationError of its own.
+    The alert names Notify and its cause, not the Publish the redrive went past."""
+    h = History()
+    fetched = _fetch(h, {"leaderboards": "all", "correlation_id": "corr-7", "trigger": "manual"})
+    first, second = _map_with_two_iterations(h, fetched)
+    overall = h.task("Publish", _rank_input("overall"), first)
+    h.succeed("Publish", overall, {"slug": "overall"})
+    genetics = h.task("Publish", _rank_input("genetics"), second)
+    final = h.add("TaskFailed", genetics, error="ConfigurationError", cause="db secret bad")
+    h.add("MapIterationFailed", final, name="RankAndPublish", index=1)
+    h.add("MapStateFailed")
+    h.add("ExecutionFailed", error="ConfigurationError", cause="db secret bad")
+    redriven = h.add("ExecutionRedriven", redriveCount=1)
+    again = h.add("MapIterationStarted", redriven, name="RankAndPublish", index=1)
+    genetics = h.task("Publish", _rank_input("genetics"), again)
+    published = h.succeed("Publish", genetics, {"slug": "genetics"})
+    h.add("MapIterationSucceeded", published, name="RankAndPublish", index=1)
+    exited = h.add("MapStateExited", name="RankAndPublish", output="{}")
+    notify = h.task("Notify", {"run": {"run_id": "r"}}, exited)
+    h.add("TaskFailed", notify, error="ConfigurationError", cause="slack secret bad")
+    h.add("ExecutionFailed", error="ConfigurationError", cause="slack secret bad")
+    point = failures.failure_point(h.events)
+    assert (point.state, point.map_state, point.iteration) == ("Notify", None, None)
+    assert point.cause == "slack secret bad"
