@@ -427,7 +427,7 @@ def parse_publish_result(raw: Any, where: str = "result") -> PublishResult:
         f" {visibility} with superseded {str(superseded).lower()}",
     )
     parsed = PublishResult(
-        slug=_string(result, "slug", where, 100),
+        slug=_matching(result, "slug", where, SLUG_RE, "a leaderboard slug (a-z, 0-9, -)"),
         snapshot_id=_string(result, "snapshot_id", where, 100),
         snapshot_identifier=identifier,
         visibility="public" if visibility == "public" else "private",

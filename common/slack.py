@@ -1,8 +1,8 @@
 """The pipeline's messages (Slack Block Kit and plain text) and their delivery to a Slack webhook.
 
 ``success_message`` and ``failure_message`` are pure: event or report in, ``{text, blocks}`` out,
-within Slack's limits (at most 50 blocks, section text at most 3000 characters, header at most 150;
-long lists end with "and N more"). ``success_plain`` and ``failure_plain`` render the same content
+within Slack's limits (at most 50 blocks, section text at most 3000 characters, header at most 150,
+about 12,000 characters in all; long lists end with "and N more"). ``success_plain`` and ``failure_plain`` render the same content
 as a plain-text subject and body for SNS (subject ASCII and under 100 characters, as SNS requires).
 
 ``post`` sends a message with slack-sdk's ``WebhookClient`` and names what went wrong: 429, 5xx,
@@ -40,6 +40,13 @@ MAX_FIELDS = 10
 MAX_CONTEXT_ELEMENTS = 10
 MAX_SUBJECT = 99
 """SNS: "less than 100 characters"."""
+SLACK_MESSAGE_TEXT = 12_000
+"""Slack refuses a message whose blocks hold more text than about this, however each block keeps
+its own limit (``msg_blocks_too_long``; undocumented: slackapi/bolt-js#2509 measured ~13,200
+with markdown blocks, #2867 saw 11,341 refused once block containers were added)."""
+MAX_MESSAGE_TEXT = 10_000
+"""What a message is made to fit, below SLACK_MESSAGE_TEXT: fewer leaderboards are detailed
+until it does."""
 FALLBACK_TEXT_LIMIT = 3000
 DEFAULT_TIMEOUT_S = 10
 TOP_MODELS = 5
@@ -274,7 +281,7 @@ def _leaderboard_section(result: PublishResult, style: _Style, top_n: int) -> st
 def _standing_line(result: PublishResult, placed: standing.Placement, style: _Style) -> str:
     """A history or private snapshot in plain words; a private one with the command that
     publishes it."""
-    words = standing.describe(placed, style.code)  # slugs need no escaping: a-z, 0-9, -
+    words = standing.describe(placed, style.code)  # slugs are a-z, 0-9, - (parse_publish_result)
     text = words[:1].upper() + words[1:]
     if placed.standing == "history":
         return f"{text}; BixArena did not change."
@@ -483,10 +490,26 @@ def success_message(
     )
     fixed = len(everything) - len(event["results"])
     detailed = max(2, min(max_leaderboards, MAX_BLOCKS - fixed))
-    parts = _success_parts(
-        event, now, MRKDWN, environment=environment, top_n=top_n, max_leaderboards=detailed
-    )
-    return SlackMessage(text=_success_text(event, now, environment), blocks=_blocks(parts))
+    while True:
+        blocks = _blocks(
+            _success_parts(
+                event, now, MRKDWN, environment=environment, top_n=top_n, max_leaderboards=detailed
+            )
+        )
+        if detailed == 1 or blocks_text(blocks) <= MAX_MESSAGE_TEXT:
+            break
+        detailed -= 1
+    return SlackMessage(text=_success_text(event, now, environment), blocks=blocks)
+
+
+def blocks_text(blocks: Sequence[dict[str, Any]]) -> int:
+    """Characters of text in Block Kit blocks: their text, fields and context elements."""
+    total = 0
+    for block in blocks:
+        total += len(block.get("text", {}).get("text", ""))
+        total += sum(len(item["text"]) for item in block.get("fields", ()))
+        total += sum(len(item.get("text", "")) for item in block.get("elements", ()))
+    return total
 
 
 def success_plain(

@@ -24,6 +24,8 @@ from common.slack import (
     MAX_FIELDS,
     MAX_HEADER_TEXT,
     MAX_SECTION_TEXT,
+    SLACK_MESSAGE_TEXT,
+    blocks_text,
 )
 
 # What Slack puts in the body of each refusal.
@@ -39,7 +41,8 @@ BODIES = {
 
 
 def block_problems(payload: Any) -> list[str]:
-    """Where a webhook payload breaks Slack's documented Block Kit limits (empty when it fits)."""
+    """Where a webhook payload breaks Slack's Block Kit limits (empty when it fits): the documented
+    ones per block, and the undocumented one on all the blocks' text together."""
     if not isinstance(payload, dict) or not isinstance(payload.get("text"), str):
         return ["payload: expected an object with a text fallback"]
     blocks = payload.get("blocks", [])
@@ -60,6 +63,8 @@ def block_problems(payload: Any) -> list[str]:
                 problems.append(f"blocks[{i}]: section without text or fields")
         if kind == "context" and not 0 < len(block.get("elements", [])) <= MAX_CONTEXT_ELEMENTS:
             problems.append(f"blocks[{i}]: context needs 1..{MAX_CONTEXT_ELEMENTS} elements")
+    if (text := blocks_text(blocks)) > SLACK_MESSAGE_TEXT:
+        problems.append(f"blocks hold {text} characters of text > {SLACK_MESSAGE_TEXT}")
     return problems
 
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from common import slack
-from common.contracts import PublishResult, parse_notify_event
+from common.contracts import REFERENCE_LEADERBOARDS, PublishResult, parse_notify_event
 from common.errors import ConfigurationError, InvalidInput, SlackRejected, SlackUnavailable
 from common.stepfunctions.failures import FailureReport
 from local.slack_server import SlackServer, block_problems
@@ -294,12 +294,15 @@ def test_many_leaderboards_are_truncated_within_slack_limits() -> None:
     message = slack.success_message(event, now=NOW)
     assert block_problems(message) == []
     assert len(message["blocks"]) <= 50
+    assert slack.blocks_text(message["blocks"]) <= slack.MAX_MESSAGE_TEXT
     sections = [b["text"]["text"] for b in message["blocks"] if "text" in b]
     detailed = [s for s in sections if s.startswith("*board-")]
-    assert len(detailed) == slack.DETAILED_LEADERBOARDS - 1
+    # Each of these sections holds ~1,000 characters: the message's text, not its block count,
+    # decides how many are detailed.
+    assert 1 <= len(detailed) < slack.DETAILED_LEADERBOARDS - 1
     more = next(s for s in sections if s.startswith("… and "))
     assert more.startswith(
-        f"… and {100 - len(detailed)} more leaderboards: board-019 (1,234 votes)"
+        f"… and {100 - len(detailed)} more leaderboards: board-{len(detailed):03d} (1,234 votes)"
     )
     assert all(s.count("\n") <= 1 + slack.TOP_MODELS + 2 for s in detailed)
     assert "New: " in detailed[0] and "and 30 more" in detailed[0]
@@ -309,9 +312,45 @@ def test_many_leaderboards_are_truncated_within_slack_limits() -> None:
 
 
 def test_block_budget_holds_whatever_the_detail_asked_for() -> None:
-    message = slack.success_message(notify_event(_many(100, top=1)), now=NOW, max_leaderboards=500)
+    short = [result(f"board-{i:03d}", [entry("m", 1, 1000.0, 2)]) for i in range(100)]
+    message = slack.success_message(notify_event(short), now=NOW, max_leaderboards=500)
     assert block_problems(message) == []
     assert len(message["blocks"]) == 50
+
+
+def test_all_of_bixarenas_leaderboards_fit_slacks_limit_on_a_message_s_text() -> None:
+    """Every reference leaderboard with its top models, moves, new and dropped models and style
+    control: each block keeps its own limit, but together they held 13,185 characters, which
+    Slack refuses (msg_blocks_too_long)."""
+    names = ["claude-3-5-sonnet-20241022", "gpt-4o-2024-08-06", "gemini-1.5-pro-002"]
+    results = []
+    for slug in REFERENCE_LEADERBOARDS:
+        board = result(
+            slug,
+            [entry(f"{names[j % 3]}-{j}", j + 1, 1100.0 - 10 * j, j + 2) for j in range(10)],
+            new=names[:2],
+            dropped=["gpt-3.5-turbo"],
+            votes=12345,
+        )
+        board["style"] = {
+            "entries_uri": "s3://bucket-a/k/entries.parquet", "reason": None, "ranked_count": 10,
+            "votes_used": 12000, "votes_left_out": 0, "votes_without_style": 345,
+            "effects": [{"feature": "length", "elo": 35.2, "elo_q025": 30.1, "elo_q975": 40.3}],
+            "shifts": [
+                {"model": names[k], "plain_rank": k + 1, "style_rank": k + 2} for k in range(3)
+            ],
+        }  # fmt: skip
+        board["style_board"] = {
+            "slug": f"{slug}-style", "snapshot_id": "x", "created": True, "skipped": None,
+        }  # fmt: skip
+        results.append(board)
+    message = slack.success_message(notify_event(results), now=NOW, environment="prod")
+    assert block_problems(message) == []
+    assert slack.blocks_text(message["blocks"]) <= slack.MAX_MESSAGE_TEXT
+    sections = [b["text"]["text"] for b in message["blocks"] if "text" in b]
+    detailed = [s for s in sections if s.startswith("*") and "votes" in s.split("\n")[0]]
+    more = next(s for s in sections if s.startswith("… and "))
+    assert more.startswith(f"… and {len(REFERENCE_LEADERBOARDS) - len(detailed)} more")
 
 
 def test_plain_text_for_sns_lists_every_leaderboard() -> None:
@@ -376,6 +415,10 @@ def test_invalid_notify_event_names_the_field() -> None:
         parse_notify_event({**raw, "left_out": [{**left_out, "slug": "Overall", "count": 1}]})
     with pytest.raises(InvalidInput, match=r"^skipped\[0\]: unknown field\(s\) stage"):
         parse_notify_event({**raw, "skipped": [{"slug": "a", "reason": "b", "stage": "rank"}]})
+    # A result's slug reaches mrkdwn unescaped (a-z, 0-9, -): anything else is refused.
+    shouting = dict(raw["results"][0], slug="<!channel>")
+    with pytest.raises(InvalidInput, match=r"^results\[0\]\.slug: expected a leaderboard slug"):
+        parse_notify_event({**raw, "results": [shouting]})
 
 
 # --- failure message -------------------------------------------------------------------------------
