@@ -2,7 +2,10 @@
 
 A model's shift is its plain rank minus its style-controlled rank: positive when it rises under
 style control (its style held it back), negative when it drops (its long, markdown-heavy answers
-helped it). A shift exists only for a model ranked in both. Pure: rankings in, rows and text out.
+helped it). A shift exists only for a model ranked in both, and counts only the models ranked in
+both: the style-controlled fit may leave a model out (its votes lack style counts, or too few of
+them have any), and everyone below it would otherwise seem to rise a place. Pure: rankings in,
+rows and text out.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ class RankShift:
     model: str
     plain: ModelRanking | None
     style: ModelRanking | None
+    places: tuple[int, int] | None = None
+    """Plain and style-controlled place among the models ranked in both (None: not in both)."""
 
     @property
     def plain_rank(self) -> int | None:
@@ -34,17 +39,34 @@ class RankShift:
 
     @property
     def shift(self) -> int | None:
-        """Plain rank minus style-controlled rank; None unless ranked in both."""
-        if self.plain_rank is None or self.style_rank is None:
+        """Plain place minus style-controlled place among the models ranked in both; None
+        unless ranked in both. Equal to plain rank minus style rank when both rank the same
+        models."""
+        if self.places is None:
             return None
-        return self.plain_rank - self.style_rank
+        return self.places[0] - self.places[1]
 
 
 def rank_shifts(plain: Ranking, style: Ranking) -> tuple[RankShift, ...]:
     """Every model of either ranking, by style-controlled rank, then plain rank, then name."""
     by_plain = {e.model: e for e in plain.entries}
     by_style = {e.model: e for e in style.entries}
-    rows = [RankShift(m, by_plain.get(m), by_style.get(m)) for m in by_plain | by_style]
+    ranks = {
+        m: (p, q)
+        for m, entry in by_plain.items()
+        if (p := entry.rank) is not None and m in by_style and (q := by_style[m].rank) is not None
+    }
+    plain_place = {m: i for i, m in enumerate(sorted(ranks, key=lambda m: ranks[m][0]), 1)}
+    style_place = {m: i for i, m in enumerate(sorted(ranks, key=lambda m: ranks[m][1]), 1)}
+    rows = [
+        RankShift(
+            m,
+            by_plain.get(m),
+            by_style.get(m),
+            (plain_place[m], style_place[m]) if m in plain_place else None,
+        )
+        for m in by_plain | by_style
+    ]
     far = 1 << 62
     rows.sort(key=lambda r: (r.style_rank or far, r.plain_rank or far, r.model))
     return tuple(rows)

@@ -64,3 +64,20 @@ def test_shift_text_and_the_table() -> None:
         "1095.00]", "100", "100",
     ]  # fmt: skip
     assert lines[-1].split()[:4] == ["-", "-", "-", "f"]
+
+
+def test_a_model_the_style_fit_leaves_out_moves_nobody() -> None:
+    """The plain leader's votes have no style counts, so the style-controlled fit ranks the
+    others only, in the same order: ranks 2, 3, 4 become 1, 2, 3 without any model passing
+    another. That is no shift."""
+    plain = ranking(("top", 1), ("m1", 2), ("m2", 3), ("m3", 4))
+    style = ranking(("m1", 1), ("m2", 2), ("m3", 3))
+    rows = {r.model: r for r in rank_shifts(plain, style)}
+    assert [rows[m].shift for m in ("m1", "m2", "m3")] == [0, 0, 0]
+    assert (rows["m1"].plain_rank, rows["m1"].style_rank) == (2, 1)
+    assert rows["top"].shift is None
+    assert biggest_shifts(rank_shifts(plain, style), 3) == []
+    # A real pass among the models in both is still one.
+    passed = ranking(("m2", 1), ("m1", 2), ("m3", 3))
+    moved = biggest_shifts(rank_shifts(plain, passed), 3)
+    assert [(s.model, s.shift) for s in moved] == [("m2", 1), ("m1", -1)]
