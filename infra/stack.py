@@ -269,13 +269,12 @@ class LeaderboardStack(Stack):
             role.add_to_role_policy(
                 iam.PolicyStatement(actions=["s3:GetObject"], resources=[objects])
             )
-            # Without ListBucket a missing key reads as AccessDenied, not NoSuchKey.
+            # Without ListBucket a missing key reads as AccessDenied, not NoSuchKey (an expired
+            # run's artifacts, met by a late redrive, would pass for an IAM fault). Unconditioned:
+            # the check S3 makes for that answer is no listing and carries no s3:prefix, which a
+            # prefix condition needs; the stages list nothing, and the bucket holds only runs/.
             role.add_to_role_policy(
-                iam.PolicyStatement(
-                    actions=["s3:ListBucket"],
-                    resources=[bucket_arn],
-                    conditions={"StringLike": {"s3:prefix": [f"{ARTIFACTS_PREFIX}*"]}},
-                )
+                iam.PolicyStatement(actions=["s3:ListBucket"], resources=[bucket_arn])
             )
         for stage in ("fetch", "rank"):
             functions[stage].add_to_role_policy(

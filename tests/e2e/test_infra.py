@@ -900,7 +900,8 @@ def test_each_function_may_do_exactly_what_its_stage_does(sandbox: Synthesis) ->
         (listing,) = [
             s for s in _function_statements(sandbox, stage) if s["Action"] == "s3:ListBucket"
         ]
-        assert listing["Condition"] == {"StringLike": {"s3:prefix": ["runs/*"]}}
+        # GetObject's 404 rests on ListBucket, and its check carries no s3:prefix to match.
+        assert "Condition" not in listing
 
 
 def test_operator_policy_grants_exactly_run_watch_and_redrive(sandbox: Synthesis) -> None:
