@@ -14,6 +14,9 @@ import itertools
 import json
 import os
 import re
+import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -174,6 +177,30 @@ def run_request(
 
 def execute(running: LocalPipeline, name: str, run_at: str = RUN_AT) -> ExecutionRecord:
     return running.wait(running.start(run_request(run_at), name))
+
+
+def cli_process(argv: list[str], *, own_session: bool = False) -> subprocess.Popen[str]:
+    """``leaderboard ARGV`` in a child process (stdout and stderr piped, no DATABASE_URL), which
+    meets Ctrl-C as a terminal's would; ``own_session``: in a process group of its own, for a
+    test that signals the whole group as a terminal does.
+
+    A shell's background job (CI launched with `&`) ignores SIGINT, and an ignored signal stays
+    ignored across exec: the child would never raise KeyboardInterrupt. A handled one is reset to
+    the default, as a terminal's Ctrl-C meets it (not preexec_fn: unsafe with threads)."""
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        return subprocess.Popen(
+            [sys.executable, "-m", "cli.main", *argv],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=own_session,
+        )
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def deployed_settings(stack: dict[str, Any]) -> Settings:

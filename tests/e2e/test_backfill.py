@@ -11,12 +11,9 @@ afterwards.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -31,12 +28,12 @@ from cli.main import main
 from local.faults import FaultPlan
 from local.pipeline import LocalPipeline
 from local.store import ExecutionStore
-from local.template import REPO_ROOT
 from tests.e2e_fixtures import (
     BOOTSTRAP,
     RANKED,
     SPARSE,
     TEMPLATE_CACHE,
+    cli_process,
     deployed_settings,
     e2e_arena,
     e2e_db,
@@ -152,22 +149,7 @@ def test_an_interrupted_local_backfill_resumes_where_it_stopped(
         "--leaderboards", "overall,genetics", "--bootstrap", str(BOOTSTRAP),
         "--database-url", e2e_db, "--state-dir", str(state_dir),
     )  # fmt: skip
-    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
-    # A shell's background job (CI launched with `&`) ignores SIGINT, and an ignored signal stays
-    # ignored across exec: the child would never raise KeyboardInterrupt. A handled one is reset
-    # to the default, as a terminal's Ctrl-C meets it (not preexec_fn: unsafe with threads).
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
-        child = subprocess.Popen(
-            [sys.executable, "-m", "cli.main", *command],
-            cwd=REPO_ROOT,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-    finally:
-        signal.signal(signal.SIGINT, previous)
+    child = cli_process(command)
     assert child.stdout is not None
     seen: list[str] = []
     for line in child.stdout:

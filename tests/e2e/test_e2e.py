@@ -14,8 +14,6 @@ import os
 import re
 import shutil
 import signal
-import subprocess
-import sys
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -29,7 +27,6 @@ from common.stepfunctions.failures import failure_point
 from common.stepfunctions.history import FAILED_STATUSES
 from local import simulate
 from local.store import ExecutionStore
-from local.template import REPO_ROOT
 from tests.conftest import RecordedSleeps
 from tests.e2e_fixtures import (
     DATABASE_WAIT_CAPS,
@@ -40,6 +37,7 @@ from tests.e2e_fixtures import (
     TEMPLATE_CACHE,
     TRANSIENT_WAIT_CAPS,
     SnapshotView,
+    cli_process,
     deployed_settings,
     e2e_arena,
     e2e_db,
@@ -486,22 +484,7 @@ def test_ctrl_c_stops_a_local_run_and_saves_it_for_a_redrive(
     shutil.copytree(TEMPLATE_CACHE / "templates", tmp_path / "templates")
     local = ["--database-url", e2e_db, "--state-dir", str(tmp_path)]
     command = ["run", *local, "--leaderboards", "all", "--bootstrap", "200"]
-    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
-    # As in test_backfill: a handled SIGINT is reset to the default in the child, an ignored one
-    # (CI's background job) would stay ignored.
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
-        child = subprocess.Popen(
-            [sys.executable, "-m", "cli.main", *command],
-            cwd=REPO_ROOT,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            start_new_session=True,
-        )
-    finally:
-        signal.signal(signal.SIGINT, previous)
+    child = cli_process(command, own_session=True)
     assert child.stdout is not None
     seen: list[str] = []
     for line in child.stdout:
@@ -509,9 +492,9 @@ def test_ctrl_c_stops_a_local_run_and_saves_it_for_a_redrive(
         if line.strip().startswith("▸ Rank ["):
             os.killpg(child.pid, signal.SIGINT)
             break
-    rest, _ = child.communicate(timeout=180)
+    rest, err = child.communicate(timeout=180)
     out = "".join(seen) + rest
-    assert child.returncode == 130, out
+    assert child.returncode == 130, out + err
     assert "interrupted: stopping the execution" in out
     (record,) = ExecutionStore(tmp_path).all()
     assert record.status in FAILED_STATUSES, out

@@ -25,13 +25,19 @@ def _socket_path(url: str) -> str:
     return f"{host}/.s.PGSQL.{port}" if host.startswith("/") else f"{host}:{port}"
 
 
-def test_proxy_forwards_and_goes_down_and_up(database_url: str) -> None:
+def _started_proxy(database_url: str) -> tuple[DatabaseProxy, str]:
+    """A running proxy to the test database, and the connection string that goes through it."""
     proxy = DatabaseProxy(_socket_path(database_url))
     port = proxy.start()
     info = psycopg.conninfo.conninfo_to_dict(database_url)
     via_proxy = psycopg.conninfo.make_conninfo(
         host="127.0.0.1", port=port, dbname=info["dbname"], user=info.get("user") or "postgres"
     )
+    return proxy, via_proxy
+
+
+def test_proxy_forwards_and_goes_down_and_up(database_url: str) -> None:
+    proxy, via_proxy = _started_proxy(database_url)
     try:
         with (
             pytest.raises(DatabaseUnavailable, match="connection lost"),
@@ -52,12 +58,7 @@ def test_proxy_forwards_and_goes_down_and_up(database_url: str) -> None:
 def test_proxy_outlives_ctrl_c(database_url: str) -> None:
     """Ctrl-C reaches every process of the terminal's group; the runner lets the execution under
     way end, and that execution still needs the database."""
-    proxy = DatabaseProxy(_socket_path(database_url))
-    port = proxy.start()
-    info = psycopg.conninfo.conninfo_to_dict(database_url)
-    via_proxy = psycopg.conninfo.make_conninfo(
-        host="127.0.0.1", port=port, dbname=info["dbname"], user=info.get("user") or "postgres"
-    )
+    proxy, via_proxy = _started_proxy(database_url)
     try:
         assert proxy._process is not None and proxy._process.pid is not None
         os.kill(proxy._process.pid, signal.SIGINT)
