@@ -601,7 +601,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=(
             "examples:\n"
             "  leaderboard redrive arn:aws:states:us-east-1:123456789012:execution:"
-            "bixarena-leaderboard-prod:manual-20260101T120000Z-1a2b3c4d\n"
+            "bixarena-leaderboard-prod:manual-20260101T1200Z-3f2a9c0e1b7d\n"
             "  leaderboard redrive                  (the last failed local execution)"
         ),
     )
@@ -770,8 +770,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=(
             "examples:\n"
             "  leaderboard status arn:aws:states:us-east-1:123456789012:execution:"
-            "bixarena-leaderboard-prod:manual-20260101T120000Z-1a2b3c4d\n"
-            "  leaderboard status manual-20260101T120000Z-1a2b3c4d --state-machine-arn ARN\n"
+            "bixarena-leaderboard-prod:manual-20260101T1200Z-3f2a9c0e1b7d\n"
+            "  leaderboard status manual-20260101T1200Z-3f2a9c0e1b7d --state-machine-arn ARN\n"
             "  leaderboard status --state-machine-arn ARN     (the 10 latest executions)\n"
             "  leaderboard status                             (the latest local execution)"
         ),

@@ -29,7 +29,6 @@ class Settings:
     slack_webhook_url: str | None
     slack_secret_arn: str | None
     sns_topic_arn: str | None
-    state_machine_arn: str | None
     filters_json: str | None
     style_control_json: str | None
     """STYLE_CONTROL_LEADERBOARDS: base slug -> style-controlled slug (``common.style_boards``)."""
@@ -69,7 +68,6 @@ class Settings:
             slack_webhook_url=env.get("SLACK_WEBHOOK_URL") or None,
             slack_secret_arn=env.get("SLACK_SECRET_ARN") or None,
             sns_topic_arn=env.get("SNS_TOPIC_ARN") or None,
-            state_machine_arn=env.get("STATE_MACHINE_ARN") or None,
             filters_json=env.get("LEADERBOARD_FILTERS") or None,
             style_control_json=env.get("STYLE_CONTROL_LEADERBOARDS") or None,
             min_battles=integer("MIN_BATTLES", 30),

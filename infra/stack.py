@@ -93,18 +93,13 @@ class LeaderboardStack(Stack):
             **_optional_env(config),
         }
         environments = {
-            "fetch": {
-                **data_env,
-                "DATABASE_SECRET_ARN": database_secret_arn,
-                "STATE_MACHINE_ARN": self.state_machine_arn,
-            },
+            "fetch": {**data_env, "DATABASE_SECRET_ARN": database_secret_arn},
             "rank": data_env,
             "publish": {**data_env, "DATABASE_SECRET_ARN": database_secret_arn},
             "notify": {
                 **common_env,
                 "SLACK_SECRET_ARN": slack_secret_arn,
                 "SNS_TOPIC_ARN": alerts.topic.topic_arn,
-                "STATE_MACHINE_ARN": self.state_machine_arn,
             },
         }
         placements = _placements(network)

@@ -694,14 +694,10 @@ def test_function_environments_follow_the_state_machine_doc(sandbox: Synthesis) 
     }
     common_keys = {"ENVIRONMENT_NAME", "POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE"}
     data_keys = common_keys | {"ARTIFACTS_BUCKET", "ARTIFACTS_PREFIX"}
-    assert set(env["fetch"]) == data_keys | {"DATABASE_SECRET_ARN", "STATE_MACHINE_ARN"}
+    assert set(env["fetch"]) == data_keys | {"DATABASE_SECRET_ARN"}
     assert set(env["rank"]) == data_keys
     assert set(env["publish"]) == data_keys | {"DATABASE_SECRET_ARN"}
-    assert set(env["notify"]) == common_keys | {
-        "SLACK_SECRET_ARN",
-        "SNS_TOPIC_ARN",
-        "STATE_MACHINE_ARN",
-    }
+    assert set(env["notify"]) == common_keys | {"SLACK_SECRET_ARN", "SNS_TOPIC_ARN"}
     token_keys = {"JWT_ISSUER", "JWT_AUDIENCE", "ADMIN_CLAIM", "ADMIN_ROLE"}
     assert set(env["admin"]) == common_keys | token_keys | {"STATE_MACHINE_ARN"}
     assert set(env["authorizer"]) == common_keys | token_keys
@@ -717,7 +713,7 @@ def test_function_environments_follow_the_state_machine_doc(sandbox: Synthesis) 
         "roles",
         "admin",
     )
-    resolved_arn = _resolve(sandbox, env["fetch"]["STATE_MACHINE_ARN"])
+    resolved_arn = _resolve(sandbox, env["admin"]["STATE_MACHINE_ARN"])
     assert (
         resolved_arn
         == "arn:aws:states:us-east-1:123456789012:stateMachine:bixarena-leaderboard-sandbox"
