@@ -187,10 +187,46 @@ def read_inputs(event: RankEvent) -> RankInputs:
             votes = read_votes(source, **columns)
     except InvalidInput as exc:
         raise ArtifactCorrupt(f"{votes_uri}: {exc}") from None
+    problem = votes_problem(votes)
+    if problem is not None:
+        raise ArtifactCorrupt(f"{votes_uri}: {problem}")
     models = storage.get_parquet(models_uri)
-    if not {"id", "slug", "name"} <= set(models.column_names):
-        raise ArtifactCorrupt(f"{models_uri}: expected columns id, slug, name")
+    problem = models_problem(models)
+    if problem is not None:
+        raise ArtifactCorrupt(f"{models_uri}: {problem}")
     return RankInputs(votes=votes, style=style, models=models)
+
+
+def votes_problem(votes: Votes) -> str | None:
+    """What fetch never writes into a votes file (it skips a sparse leaderboard and leaves a
+    self-battle out), or None: the ranking would fail on it under another name."""
+    if votes.n_votes == 0:
+        return "no votes (fetch writes none for a leaderboard it skips)"
+    if bool((votes.model_a == votes.model_b).any()):
+        return "a vote of a model against itself (fetch leaves those out)"
+    return None
+
+
+def models_problem(models: pa.Table) -> str | None:
+    """What a models file fetch writes always is -- id, slug and name as non-null strings, one
+    row per id -- or what is wrong with it: a duplicate id would name the entries after whichever
+    row came last, a null slug fail publish on the entries instead of here."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    names = ("id", "slug", "name")
+    if not set(names) <= set(models.column_names):
+        return "expected columns id, slug, name"
+    for name in names:
+        column = models.column(name)
+        if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
+            return f"column {name} is {column.type}, expected strings"
+        if column.null_count:
+            return f"column {name} has {column.null_count} null(s)"
+    ids = models.column("id")
+    if len(pc.unique(ids)) != len(ids):
+        return "a model id appears more than once"
+    return None
 
 
 def rank_leaderboard(

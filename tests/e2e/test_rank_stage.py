@@ -3,10 +3,13 @@ bad events and missing or corrupt objects are permanent errors, S3 throttling is
 
 from __future__ import annotations
 
+import io
 import json
+import re
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from botocore.stub import Stubber
 
@@ -161,6 +164,53 @@ def test_corrupt_objects_are_permanent_errors(
     event = _event(fetched)
     put_object(stage_aws, event["leaderboard"][target], content)
     with pytest.raises(ArtifactCorrupt):
+        rank(event, lambda_context)
+    assert not any(k.endswith("entries.json") for k in object_keys(stage_aws))
+
+
+def _one_null_slug(table: pa.Table) -> pa.Table:
+    slugs = [None, *table.column("slug").to_pylist()[1:]]
+    at = table.schema.get_field_index("slug")
+    return table.set_column(at, "slug", pa.array(slugs, type=pa.string()))
+
+
+@pytest.mark.parametrize(
+    ("target", "change", "problem"),
+    [
+        ("votes_uri", lambda t: t.slice(0, 0), "no votes"),
+        (
+            "votes_uri",
+            lambda t: t.set_column(2, "model2_id", t.column("model1_id")),
+            "a vote of a model against itself",
+        ),
+        (
+            "models_uri",
+            lambda t: pa.concat_tables([t, t.slice(0, 1)]),
+            "a model id appears more than once",
+        ),
+        (
+            "models_uri",
+            _one_null_slug,
+            "column slug has 1 null",
+        ),
+    ],
+)
+def test_what_fetch_never_writes_is_corrupt_not_another_error(
+    fetched: dict[str, Any],
+    stage_aws: Any,
+    lambda_context: Any,
+    target: str,
+    change: Any,
+    problem: str,
+) -> None:
+    """A file that breaks what fetch guarantees -- no empty or self-battle votes, one models row
+    per id with a slug and a name -- is ArtifactCorrupt naming the file, not a ValueError of the
+    ranking or a failure of publish over the entries."""
+    event = _event(fetched)
+    uri = event["leaderboard"][target]
+    table = pq.ParquetFile(io.BytesIO(object_bytes(stage_aws, uri))).read()
+    put_object(stage_aws, uri, storage.parquet_bytes(change(table)))
+    with pytest.raises(ArtifactCorrupt, match=rf"{re.escape(uri)}: {problem}"):
         rank(event, lambda_context)
     assert not any(k.endswith("entries.json") for k in object_keys(stage_aws))
 
