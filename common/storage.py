@@ -295,9 +295,13 @@ def read_parquet(data: bytes, uri: S3Uri, columns: list[str] | None = None) -> p
 
     try:
         parquet = pq.ParquetFile(pa.BufferReader(data))
-        missing = sorted(set(columns or ()) - set(parquet.schema_arrow.names))
+        names = parquet.schema_arrow.names
+        missing = sorted(set(columns or ()) - set(names))
         if missing:
             raise ArtifactCorrupt(f"{uri}: no column {', '.join(missing)} in the Parquet object")
+        twice = sorted({n for n in (columns or names) if names.count(n) > 1})
+        if twice:
+            raise ArtifactCorrupt(f"{uri}: column {', '.join(twice)} appears more than once")
         table = parquet.read(columns=columns)
     except (pa.ArrowException, OSError) as exc:
         first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__

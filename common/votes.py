@@ -49,6 +49,9 @@ def _read(source: Source, columns: list[str]) -> pa.Table:
         missing = [c for c in columns if c not in present]
         if missing:
             raise InvalidInput(f"{name}: missing column(s) {', '.join(missing)}")
+        twice = [c for c in columns if present.count(c) > 1]
+        if twice:
+            raise InvalidInput(f"{name}: column(s) {', '.join(twice)} appear more than once")
         if not isinstance(source, str | os.PathLike):
             source.seek(0)
         # Dictionary pages come back as dictionaries: no Python string per row.

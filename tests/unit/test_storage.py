@@ -104,6 +104,9 @@ def test_corrupt_objects(stage_aws: Any) -> None:
     storage.put_parquet(URI, pa.table({"a": [1]}))
     with pytest.raises(ArtifactCorrupt, match="no column missing in the Parquet object"):
         storage.get_parquet(URI, columns=["missing"])
+    storage.put_parquet(URI, pa.table([pa.array([1]), pa.array([2])], names=["id", "id"]))
+    with pytest.raises(ArtifactCorrupt, match="column id appears more than once"):
+        storage.get_parquet(URI)
 
 
 @pytest.mark.parametrize(

@@ -104,6 +104,10 @@ def test_empty_file_gives_no_votes(tmp_path: Path) -> None:
         (pa.table({**ROWS, "outcome": ["model1", "draw", "tie", "tie", "tie"]}), "'draw'"),
         (pa.table({**ROWS, "model_a": ["a", None, "c", "d", "e"]}), "null"),
         (pa.table({**ROWS, "model_a": [1, 2, 3, 4, 5]}), "strings"),
+        (
+            pa.table([*pa.table(ROWS).columns, pa.array(list("abcde"))], [*ROWS, "model_a"]),
+            r"column\(s\) model_a appear more than once",
+        ),
     ],
 )
 def test_bad_tables(tmp_path: Path, table: pa.Table, message: str) -> None:
