@@ -9,8 +9,11 @@ execution; the message names the failing state from the execution history and sa
 Delivery order and retries: SNS first (when SNS_TOPIC_ARN is set), Slack last. Slack webhooks
 cannot deduplicate, so nothing may raise after Slack accepted a message: a retry (by the state
 machine, or Lambda's asynchronous retries in failure mode) only ever follows a Slack post that
-failed, and Slack never sees the same run twice. The price is on the SNS side: a retry after a
-failed Slack post publishes to SNS again. An SNS failure is raised only when Slack is not
+failed. Delivery is at least once, not exactly once: a post that timed out or lost its
+connection after Slack received it cannot be told from one Slack never saw, and its retry shows
+the message twice (rare: Slack answers in well under the 10 s timeout); in failure mode
+EventBridge, too, may deliver an event twice. The price of a retry is also on the SNS side: a
+retry after a failed Slack post publishes to SNS again. An SNS failure is raised only when Slack is not
 configured (otherwise it is logged and Slack still gets the message). Without a webhook URL the
 stage logs that Slack is not configured and succeeds.
 """
