@@ -54,6 +54,12 @@ _STATE_ENDS = {
     "ParallelStateAborted": "aborted",
 }
 _OPEN_AT_END = {"FAILED": "stopped", "TIMED_OUT": "timed out", "ABORTED": "aborted"}
+_EXECUTION_ENDS = {
+    "ExecutionFailed": "FAILED",
+    "ExecutionTimedOut": "TIMED_OUT",
+    "ExecutionAborted": "ABORTED",
+}
+"""An attempt's end: before a redrive, one that the history goes on after."""
 _MARKS = {"succeeded": "✓", "failed": "✗", "running": "▸"}
 # Codes RedriveExecution answers when the endpoint does not have it (emulators, old endpoints).
 
@@ -147,11 +153,20 @@ def state_spans(
             for span in top[-1].children if top else []:
                 if span.iteration == index and span.ended is None:
                     span.outcome, span.ended = "aborted", instant(event["timestamp"])
-    for span in [*top, *(child for parent in top for child in parent.children)]:
-        if span.ended is None and status in _OPEN_AT_END:
-            span.outcome = "failed" if span.error else _OPEN_AT_END[status]
-            span.ended = stopped_at
+        elif kind in _EXECUTION_ENDS:
+            # A failed state has no exit event; a redrive enters it anew, so the first
+            # attempt's spans end here, not with the execution.
+            _close_open(top, _EXECUTION_ENDS[kind], instant(event["timestamp"]))
+    if status in _OPEN_AT_END:
+        _close_open(top, status, stopped_at)
     return top
+
+
+def _close_open(top: list[StateSpan], status: str, at: datetime | None) -> None:
+    for span in [*top, *(child for parent in top for child in parent.children)]:
+        if span.ended is None:
+            span.outcome = "failed" if span.error else _OPEN_AT_END[status]
+            span.ended = at
 
 
 def _request(raw_input: Any) -> RunRequest | None:
