@@ -17,7 +17,14 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from cli.arguments import UsageError, checked_database_url, echo, non_negative_int, positive_int
+from cli.arguments import (
+    UsageError,
+    checked_database_url,
+    echo,
+    int_between,
+    non_negative_int,
+    positive_int,
+)
 from common.errors import InvalidInput, NotEnoughData, PipelineError
 
 if TYPE_CHECKING:
@@ -779,9 +786,9 @@ def build_parser() -> argparse.ArgumentParser:
     p_status.add_argument("execution", nargs="?", metavar="EXECUTION", help="ARN or name")
     p_status.add_argument(
         "--limit",
-        type=positive_int,
+        type=int_between(1, 1000),  # ListExecutions' maxResults
         default=10,
-        help="executions to list without EXECUTION (default 10)",
+        help="executions to list without EXECUTION (default 10, at most 1000)",
     )
     p_status.add_argument(
         "--state-dir", default=".local", help="where local executions are kept (default .local)"

@@ -62,7 +62,14 @@ def delete_snapshot(conn: psycopg.Connection, snapshot_id: str) -> SnapshotInfo:
     """Delete a snapshot and (by cascade) its entries; returns what was deleted; commits."""
     with conn.transaction():
         info = get_snapshot(conn, snapshot_id)
-        conn.execute("DELETE FROM api.leaderboard_snapshot WHERE id = %s", (info.id,))
+        # As a visibility change does: a publish reading the previous snapshot's entries or what
+        # BixArena shows must not see this snapshot vanish half-way.
+        snapshots.lock_leaderboard(conn, info.leaderboard_id)
+        deleted = conn.execute(
+            "DELETE FROM api.leaderboard_snapshot WHERE id = %s RETURNING id", (info.id,)
+        ).fetchone()
+        if deleted is None:  # deleted while we waited for the lock
+            raise SnapshotNotFound(f"snapshot_id: no snapshot {snapshot_id}")
     conn.commit()
     return info
 

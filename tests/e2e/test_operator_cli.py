@@ -351,6 +351,11 @@ def test_status_by_name_and_the_latest_executions(
     assert rows == [["run-2", "SUCCEEDED"], ["run-1", "FAILED"]]
     _, limited, _ = _cli(capsys, "status", "--state-machine-arn", SM_ARN, "--limit", "1")
     assert [line.split()[0] for line in limited.splitlines()[2:]] == ["run-2"]
+    # More than ListExecutions answers at once is bad input (2), not a failed command (1).
+    with pytest.raises(SystemExit) as exited:
+        main.main(["status", "--state-machine-arn", SM_ARN, "--limit", "1001"])
+    assert exited.value.code == 2
+    assert "--limit: expected 1 to 1000, got 1001" in capsys.readouterr().err
 
 
 def test_status_of_a_running_execution(

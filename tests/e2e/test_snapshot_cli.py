@@ -465,3 +465,39 @@ def test_visibility_and_delete_commit_even_inside_an_open_transaction(database_u
         with psycopg.connect(database_url) as other:
             state = other.execute("SELECT visibility FROM api.leaderboard_snapshot").fetchall()
         assert state == expected
+
+
+def test_delete_waits_for_a_publish_of_the_same_leaderboard(database_url: str) -> None:
+    """Publish holds the leaderboard's lock while it reads the previous snapshot's entries and
+    what BixArena shows; a delete waits for it, as a visibility change does."""
+    import threading
+
+    from cli import snapshots as operator
+    from common import snapshots
+
+    leaderboard = "11111111-1111-1111-1111-111111111111"
+    with psycopg.connect(database_url) as setup:
+        row = setup.execute(
+            "INSERT INTO api.leaderboard_snapshot (leaderboard_id, snapshot_identifier)"
+            " VALUES (%s, 'snapshot_2026-01-02_00-00-00') RETURNING id::text",
+            (leaderboard,),
+        ).fetchone()
+    assert row
+    deleted = threading.Event()
+
+    def delete() -> None:
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            operator.delete_snapshot(conn, row[0])
+        deleted.set()
+
+    with psycopg.connect(database_url) as publishing, publishing.transaction():
+        snapshots.lock_leaderboard(publishing, leaderboard)
+        worker = threading.Thread(target=delete)
+        worker.start()
+        assert not deleted.wait(0.5), "the delete went ahead while publish held the lock"
+    worker.join(10)
+    assert deleted.is_set()
+    assert (
+        _count(database_url, "SELECT count(*) FROM api.leaderboard_snapshot WHERE id = %s", row[0])
+        == 0
+    )
