@@ -417,9 +417,11 @@ def succeeded(outcomes: Iterable[Outcome]) -> bool:
 
 
 class BackfillInterrupted(Exception):
-    """Ctrl-C: what each instant came to so far (the summary still prints)."""
+    """Ctrl-C, or an error that stopped the backfill (``failed``): what each instant came to so
+    far (the summary still prints)."""
 
-    def __init__(self, outcomes: list[Outcome], note: str) -> None:
+    def __init__(self, outcomes: list[Outcome], note: str, *, failed: bool = False) -> None:
         super().__init__(note)
         self.outcomes = outcomes
         self.note = note
+        self.failed = failed

@@ -28,7 +28,7 @@ from cli import backfill
 from cli.backfill import BackfillInterrupted, Outcome
 from cli.progress import Progress
 from cli.stepfunctions import all_executions, describe, history
-from common.errors import StepFunctionsUnavailable
+from common.errors import PipelineError, StepFunctionsUnavailable
 from common.stepfunctions.executions import (
     ExecutionNameTaken,
     Selection,
@@ -139,19 +139,31 @@ def run(
                 ended = True
             interval = POLL_S[0] if ended else min(interval * 1.5, POLL_S[1])
     except KeyboardInterrupt:
-        for item in running:
-            outcomes.append(
-                Outcome(item.moment, "running", execution=item.name, note="still running on AWS")
-            )
-        seen = {o.moment for o in outcomes}
-        outcomes += [Outcome(m, "not run") for m in plan.moments if m not in seen]
-        names = ", ".join(item.name for item in running)
-        raise BackfillInterrupted(
-            outcomes,
-            (f"{len(running)} execution(s) go on on AWS ({names}); " if running else "")
-            + "rerun the same command to follow them and start the rest",
-        ) from None
+        raise _stopped(outcomes, running, plan, None) from None
+    except PipelineError as exc:
+        # Step Functions unreachable, credentials expired mid-way: the summary and the runs
+        # left going are what the operator needs to pick up from.
+        raise _stopped(outcomes, running, plan, exc) from None
     return outcomes
+
+
+def _stopped(
+    outcomes: list[Outcome], running: list[_Running], plan: Backfill, error: PipelineError | None
+) -> BackfillInterrupted:
+    """What each instant came to when the backfill stopped (Ctrl-C, or ``error``)."""
+    for item in running:
+        outcomes.append(
+            Outcome(item.moment, "running", execution=item.name, note="still running on AWS")
+        )
+    seen = {o.moment for o in outcomes}
+    outcomes += [Outcome(m, "not run") for m in plan.moments if m not in seen]
+    names = ", ".join(item.name for item in running)
+    note = (
+        (f"{type(error).__name__}: {error}; " if error is not None else "")
+        + (f"{len(running)} execution(s) go on on AWS ({names}); " if running else "")
+        + "rerun the same command to follow them and start the rest"
+    )
+    return BackfillInterrupted(outcomes, note, failed=error is not None)
 
 
 def _attempts(

@@ -357,6 +357,9 @@ def cmd_backfill(args: argparse.Namespace) -> int:
         progress.close()
     print("")
     print("\n".join(backfill.summary(outcomes)))
+    if interrupted is not None and interrupted.failed:
+        print(f"stopped: {interrupted.note}")
+        return 1
     if interrupted is not None:
         print(f"interrupted: {interrupted.note}")
         return 130

@@ -25,6 +25,7 @@ import pytest
 
 from cli import backfill, backfill_aws
 from cli.main import main
+from common.errors import StepFunctionsUnavailable
 from local.faults import FaultPlan
 from local.pipeline import LocalPipeline
 from local.store import ExecutionStore
@@ -294,6 +295,33 @@ def test_an_interrupted_aws_backfill_leaves_the_runs_going_and_a_rerun_follows_t
     ), "each instant ran once"
     assert {e["status"] for e in executions} == {"SUCCEEDED"}
     assert all(len(snapshots_in(e2e_db)[slug]) == 4 for slug in PAIR)
+
+
+def test_an_aws_backfill_stopped_by_an_error_still_summarizes_what_it_left_running(
+    deployed: LocalPipeline, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Step Functions stops answering (or the credentials expire) mid-way: the summary, and the
+    executions still going on AWS, are printed as for Ctrl-C, and the command fails (exit 1)."""
+
+    class UnreachableAtFirstPoll:
+        monotonic = staticmethod(time.monotonic)
+
+        @staticmethod
+        def sleep(seconds: float) -> None:
+            raise StepFunctionsUnavailable(
+                "Step Functions did not answer (EndpointConnectionError)"
+            )
+
+    with monkeypatch.context() as patched:
+        patched.setattr(backfill_aws, "time", UnreachableAtFirstPoll)
+        assert main(_aws(deployed, "--concurrency", "2")) == 1
+    out = capsys.readouterr().out
+    assert [row[1] for row in _summary_rows(out)] == ["running", "running", "not", "not"]
+    first_two = [backfill.execution_name(m, PAIR) for m in FOUR[:2]]
+    assert (
+        "stopped: StepFunctionsUnavailable: Step Functions did not answer"
+        f" (EndpointConnectionError); 2 execution(s) go on on AWS ({', '.join(first_two)})"
+    ) in out
 
 
 def test_backfill_refusals_are_one_line(
