@@ -27,5 +27,6 @@ def as_decimal(value: float) -> Decimal:
 
 
 def fits(value: float) -> bool:
-    """Whether ``value`` fits DECIMAL(10,6)."""
-    return math.isfinite(value) and abs(value) < DECIMAL_LIMIT
+    """Whether ``value`` fits DECIMAL(10,6) once rounded to its 6 places, as it is stored
+    (9999.9999996 is below the limit but stored as 10000.000000, which overflows)."""
+    return math.isfinite(value) and abs(round6(value)) < DECIMAL_LIMIT

@@ -64,7 +64,8 @@ def handler(event: Any, context: LambdaContext) -> PublishResult | Skipped:
         metrics.add_metric(name="SnapshotPublished", unit=MetricUnit.Count, value=0)
         logger.info("leaderboard skipped", extra={**result})
         return result
-    published = result["created"] and result["visibility"] == "public"
+    # What BixArena now shows: not a private snapshot, nor an older one that joined the history.
+    published = result["created"] and standing.of_result(result).standing == "live"
     metrics.add_metric(name="SnapshotPublished", unit=MetricUnit.Count, value=int(published))
     logger.info(
         "snapshot published" if published else "snapshot stored",
