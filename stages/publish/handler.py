@@ -39,6 +39,17 @@ def handler(event: Any, context: LambdaContext) -> PublishResult | Skipped:
         logger.info("leaderboard skipped", extra={**ranked["skipped"]})
         return ranked["skipped"]
     settings = Settings.from_env()
+    style_boards = parse_style_boards(settings.style_control_json)
+    if board["slug"] in style_boards.values():
+        # Fetch never selects such a row; a mapping deployed since this run's fetch makes one.
+        # Its snapshots are its base leaderboard's style-controlled ones, which would collide.
+        skipped = Skipped(
+            slug=board["slug"],
+            reason="a style-controlled leaderboard (STYLE_CONTROL_LEADERBOARDS) now: its"
+            " snapshots come from its base leaderboard's publish",
+        )
+        logger.info("leaderboard skipped", extra={**skipped})
+        return skipped
     uri = storage.parse_s3_uri(ranked["entries_uri"], "entries_uri")
     document = parse_entries(
         storage.get_json(uri),
@@ -48,7 +59,7 @@ def handler(event: Any, context: LambdaContext) -> PublishResult | Skipped:
     )
     style = style_to_publish(
         ranked.get("style"),
-        parse_style_boards(settings.style_control_json).get(board["slug"]),
+        style_boards.get(board["slug"]),
         leaderboard=board["slug"],
         snapshot_identifier=run["snapshot_identifier"],
     )

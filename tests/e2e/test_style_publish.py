@@ -240,6 +240,19 @@ def test_a_malformed_style_summary_is_refused(
     assert snapshots_in(publish_env) == {}
 
 
+def test_a_row_mapped_as_a_style_target_since_fetch_is_skipped_not_written_twice(
+    mapped: str, publish_env: str, stage_aws: Any, lambda_context: Any
+) -> None:
+    """A run fetched TARGET as a plain leaderboard before the mapping was deployed (or is
+    redriven after): its publish would write the identifier the base's style board writes."""
+    event = ranked_overall(stage_aws, lambda_context)
+    event["leaderboard"] = {**event["leaderboard"], "slug": TARGET, "leaderboard_id": mapped}
+    result = publish_stage(event, lambda_context)
+    assert result["slug"] == TARGET
+    assert "style-controlled leaderboard" in str(result.get("reason"))
+    assert snapshots_in(publish_env) == {}
+
+
 def test_a_bad_mapping_is_a_configuration_error_at_run_time(
     publish_env: str, stage_aws: Any, lambda_context: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
