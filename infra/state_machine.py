@@ -81,13 +81,23 @@ LAMBDA_SERVICE_RETRY = RetryPolicy(
         "Lambda.ServiceException",
         "Lambda.AWSLambdaException",
         "Lambda.SdkClientException",
-        "Lambda.TooManyRequestsException",
     ),
     interval_s=2,
     backoff_rate=2,
     max_attempts=6,
     jitter=True,
 )
+THROTTLE_RETRY = RetryPolicy(
+    ("Lambda.TooManyRequestsException",),
+    interval_s=2,
+    backoff_rate=2,
+    max_attempts=15,
+    max_delay_s=60,
+    jitter=True,
+)
+"""A function at its reserved concurrency (fetch 2, publish the Map's) throttles the executions
+beyond it: a backfill's --concurrency 20 queues 18 fetches behind two. Waits of up to 60 s, 15
+retries (331 s on average, 662 s at most), so the last of the queue gets its turn."""
 LAMBDA_TIMEOUT_ERRORS = ("Sandbox.Timedout", "Lambda.Unknown")
 """What a Lambda Task reports when the function ran out of time: the invocation's errorType is
 ``Sandbox.Timedout``; Step Functions documents ``Lambda.Unknown`` for a timeout (or running out
@@ -100,7 +110,8 @@ LAMBDA_TIMEOUT_RETRY = RetryPolicy(
 stack) is worth one more run. Fetch and publish are not retried on a timeout: they hold
 database connections, and a stage that ran out of time will run out again."""
 STAGE_RETRIES: dict[str, tuple[RetryPolicy, ...]] = {
-    stage: (DATABASE_RETRY, TRANSIENT_RETRY, LAMBDA_SERVICE_RETRY) for stage in STAGES
+    stage: (DATABASE_RETRY, TRANSIENT_RETRY, LAMBDA_SERVICE_RETRY, THROTTLE_RETRY)
+    for stage in STAGES
 }
 STAGE_RETRIES["rank"] = (*STAGE_RETRIES["rank"], LAMBDA_TIMEOUT_RETRY)
 """Every stage retries the same named transient errors, rank its timeout too; anything else

@@ -259,11 +259,18 @@ def test_every_task_retries_the_named_transient_and_lambda_service_errors(
             "Lambda.ServiceException",
             "Lambda.AWSLambdaException",
             "Lambda.SdkClientException",
-            "Lambda.TooManyRequestsException",
         ],
         "IntervalSeconds": 2,
         "BackoffRate": 2,
         "MaxAttempts": 6,
+        "JitterStrategy": "FULL",
+    }
+    throttled = {
+        "ErrorEquals": ["Lambda.TooManyRequestsException"],
+        "IntervalSeconds": 2,
+        "BackoffRate": 2,
+        "MaxAttempts": 15,
+        "MaxDelaySeconds": 60,
         "JitterStrategy": "FULL",
     }
     rank_timeout = {
@@ -273,7 +280,7 @@ def test_every_task_retries_the_named_transient_and_lambda_service_errors(
         "MaxAttempts": 1,
     }
     for name, task in tasks.items():
-        expected = [database, transient, lambda_service]
+        expected = [database, transient, lambda_service, throttled]
         if name == "Rank":
             expected.append(rank_timeout)
         assert task["Retry"] == expected, name

@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from cli.backfill_aws import MAX_CONCURRENCY
 from common.db import CONNECT_TIMEOUT_S
 from infra.functions import SIZING
 from infra.stack import EXECUTION_TIMEOUT
@@ -137,3 +138,19 @@ def test_every_stage_meeting_its_worst_fault_still_ends_within_the_execution_tim
         + worst("notify", "SlackUnavailable", SIZING["notify"].timeout.to_seconds())
     )
     assert total < EXECUTION_TIMEOUT.to_seconds(), total
+
+
+FETCH_S = 15
+"""A fetch on Lambda at BixArena's size, cold start in the VPC included (generous: fetch/1M takes
+under 2 s on the development machine)."""
+
+
+def test_a_throttled_fetch_waits_out_a_backfills_queue() -> None:
+    """`backfill --concurrency 20` starts 20 fetches against a reserved concurrency of 2: the
+    last one waits for 9 rounds of fetches. Its retries' waits fall short of that with a
+    probability below 1 in 1,000 (and a rerun of the backfill picks up an instant that fails)."""
+    reserved = SIZING["fetch"].reserved_concurrency
+    assert reserved is not None
+    queue_s = math.ceil(MAX_CONCURRENCY / reserved - 1) * FETCH_S
+    entry = retrier("fetch", "Lambda.TooManyRequestsException")
+    assert probability_below(wait_caps(entry), Fraction(queue_s)) < Fraction(1, 1000)
