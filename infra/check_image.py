@@ -47,14 +47,19 @@ IMAGE_SOURCES = ("common", "stages")
 RUNTIME_IMPORTS = (
     "numpy",
     "pyarrow.parquet",
+    "pyarrow.csv",
     "psycopg",
     "jwt",
     "slack_sdk.webhook",
     "aws_lambda_powertools",
+    "aws_lambda_powertools.utilities.parameters",
     "boto3",
+    "botocore.session",
     "threadpoolctl",
 )
-"""Imported besides the handlers, so a broken wheel shows even before a handler uses it."""
+"""Imported besides the handlers, so a broken wheel shows even before a handler uses it; among
+them what the code imports only inside a function (the answers' CSV reader, the secrets
+client, the S3 session), which importing the modules does not reach."""
 
 PYENV_ROOTS = (Path.home() / ".pyenv" / "versions",)
 
