@@ -264,7 +264,8 @@ def failure_point(events: Iterable[dict[str, Any]]) -> FailurePoint:
     A FAILED execution names the last state failure (TaskFailed, LambdaFunctionFailed, ...) or
     Fail state whose error is the execution's error (earlier failures with other errors were
     retried). A timed-out or aborted execution, or a failure no state event explains (a Map whose
-    ItemsPath is missing), names the last state entered and never exited.
+    ItemsPath is missing), names the task running longest (entered and never exited), else the
+    last state entered and never exited.
     """
     history = _History(events)
     # A redriven execution's history holds its earlier attempt too: what failed then was
@@ -301,7 +302,11 @@ def failure_point(events: Iterable[dict[str, Any]]) -> FailurePoint:
         for e in recent
         if e["type"].endswith("StateEntered") and int(e["id"]) not in history.closed
     ]
-    return _point(history, open_states[-1] if open_states else None, end_error, end_cause)
+    # Several Map iterations may be in flight: the task running longest is what a timeout
+    # waited on, not whichever started last.
+    tasks = [e for e in open_states if e["type"] == "TaskStateEntered"]
+    stuck = tasks[0] if tasks else open_states[-1] if open_states else None
+    return _point(history, stuck, end_error, end_cause)
 
 
 def summarize_cause(cause: str | None, limit: int = CAUSE_LIMIT) -> str | None:

@@ -168,6 +168,20 @@ def test_timed_out_execution_names_the_state_still_running() -> None:
     assert point.state_input["leaderboard"]["slug"] == "genetics"
 
 
+def test_timed_out_execution_names_the_task_running_longest() -> None:
+    """Two iterations still running when the execution times out: the one that started first
+    (the slow one the timeout waited on) is named, not the one that started last."""
+    h = History()
+    fetched = _fetch(h, {})
+    first, second = _map_with_two_iterations(h, fetched)
+    h.task("Rank", _rank_input("genetics"), second)
+    h.task("Rank", _rank_input("overall"), first)
+    h.add("ExecutionTimedOut", error="States.Timeout", cause="execution timed out")
+    point = failures.failure_point(h.events)
+    assert (point.state, point.iteration) == ("Rank", 1)
+    assert point.state_input["leaderboard"]["slug"] == "genetics"
+
+
 def test_timed_out_execution_ignores_earlier_retried_failures() -> None:
     h = History()
     h.add("ExecutionStarted", 0, input="{}")
