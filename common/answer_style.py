@@ -1,8 +1,10 @@
 """The style of an answer: its length in tokens and its markdown, counted by one documented rule.
 
 Style control (docs/ranking.md) compares the two answers of a battle on four raw counts. FastChat
-counts them with tiktoken and a few regular expressions (add_markdown_info.py); we keep its
-markdown rules, drop the tokenizer (no dependency, no vocabulary file in the Lambda image) and
+counts the markdown with a few regular expressions (add_markdown_info.py, which reads token
+counts from the conversation's metadata; lmarena's arena-hard-auto counts tokens with tiktoken's
+gpt-4o encoding); we keep the markdown rules, use no tokenizer (no dependency, no vocabulary
+file in the Lambda image) and
 write every rule as a regular expression that Python's ``re``, RE2 (``pyarrow.compute``) and
 PostgreSQL's ARE (``regexp_count``) read the same way. Per answer (one ``api.message``):
 
@@ -31,9 +33,11 @@ FastChat: tokens by this rule instead of cl100k_base (the ratio above; style con
 (a - b) / (a + b + 1), which a constant factor barely moves); FastChat joins a side's turns
 before counting, we count each answer alone (the same except for a fence left open across
 turns); FastChat's ``\\s`` after ``#``, ``-`` or ``1.`` also takes a line break, ours a space or
-tab only (a bare ``#`` line is no header); ``N)`` items count as ordered items; FastChat removes
-only the inside of a closed fence (and every other copy of that text), and leaves an unclosed
-fence's code in the counts.
+tab only (a bare ``#`` line is no header), and its ``\\s`` and ``\\d`` are Unicode (a
+non-breaking or ideographic space, Arabic-Indic digits), ours ASCII; ``N)`` items count as
+ordered items; FastChat removes only the inside of a closed fence whose code holds no backtick
+(and every other copy of that text): a fence with a backtick inside stays, and its closing fence
+can pair with the next block's opening one; it leaves an unclosed fence's code in the counts.
 """
 
 from __future__ import annotations
