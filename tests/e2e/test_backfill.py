@@ -263,21 +263,28 @@ def test_an_aws_backfill_retries_failed_instants_as_new_attempts(
     assert all(len(snapshots_in(e2e_db)[slug]) == 4 for slug in PAIR)
 
 
+def _raising_at_first_poll(error: BaseException) -> type:
+    """A stand-in for the ``time`` module of ``cli.backfill_aws``: the backfill's first wait
+    between polls raises ``error`` (Ctrl-C, or Step Functions failing), after it started runs."""
+
+    class Clock:
+        monotonic = staticmethod(time.monotonic)
+
+        @staticmethod
+        def sleep(seconds: float) -> None:
+            raise error
+
+    return Clock
+
+
 def test_an_interrupted_aws_backfill_leaves_the_runs_going_and_a_rerun_follows_them(
     deployed: LocalPipeline,
     e2e_db: str,
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    class CtrlCAtFirstPoll:
-        monotonic = staticmethod(time.monotonic)
-
-        @staticmethod
-        def sleep(seconds: float) -> None:
-            raise KeyboardInterrupt
-
     with monkeypatch.context() as patched:
-        patched.setattr(backfill_aws, "time", CtrlCAtFirstPoll)
+        patched.setattr(backfill_aws, "time", _raising_at_first_poll(KeyboardInterrupt()))
         assert main(_aws(deployed, "--concurrency", "2")) == 130
     out = capsys.readouterr().out
     assert [row[1] for row in _summary_rows(out)] == ["running", "running", "not", "not"]
@@ -303,17 +310,11 @@ def test_an_aws_backfill_stopped_by_an_error_still_summarizes_what_it_left_runni
     """Step Functions stops answering (or the credentials expire) mid-way: the summary, and the
     executions still going on AWS, are printed as for Ctrl-C, and the command fails (exit 1)."""
 
-    class UnreachableAtFirstPoll:
-        monotonic = staticmethod(time.monotonic)
-
-        @staticmethod
-        def sleep(seconds: float) -> None:
-            raise StepFunctionsUnavailable(
-                "Step Functions did not answer (EndpointConnectionError)"
-            )
-
+    unreachable = StepFunctionsUnavailable(
+        "Step Functions did not answer (EndpointConnectionError)"
+    )
     with monkeypatch.context() as patched:
-        patched.setattr(backfill_aws, "time", UnreachableAtFirstPoll)
+        patched.setattr(backfill_aws, "time", _raising_at_first_poll(unreachable))
         assert main(_aws(deployed, "--concurrency", "2")) == 1
     out = capsys.readouterr().out
     assert [row[1] for row in _summary_rows(out)] == ["running", "running", "not", "not"]

@@ -8,6 +8,7 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -90,15 +91,22 @@ def _rows(out: str) -> list[list[str]]:
     return [line.split()[:5] for line in out.splitlines()[2:]]
 
 
-def _visibility(url: str, snapshot_id: str) -> tuple[str, bool]:
+def _one_row(url: str, sql: str, *params: object) -> tuple[Any, ...]:
+    """The one row ``sql`` returns (an INSERT ... RETURNING is committed)."""
     with psycopg.connect(url) as conn:
-        row = conn.execute(
-            "SELECT visibility, updated_at > created_at + interval '1 hour'"
-            " FROM api.leaderboard_snapshot WHERE id = %s",
-            (snapshot_id,),
-        ).fetchone()
+        row = conn.execute(sql, params).fetchone()
     assert row is not None
-    return row[0], row[1]
+    return tuple(row)
+
+
+def _visibility(url: str, snapshot_id: str) -> tuple[str, bool]:
+    visibility, touched = _one_row(
+        url,
+        "SELECT visibility, updated_at > created_at + interval '1 hour'"
+        " FROM api.leaderboard_snapshot WHERE id = %s",
+        snapshot_id,
+    )
+    return visibility, touched
 
 
 def _count(url: str, sql: str, *params: object) -> int:
@@ -442,20 +450,26 @@ def test_an_unreachable_database_fails_without_showing_the_password(
     assert "s3cret-Passw0rd" not in err + out + caplog.text
 
 
+def _bare_snapshot(url: str, identifier: str) -> str:
+    """A snapshot without entries of the overall leaderboard; returns its id."""
+    (snapshot_id,) = _one_row(
+        url,
+        "INSERT INTO api.leaderboard_snapshot (leaderboard_id, snapshot_identifier)"
+        " VALUES ('11111111-1111-1111-1111-111111111111', %s) RETURNING id::text",
+        identifier,
+    )
+    return str(snapshot_id)
+
+
 def test_visibility_and_delete_commit_even_inside_an_open_transaction(database_url: str) -> None:
     import psycopg
 
     from cli import snapshots
 
-    with psycopg.connect(database_url) as setup:
-        row = setup.execute(
-            "INSERT INTO api.leaderboard_snapshot (leaderboard_id, snapshot_identifier)"
-            " VALUES ('11111111-1111-1111-1111-111111111111', 'snapshot_2026-01-01_00-00-00') RETURNING id::text"
-        ).fetchone()
-    assert row
+    snapshot_id = _bare_snapshot(database_url, "snapshot_2026-01-01_00-00-00")
     steps = [
-        (lambda c: snapshots.set_visibility(c, row[0], "public"), [("public",)]),
-        (lambda c: snapshots.delete_snapshot(c, row[0]), []),
+        (lambda c: snapshots.set_visibility(c, snapshot_id, "public"), [("public",)]),
+        (lambda c: snapshots.delete_snapshot(c, snapshot_id), []),
     ]
     for change, expected in steps:
         conn = psycopg.connect(database_url)
@@ -476,18 +490,12 @@ def test_delete_waits_for_a_publish_of_the_same_leaderboard(database_url: str) -
     from common import snapshots
 
     leaderboard = "11111111-1111-1111-1111-111111111111"
-    with psycopg.connect(database_url) as setup:
-        row = setup.execute(
-            "INSERT INTO api.leaderboard_snapshot (leaderboard_id, snapshot_identifier)"
-            " VALUES (%s, 'snapshot_2026-01-02_00-00-00') RETURNING id::text",
-            (leaderboard,),
-        ).fetchone()
-    assert row
+    snapshot_id = _bare_snapshot(database_url, "snapshot_2026-01-02_00-00-00")
     deleted = threading.Event()
 
     def delete() -> None:
         with psycopg.connect(database_url, autocommit=True) as conn:
-            operator.delete_snapshot(conn, row[0])
+            operator.delete_snapshot(conn, snapshot_id)
         deleted.set()
 
     with psycopg.connect(database_url) as publishing, publishing.transaction():
@@ -497,7 +505,5 @@ def test_delete_waits_for_a_publish_of_the_same_leaderboard(database_url: str) -
         assert not deleted.wait(0.5), "the delete went ahead while publish held the lock"
     worker.join(10)
     assert deleted.is_set()
-    assert (
-        _count(database_url, "SELECT count(*) FROM api.leaderboard_snapshot WHERE id = %s", row[0])
-        == 0
-    )
+    gone = "SELECT count(*) FROM api.leaderboard_snapshot WHERE id = %s"
+    assert _count(database_url, gone, snapshot_id) == 0
