@@ -3,8 +3,8 @@
 Unauthenticated traffic is stopped before it can use up what admins need (issue 11):
 - AWS WAF, in front of the stage, blocks a request without an ``Authorization: Bearer`` header
   before API Gateway counts it against the stage's throttle, and blocks an address that sends
-  more than ``RATE_LIMIT_PER_IP`` requests in 5 minutes: a flood of forged tokens from one place
-  cannot use up the stage's throttle either.
+  more than ``RATE_LIMIT_PER_IP`` requests in 5 minutes: forged tokens from one place, or from a
+  handful, cannot use up the stage's throttle (5 requests a second by default) either.
 - A Lambda TOKEN authorizer checks the BixArena JWT (RS256 via the auth service's JWKS, issuer,
   audience, expiry, admin role: ``stages/authorizer``) before the admin function runs; API
   Gateway refuses a header that is not shaped like a bearer JWT without invoking it, and caches

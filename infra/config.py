@@ -416,8 +416,11 @@ def parse_context(ctx: Mapping[str, Any]) -> StackConfig:
         or "urn:bixarena:leaderboard",
         admin_claim=_matching(ctx, "adminClaim", _CLAIM_RE, claim) or "roles",
         admin_role=_matching(ctx, "adminRole", _CLAIM_RE, claim) or "admin",
-        api_rate_limit=_float(ctx, "apiRateLimit", 1.0, 0.1, 1000.0),
-        api_burst_limit=_int(ctx, "apiBurstLimit", 5, 1, 5000),
+        # Above what WAF lets a few addresses send (RATE_LIMIT_PER_IP: 1 every 3 s each), so that
+        # forged tokens from a handful of them cannot starve the admins; the authorizer and the
+        # admin function's reserved concurrency guard what is behind.
+        api_rate_limit=_float(ctx, "apiRateLimit", 5.0, 0.1, 1000.0),
+        api_burst_limit=_int(ctx, "apiBurstLimit", 10, 1, 5000),
         create_api_gateway_logs_role=_bool(ctx, "createApiGatewayLogsRole", True),
         min_battles=_optional_int(ctx, "minBattles", 1, 10_000_000),
         min_models=_optional_int(ctx, "minModels", 2, 10_000),

@@ -984,8 +984,8 @@ def test_admin_endpoint_posts_to_the_admin_function_throttled_and_logged(
                     {
                         "HttpMethod": "*",
                         "ResourcePath": "/*",
-                        "ThrottlingRateLimit": 1,
-                        "ThrottlingBurstLimit": 5,
+                        "ThrottlingRateLimit": 5,
+                        "ThrottlingBurstLimit": 10,
                         "DataTraceEnabled": False,
                     }
                 )
