@@ -215,11 +215,16 @@ def _collinear(
     k = len(zt)
     if k == 0:
         return []
-    design = np.vstack([side[None], zt])
+    # The design's Gram matrix with the side as row 0, built from its blocks: stacking the side
+    # onto zt would copy (k + 1, N) floats, 40 MB at a million votes.
+    gram = np.empty((k + 1, k + 1))
+    gram[0, 0] = side @ side
+    gram[0, 1:] = gram[1:, 0] = zt @ side
+    gram[1:, 1:] = zt @ zt.T
+    per_pair = np.vstack([np.add.reduceat(side, starts), np.add.reduceat(zt, starts, axis=1)])
     model_block = pairs.laplacian(LN10 * LN10 * lengths[None].astype(np.float64))[0]
-    per_pair = np.add.reduceat(design, starts, axis=1)
     cross = LN10 * pairs.incidence.signed(per_pair.T)
-    schur = design @ design.T - cross.T @ np.linalg.solve(model_block, cross)
+    schur = gram - cross.T @ np.linalg.solve(model_block, cross)
     kept: list[int] = []
     out: list[int] = []
     for j in range(k + 1):
@@ -228,7 +233,7 @@ def _collinear(
             s_kk = schur[np.ix_(kept, kept)]
             s_kj = schur[kept, j]
             left -= s_kj @ np.linalg.solve(s_kk, s_kj)
-        if left > COLLINEAR * design.shape[1]:
+        if left > COLLINEAR * len(side):
             kept.append(j)
         elif j > 0:
             out.append(j - 1)
