@@ -51,14 +51,14 @@ def non_negative_int(text: str) -> int:
 
 def checked_database_url(text: str, where: str) -> str:
     """``text`` when it is a PostgreSQL URL or keyword/value connection string libpq can read,
-    else UsageError naming ``where`` it came from. libpq's own message quotes the part it could
-    not read, which may be the password: it is not repeated."""
-    from psycopg import ProgrammingError
-    from psycopg.conninfo import conninfo_to_dict
+    else UsageError naming ``where`` it came from (``common.db.conninfo``: the text is not
+    repeated, it may hold the password)."""
+    from common import db
+    from common.errors import ConfigurationError
 
     try:
-        conninfo_to_dict(text)
-    except ProgrammingError:
+        db.conninfo(text)
+    except ConfigurationError:
         raise UsageError(
             f"{where}: not a PostgreSQL URL or connection string"
             " (postgresql://user@host:5432/dbname)"
@@ -71,11 +71,11 @@ def database(args: argparse.Namespace) -> Iterator[str]:
     """The database a command reads or corrects: --database-url, else $DATABASE_URL, else the
     database of this machine's local runs (``--state-dir``), its server started for the command
     and stopped after it when it was not running already."""
-    url = args.database_url or os.environ.get("DATABASE_URL")
-    if url:
-        yield checked_database_url(
-            str(url), "--database-url" if args.database_url else "DATABASE_URL"
-        )
+    if args.database_url:  # checked by ``main``, as every command's --database-url
+        yield str(args.database_url)
+        return
+    if url := os.environ.get("DATABASE_URL"):
+        yield checked_database_url(url, "DATABASE_URL")
         return
     from common.errors import DatabaseUnavailable
     from local import postgres

@@ -494,9 +494,7 @@ def build_parser() -> argparse.ArgumentParser:
     db_sub = p_db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
     p_init = db_sub.add_parser("init", help="create the api schema and reference leaderboards")
     p_init.add_argument(
-        "--database-url",
-        required=True,
-        help="postgresql:// URL of an empty database",
+        "--database-url", required=True, help="postgresql:// URL of an empty database"
     )
     p_init.set_defaults(func=cmd_db_init)
 
@@ -510,8 +508,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_sim.add_argument("--seed", type=non_negative_int, default=0, help="random seed (default 0)")
     target = p_sim.add_mutually_exclusive_group()
     target.add_argument(
-        "--database-url",
-        help="write into this database (schema created if missing)",
+        "--database-url", help="write into this database (schema created if missing)"
     )
     target.add_argument("--output", help="write battles to this Parquet file instead of a database")
     p_sim.add_argument("--with-bad-data", action="store_true", help=BAD_DATA_HELP)
@@ -554,8 +551,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     local = argparse.ArgumentParser(add_help=False)
     local.add_argument(
-        "--database-url",
-        help="use this PostgreSQL as it is (default: the embedded one, seeded)",
+        "--database-url", help="use this PostgreSQL as it is (default: the embedded one, seeded)"
     )
     local.add_argument(
         "--slack-webhook", help="post to this webhook (default: a local capture, printed)"

@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 from urllib.parse import unquote
 
 import psycopg
@@ -80,20 +81,26 @@ def passes(exc: psycopg.Error) -> bool:
     return state in TRANSIENT_SQLSTATES or state[:2] in ("08", "40")
 
 
+def conninfo(url: str) -> dict[str, Any]:
+    """The keywords of a connection string (URL or keyword/value pairs), as libpq reads them; one
+    it cannot read is a ``ConfigurationError`` that does not quote it: libpq's message quotes the
+    part it could not read, which may be the password."""
+    try:
+        return conninfo_to_dict(url)
+    except psycopg.ProgrammingError:
+        raise ConfigurationError(
+            "the database connection string is not one libpq can read"
+            " (postgresql://user@host:5432/dbname or keyword=value pairs)"
+        ) from None
+
+
 @contextmanager
 def connect(
     url: str, *, read_only: bool = False, autocommit: bool = False
 ) -> Iterator[psycopg.Connection]:
     """Open a connection (with KEEPALIVES where ``url`` sets none); failures that pass
     (``passes``) raise ``DatabaseUnavailable``, others keep their psycopg class."""
-    try:
-        given = conninfo_to_dict(url)
-    except psycopg.ProgrammingError:
-        # libpq's message quotes the part it could not read, which may be the password.
-        raise ConfigurationError(
-            "the database connection string is not one libpq can read"
-            " (postgresql://user@host:5432/dbname or keyword=value pairs)"
-        ) from None
+    given = conninfo(url)
     tcp = {key: value for key, value in KEEPALIVES.items() if key not in given}
     try:
         conn = psycopg.connect(

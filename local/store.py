@@ -141,9 +141,9 @@ def database_label(url: str | None) -> str:
     --database-url), else host, port and name of the URL, never its user or password."""
     if not url:
         return EMBEDDED_DATABASE
-    from psycopg.conninfo import conninfo_to_dict
+    from common.db import conninfo
 
-    info = conninfo_to_dict(url)
+    info = conninfo(url)
     host = str(info.get("host") or info.get("hostaddr") or "localhost")
     return f"{host}:{info.get('port') or 5432}/{info.get('dbname') or info.get('user') or ''}"
 
