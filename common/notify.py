@@ -13,9 +13,9 @@ failed. Delivery is at least once, not exactly once: a post that timed out or lo
 connection after Slack received it cannot be told from one Slack never saw, and its retry shows
 the message twice (rare: Slack answers in well under the 10 s timeout); in failure mode
 EventBridge, too, may deliver an event twice. The price of a retry is also on the SNS side: a
-retry after a failed Slack post publishes to SNS again. An SNS failure is raised only when Slack is not
-configured (otherwise it is logged and Slack still gets the message). Without a webhook URL the
-stage logs that Slack is not configured and succeeds.
+retry after a failed Slack post publishes to SNS again. An SNS failure is raised only when Slack
+is not configured (otherwise it is logged and Slack still gets the message). Without a webhook
+URL the stage logs that Slack is not configured and succeeds.
 """
 
 from __future__ import annotations

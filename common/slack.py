@@ -1,9 +1,10 @@
 """The pipeline's messages (Slack Block Kit and plain text) and their delivery to a Slack webhook.
 
 ``success_message`` and ``failure_message`` are pure: event or report in, ``{text, blocks}`` out,
-within Slack's limits (at most 50 blocks, section text at most 3000 characters, header at most 150,
-about 12,000 characters in all; long lists end with "and N more"). ``success_plain`` and ``failure_plain`` render the same content
-as a plain-text subject and body for SNS (subject ASCII and under 100 characters, as SNS requires).
+within Slack's limits (at most 50 blocks, section text at most 3000 characters, header at most
+150, about 12,000 characters in all; long lists end with "and N more"). ``success_plain`` and
+``failure_plain`` render the same content as a plain-text subject and body for SNS (subject
+ASCII and under 100 characters, as SNS requires).
 
 ``post`` sends a message with slack-sdk's ``WebhookClient`` and names what went wrong: 429, 5xx,
 timeouts and unreachable hosts raise ``SlackUnavailable`` (the state machine retries it), any

@@ -185,8 +185,8 @@ def placement(conn: psycopg.Connection, snapshot: SnapshotInfo) -> Placement:
 # --- writing ------------------------------------------------------------------------------------
 def lock_leaderboard(conn: psycopg.Connection, leaderboard_id: str) -> None:
     """Serialize, until the transaction ends, the changes to one leaderboard's public snapshots
-    (publish, and the operator's publish/unpublish/delete): each then reads what BixArena shows after
-    every change committed before it, so two overlapping runs cannot both report "live"."""
+    (publish, and the operator's publish/unpublish/delete): each then reads what BixArena shows
+    after every change committed before it, so two overlapping runs cannot both report "live"."""
     conn.execute(
         "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
         (f"bixarena-leaderboard-snapshots:{leaderboard_id}",),

@@ -256,14 +256,13 @@ def _network(ctx: Mapping[str, Any]) -> ExistingNetwork | None:
     return ExistingNetwork(vpc_id, subnets, zones, db_sg)
 
 
-def _schedule_expression(ctx: Mapping[str, Any]) -> str:
+def _schedule_expression(ctx: Mapping[str, Any], zone: str) -> str:
     expression = (
         _matching(
             ctx, "scheduleExpression", _SCHEDULE_RE, "a cron(...), rate(...) or at(...) expression"
         )
         or DEFAULT_SCHEDULE
     )
-    zone = _schedule_time_zone(ctx)
     skipped = skipped_run(expression, zoneinfo.ZoneInfo(zone), datetime.now(UTC).date())
     if skipped is not None:
         raise InvalidContext(
@@ -394,14 +393,15 @@ def parse_context(ctx: Mapping[str, Any]) -> StackConfig:
     secret_what = "a complete Secrets Manager secret ARN (ending in -XXXXXX)"
     leaderboards = _leaderboards(ctx)
     claim = "1-100 letters, digits or _:.-/"
+    schedule_zone = _schedule_time_zone(ctx)
     return StackConfig(
         environment=environment,
         network=_network(ctx),
         database_port=_int(ctx, "databasePort", 5432, 1, 65535),
         database_secret_arn=_matching(ctx, "databaseSecretArn", _SECRET_ARN_RE, secret_what),
         slack_secret_arn=_matching(ctx, "slackSecretArn", _SECRET_ARN_RE, secret_what),
-        schedule_expression=_schedule_expression(ctx),
-        schedule_time_zone=_schedule_time_zone(ctx),
+        schedule_expression=_schedule_expression(ctx, schedule_zone),
+        schedule_time_zone=schedule_zone,
         schedule_enabled=_bool(ctx, "scheduleEnabled", True),
         leaderboards=leaderboards,
         bootstrap=_bootstrap(ctx),
